@@ -1,0 +1,403 @@
+"""Run this workspace's ROS 2 launch files where only the ROS wheels exist (no `launch`, no `ros2`).
+
+On a robot computer `ros2 launch aloha_bringup policy.launch.py` runs the launch files with the real
+`launch` / `launch_ros`. Here those packages cannot be installed, so this module provides the small
+subset of their API that our launch files use (``LaunchDescription``, ``DeclareLaunchArgument``,
+``LaunchConfiguration``, ``PathJoinSubstitution``, ``IfCondition`` / ``UnlessCondition``,
+``launch_ros.actions.Node`` with ``on_exit=Shutdown()``, ``FindPackageShare``), evaluates the very same
+files, and supervises the node processes: output prefixed by node name, Ctrl-C forwarded to every node,
+the whole graph stopped when a node marked ``on_exit=Shutdown()`` ends.
+
+Usage: ``python -m aloha_bringup.wheel_launch aloha_bringup sim_demo.launch.py episodes:=3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class LaunchError(RuntimeError):
+    """A launch file or argument this runner cannot honour."""
+
+
+@dataclass
+class Context:
+    arguments: dict[str, str] = field(default_factory=dict)
+
+
+def perform(value: Any, context: Context) -> str:
+    """Resolve a substitution, a string, or a list of them to a string."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "".join(perform(v, context) for v in value)
+    if hasattr(value, "perform"):
+        return value.perform(context)
+    return str(value)
+
+
+class LaunchConfiguration:
+    def __init__(self, variable_name: str, default: Any = None):
+        self.variable_name = variable_name
+        self.default = default
+
+    def perform(self, context: Context) -> str:
+        if self.variable_name in context.arguments:
+            return context.arguments[self.variable_name]
+        if self.default is not None:
+            return perform(self.default, context)
+        raise LaunchError(f"launch argument '{self.variable_name}' has no value: pass {self.variable_name}:=VALUE")
+
+
+class PathJoinSubstitution:
+    def __init__(self, substitutions: Iterable[Any]):
+        self.substitutions = list(substitutions)
+
+    def perform(self, context: Context) -> str:
+        return os.path.join(*(perform(s, context) for s in self.substitutions))
+
+
+class TextSubstitution:
+    def __init__(self, text: str = ""):
+        self.text = text
+
+    def perform(self, context: Context) -> str:
+        return self.text
+
+
+class FindPackageShare:
+    def __init__(self, package: Any):
+        self.package = package
+
+    def perform(self, context: Context) -> str:
+        from ament_index_python.packages import get_package_share_directory
+        return get_package_share_directory(perform(self.package, context))
+
+
+def _truthy(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise LaunchError(f"condition value '{text}' is not a boolean (use true/false)")
+
+
+class IfCondition:
+    def __init__(self, predicate: Any):
+        self.predicate = predicate
+
+    def evaluate(self, context: Context) -> bool:
+        return _truthy(perform(self.predicate, context))
+
+
+class UnlessCondition(IfCondition):
+    def evaluate(self, context: Context) -> bool:
+        return not super().evaluate(context)
+
+
+class Action:
+    def __init__(self, *, condition: Any = None, **_: Any):
+        self.condition = condition
+
+    def enabled(self, context: Context) -> bool:
+        return self.condition is None or self.condition.evaluate(context)
+
+
+class DeclareLaunchArgument(Action):
+    def __init__(self, name: str, *, default_value: Any = None, description: str = "",
+                 choices: list[str] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.name = name
+        self.default_value = default_value
+        self.description = description
+        self.choices = choices
+
+
+class Shutdown(Action):
+    def __init__(self, *, reason: str = "", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.reason = reason
+
+
+class LogInfo(Action):
+    def __init__(self, *, msg: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.msg = msg
+
+
+class SetEnvironmentVariable(Action):
+    def __init__(self, name: Any, value: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.name = name
+        self.value = value
+
+
+class Node(Action):
+    def __init__(self, *, package: Any, executable: Any, name: Any = None, namespace: Any = None,
+                 parameters: list[Any] | None = None, remappings: list[tuple[Any, Any]] | None = None,
+                 arguments: list[Any] | None = None, output: str = "screen", on_exit: Any = None,
+                 emulate_tty: bool = False, respawn: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.package = package
+        self.executable = executable
+        self.node_name = name
+        self.namespace = namespace
+        self.parameters = parameters or []
+        self.remappings = remappings or []
+        self.arguments = arguments or []
+        self.on_exit = on_exit if isinstance(on_exit, list) or on_exit is None else [on_exit]
+        if respawn:
+            raise LaunchError("respawn is not supported by the wheel launcher")
+
+
+class LaunchDescription:
+    def __init__(self, entities: Iterable[Any] | None = None):
+        self.entities = list(entities or [])
+
+    def add_action(self, action: Any) -> None:
+        self.entities.append(action)
+
+
+def _module(name: str, **attrs: Any) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    mod.__dict__.update(attrs)
+    return mod
+
+
+def install_shim() -> None:
+    """Make ``import launch`` / ``import launch_ros`` resolve to this subset (only if absent)."""
+    try:
+        import launch  # noqa: F401
+        import launch_ros  # noqa: F401
+        if hasattr(launch, "LaunchDescription"):
+            return
+    except ImportError:
+        pass
+    actions = _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, Shutdown=Shutdown,
+                      LogInfo=LogInfo, SetEnvironmentVariable=SetEnvironmentVariable)
+    substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
+                            PathJoinSubstitution=PathJoinSubstitution, TextSubstitution=TextSubstitution)
+    conditions = _module("launch.conditions", IfCondition=IfCondition, UnlessCondition=UnlessCondition)
+    launch_mod = _module("launch", LaunchDescription=LaunchDescription, actions=actions,
+                         substitutions=substitutions, conditions=conditions)
+    ros_actions = _module("launch_ros.actions", Node=Node)
+    ros_subs = _module("launch_ros.substitutions", FindPackageShare=FindPackageShare)
+    launch_ros_mod = _module("launch_ros", actions=ros_actions, substitutions=ros_subs)
+    sys.modules.update({"launch": launch_mod, "launch.actions": actions, "launch.substitutions": substitutions,
+                        "launch.conditions": conditions, "launch_ros": launch_ros_mod,
+                        "launch_ros.actions": ros_actions, "launch_ros.substitutions": ros_subs})
+
+
+@dataclass
+class NodeProcess:
+    """One node of the evaluated graph: the command line and what to do when it exits."""
+
+    label: str
+    argv: list[str]
+    shutdown_on_exit: bool
+
+
+def find_launch_file(package: str, file_name: str) -> Path:
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    try:
+        share = Path(get_package_share_directory(package))
+    except PackageNotFoundError:
+        raise LaunchError(f"package '{package}' not found: run scripts/setup.sh and source env.sh") from None
+    path = share / "launch" / file_name
+    if not path.is_file():
+        known = sorted(p.name for p in (share / "launch").glob("*.launch.py"))
+        raise LaunchError(f"{package} has no launch file '{file_name}' (known: {known})")
+    return path
+
+
+def load_description(path: Path) -> LaunchDescription:
+    install_shim()
+    spec = importlib.util.spec_from_file_location(f"_launch_{path.stem.replace('.', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
+def _param_args(parameters: list[Any], context: Context) -> list[str]:
+    """Parameter files and dicts as --ros-args; strings stay YAML text, parsed by the node as launch_ros does."""
+    args: list[str] = []
+    for entry in parameters:
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                if isinstance(value, (bool, int, float, list)):
+                    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+                else:
+                    text = perform(value, context)
+                args += ["-p", f"{key}:={text}"]
+        else:
+            args += ["--params-file", perform(entry, context)]
+    return args
+
+
+def evaluate(description: LaunchDescription, overrides: dict[str, str]) -> tuple[list[NodeProcess], dict[str, str]]:
+    """Resolve arguments and conditions into the node command lines, as `ros2 launch` would."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise LaunchError(f"unknown launch arguments {unknown} (declared: {sorted(declared)})")
+    context = Context()
+    for name, decl in declared.items():
+        if name in overrides:
+            value = overrides[name]
+        elif decl.default_value is not None:
+            value = perform(decl.default_value, context)
+        else:
+            raise LaunchError(f"launch argument '{name}' is required: pass {name}:=VALUE ({decl.description})")
+        if decl.choices and value not in decl.choices:
+            raise LaunchError(f"launch argument {name}:={value} not one of {decl.choices}")
+        context.arguments[name] = value
+
+    nodes: list[NodeProcess] = []
+    env: dict[str, str] = {}
+    for entity in description.entities:
+        if isinstance(entity, (DeclareLaunchArgument, Shutdown)) or not entity.enabled(context):
+            continue
+        if isinstance(entity, LogInfo):
+            print(f"[launch] {perform(entity.msg, context)}", flush=True)
+        elif isinstance(entity, SetEnvironmentVariable):
+            env[perform(entity.name, context)] = perform(entity.value, context)
+        elif isinstance(entity, Node):
+            package, executable = perform(entity.package, context), perform(entity.executable, context)
+            try:
+                exe = Path(get_package_prefix(package)) / "lib" / package / executable
+            except PackageNotFoundError:
+                raise LaunchError(f"package '{package}' not found: run scripts/setup.sh") from None
+            if not exe.exists():
+                raise LaunchError(f"{package} has no executable '{executable}' ({exe})")
+            argv = [str(exe), *(perform(a, context) for a in entity.arguments), "--ros-args"]
+            label = executable
+            if entity.node_name is not None:
+                label = perform(entity.node_name, context)
+                argv += ["-r", f"__node:={label}"]
+            if entity.namespace is not None:
+                argv += ["-r", f"__ns:={perform(entity.namespace, context)}"]
+            for src, dst in entity.remappings:
+                argv += ["-r", f"{perform(src, context)}:={perform(dst, context)}"]
+            argv += _param_args(entity.parameters, context)
+            shutdown = any(isinstance(a, Shutdown) for a in entity.on_exit or [])
+            nodes.append(NodeProcess(label=label, argv=argv, shutdown_on_exit=shutdown))
+        else:
+            raise LaunchError(f"the wheel launcher does not support {type(entity).__name__}")
+    return nodes, env
+
+
+def supervise(nodes: list[NodeProcess], env: dict[str, str], stop_timeout_s: float = 10.0) -> int:
+    """Run the nodes, prefix their output, stop them all on Ctrl-C or when a shutdown node exits."""
+    child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    procs: dict[int, tuple[NodeProcess, subprocess.Popen]] = {}
+    selector = selectors.DefaultSelector()
+    for node in nodes:
+        proc = subprocess.Popen(node.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env,
+                                start_new_session=True)
+        procs[proc.pid] = (node, proc)
+        selector.register(proc.stdout, selectors.EVENT_READ, node.label)
+        print(f"[launch] started {node.label} [pid {proc.pid}]", flush=True)
+
+    interrupted = False
+
+    def on_signal(signum, _frame):
+        nonlocal interrupted
+        interrupted = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    exit_code = 0
+    try:
+        running = set(procs)
+        while running and not interrupted:
+            for key, _ in selector.select(timeout=0.1):
+                line = key.fileobj.readline()
+                if line:
+                    sys.stdout.write(f"[{key.data}] {line.decode(errors='replace')}")
+                    sys.stdout.flush()
+            for pid in list(running):
+                node, proc = procs[pid]
+                if proc.poll() is None:
+                    continue
+                running.discard(pid)
+                for line in proc.stdout:
+                    sys.stdout.write(f"[{node.label}] {line.decode(errors='replace')}")
+                print(f"[launch] {node.label} exited with code {proc.returncode}", flush=True)
+                if proc.returncode:
+                    exit_code = exit_code or proc.returncode
+                if node.shutdown_on_exit:
+                    interrupted = True
+                    exit_code = proc.returncode
+    finally:
+        for pid, (node, proc) in procs.items():
+            if proc.poll() is None:
+                os.killpg(pid, signal.SIGINT)  # SIGINT lets rclpy nodes shut down cleanly
+        deadline = time.monotonic() + stop_timeout_s
+        for pid, (node, proc) in procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"[launch] {node.label} ignored SIGINT for {stop_timeout_s} s: killing", flush=True)
+                os.killpg(pid, signal.SIGKILL)
+                proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exit_code
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        if ":=" not in item:
+            raise LaunchError(f"launch argument '{item}' must look like name:=value")
+        name, value = item.split(":=", 1)
+        overrides[name] = value
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a launch file of this workspace without `ros2 launch`.")
+    parser.add_argument("package")
+    parser.add_argument("launch_file")
+    parser.add_argument("arguments", nargs="*", help="launch arguments as name:=value")
+    parser.add_argument("--show-args", action="store_true", help="list the launch arguments and exit")
+    parser.add_argument("--print", dest="print_only", action="store_true",
+                        help="print the node command lines and exit")
+    args = parser.parse_args(argv)
+    try:
+        description = load_description(find_launch_file(args.package, args.launch_file))
+        if args.show_args:
+            for e in description.entities:
+                if isinstance(e, DeclareLaunchArgument):
+                    default = perform(e.default_value, Context()) if e.default_value is not None else "(required)"
+                    print(f"{e.name}:={default}\n    {e.description}")
+            return 0
+        nodes, env = evaluate(description, parse_overrides(args.arguments))
+    except LaunchError as exc:
+        print(f"[launch] error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_only:
+        for node in nodes:
+            print(" ".join(node.argv))
+        return 0
+    return supervise(nodes, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

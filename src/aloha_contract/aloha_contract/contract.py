@@ -1,0 +1,205 @@
+"""The ALOHA robot contract: topics, joint order, rates, QoS and gripper calibration.
+
+Every node reads the contract from one YAML file (``config/aloha_contract.yaml``, shipped inside
+this package) so that the real driver, the simulators, the policy and the recorder cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONTRACT_ENV_VAR = "ALOHA_CONTRACT"
+ACTION_DIM = 14
+
+
+class ContractError(ValueError):
+    """The contract file is missing a key or holds an inconsistent value."""
+
+
+@dataclass(frozen=True)
+class GripperRange:
+    """Calibration of one gripper quantity: the raw values meaning fully open and fully closed."""
+
+    open: float
+    close: float
+
+    def normalize(self, raw: float) -> float:
+        """Raw value -> [0, 1] (0 closed, 1 open); not clipped so that faults stay visible."""
+        return (raw - self.close) / (self.open - self.close)
+
+    def unnormalize(self, normalized: float) -> float:
+        """[0, 1] -> raw value."""
+        return self.close + normalized * (self.open - self.close)
+
+
+@dataclass(frozen=True)
+class GripperCalibration:
+    follower_finger_position_m: GripperRange
+    leader_gripper_joint_rad: GripperRange
+    follower_gripper_joint_rad: GripperRange
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Typed view of the contract file. Build it with :func:`load_contract`."""
+
+    raw: dict[str, Any]
+    source: Path
+
+    @property
+    def robot(self) -> str:
+        return str(self.raw["robot"])
+
+    @property
+    def control_rate_hz(self) -> float:
+        return float(self.raw["control"]["rate_hz"])
+
+    @property
+    def control_period_s(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+    @property
+    def chunk_steps(self) -> int:
+        return int(self.raw["control"]["chunk_steps"])
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.raw["arms"])
+
+    @property
+    def arm_joints(self) -> list[str]:
+        return list(self.raw["arm_joints"])
+
+    @property
+    def follower_joint_names(self) -> list[str]:
+        return list(self.raw["follower_joint_names"])
+
+    @cached_property
+    def joint_names(self) -> list[str]:
+        """The 14 names of the state/command vector, e.g. ``left_waist`` ... ``right_gripper``."""
+        gripper = self.raw["gripper_joint"]
+        return [f"{arm}_{joint}" for arm in self.arms for joint in [*self.arm_joints, gripper]]
+
+    @cached_property
+    def gripper_indices(self) -> list[int]:
+        per_arm = len(self.arm_joints) + 1
+        return [i * per_arm + len(self.arm_joints) for i in range(len(self.arms))]
+
+    @cached_property
+    def joint_limits_rad(self) -> list[tuple[float, float]]:
+        """Per arm joint (6 names), the (low, high) limit in radians."""
+        limits = self.raw["joint_limits_rad"]
+        return [(float(limits[j][0]), float(limits[j][1])) for j in self.arm_joints]
+
+    @property
+    def joint_margin_rad(self) -> float:
+        return float(self.raw["command_limits"]["joint_margin_rad"])
+
+    @property
+    def gripper_command_range(self) -> tuple[float, float]:
+        lo, hi = self.raw["command_limits"]["gripper_range"]
+        return float(lo), float(hi)
+
+    @property
+    def max_joint_step_rad(self) -> float:
+        return float(self.raw["command_limits"]["max_joint_step_rad"])
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.raw["cameras"]["names"])
+
+    @property
+    def image_height(self) -> int:
+        return int(self.raw["cameras"]["height"])
+
+    @property
+    def image_width(self) -> int:
+        return int(self.raw["cameras"]["width"])
+
+    @property
+    def image_encoding(self) -> str:
+        return str(self.raw["cameras"]["encoding"])
+
+    def camera_frame_id(self, camera: str) -> str:
+        return str(self.raw["cameras"]["frame_ids"].get(camera, f"{camera}_color_optical_frame"))
+
+    def topic(self, key: str, **fields: str) -> str:
+        """A topic name from the contract, e.g. ``topic('camera_image', camera='cam_high')``."""
+        try:
+            template = self.raw["topics"][key]
+        except KeyError:
+            raise ContractError(
+                f"topic '{key}' is not in the contract {self.source} "
+                f"(known: {sorted(self.raw['topics'])})") from None
+        return str(template).format(**fields)
+
+    def camera_topic(self, camera: str) -> str:
+        return self.topic("camera_image", camera=camera)
+
+    def follower_robot(self, arm: str) -> str:
+        return str(self.raw["follower_robots"][arm])
+
+    def follower_joint_states_topic(self, arm: str) -> str:
+        return self.topic("follower_joint_states", arm_robot=self.follower_robot(arm))
+
+    def service(self, key: str) -> str:
+        return str(self.raw["services"][key])
+
+    def action(self, key: str) -> str:
+        return str(self.raw["actions"][key])
+
+    def qos(self, key: str) -> dict[str, Any]:
+        """QoS choices for a stream (reliability, history, depth, durability) as plain data."""
+        return dict(self.raw["qos"][key])
+
+    def gripper_calibration(self, profile: str) -> GripperCalibration:
+        """Calibration profile ``real`` (hardware) or ``sim`` (MuJoCo fingers)."""
+        try:
+            cal = self.raw["gripper_calibration"][profile]
+        except KeyError:
+            known = sorted(self.raw["gripper_calibration"])
+            raise ContractError(f"gripper calibration profile '{profile}' not in contract (known: {known})") from None
+        return GripperCalibration(
+            **{name: GripperRange(float(v["open"]), float(v["close"])) for name, v in cal.items()})
+
+
+_REQUIRED_KEYS = ("robot", "control", "arms", "arm_joints", "gripper_joint", "follower_joint_names",
+                  "joint_limits_rad", "command_limits", "topics", "services", "actions", "cameras", "qos",
+                  "gripper_calibration", "follower_robots")
+
+
+def default_contract_path() -> Path:
+    """``$ALOHA_CONTRACT`` if set, else the contract file shipped with this package."""
+    override = os.environ.get(CONTRACT_ENV_VAR)
+    if override:
+        return Path(override)
+    return Path(str(resources.files("aloha_contract").joinpath("aloha_contract.yaml")))
+
+
+def load_contract(path: str | os.PathLike[str] | None = None) -> Contract:
+    """Read and check the contract; errors name the file and the missing or wrong key."""
+    source = Path(path) if path else default_contract_path()
+    if not source.is_file():
+        raise ContractError(f"robot contract file not found: {source} (set {CONTRACT_ENV_VAR} or pass a path)")
+    with source.open() as f:
+        raw = yaml.safe_load(f)
+    if not isinstance(raw, dict):
+        raise ContractError(f"{source}: expected a YAML mapping at the top level")
+    missing = [k for k in _REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise ContractError(f"{source}: missing keys {missing}")
+    contract = Contract(raw=raw, source=source)
+    if len(contract.joint_names) != ACTION_DIM:
+        raise ContractError(f"{source}: arms x (arm_joints + gripper) gives {len(contract.joint_names)} "
+                            f"joints, the ACT convention needs {ACTION_DIM}")
+    if not math.isfinite(contract.control_rate_hz) or contract.control_rate_hz <= 0:
+        raise ContractError(f"{source}: control.rate_hz must be a positive number")
+    return contract

@@ -1,0 +1,1 @@
+"""Data: episode files, statistics, value targets, augmentation, text embeddings, datasets."""

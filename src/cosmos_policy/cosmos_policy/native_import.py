@@ -1,0 +1,230 @@
+"""Import the release: native Predict2 DiT names -> diffusers names, and the T5 cache without unpickling.
+
+Native names (with the `net.` prefix) map onto diffusers' CosmosTransformer3DModel one to one;
+TransformerEngine `_extra_state` entries and buffers (`pos_embedder.*`, `accum_*` counters) carry no
+weights and are skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .networks import load_state_strict
+
+NATIVE_PREFIX = "net."
+
+# (native name, diffusers name); "{i}" is a block index.
+_NAME_PAIRS: list[tuple[str, str]] = [
+    ("x_embedder.proj.1.weight", "patch_embed.proj.weight"),
+    ("t_embedder.1.linear_1.weight", "time_embed.t_embedder.linear_1.weight"),
+    ("t_embedder.1.linear_2.weight", "time_embed.t_embedder.linear_2.weight"),
+    ("t_embedding_norm.weight", "time_embed.norm.weight"),
+    ("final_layer.adaln_modulation.1.weight", "norm_out.linear_1.weight"),
+    ("final_layer.adaln_modulation.2.weight", "norm_out.linear_2.weight"),
+    ("final_layer.linear.weight", "proj_out.weight"),
+    ("blocks.{i}.mlp.layer1.weight", "transformer_blocks.{i}.ff.net.0.proj.weight"),
+    ("blocks.{i}.mlp.layer2.weight", "transformer_blocks.{i}.ff.net.2.weight"),
+]
+for _native_attn, _ours_attn in (("self_attn", "attn1"), ("cross_attn", "attn2")):
+    for _native_p, _ours_p in (("q_proj", "to_q"), ("k_proj", "to_k"), ("v_proj", "to_v"), ("output_proj", "to_out.0"),
+                               ("q_norm", "norm_q"), ("k_norm", "norm_k")):
+        _NAME_PAIRS.append((f"blocks.{{i}}.{_native_attn}.{_native_p}.weight",
+                            f"transformer_blocks.{{i}}.{_ours_attn}.{_ours_p}.weight"))
+for _native_mod, _ours_norm in (("self_attn", "norm1"), ("cross_attn", "norm2"), ("mlp", "norm3")):
+    for _k in (1, 2):
+        _NAME_PAIRS.append((f"blocks.{{i}}.adaln_modulation_{_native_mod}.{_k}.weight",
+                            f"transformer_blocks.{{i}}.{_ours_norm}.linear_{_k}.weight"))
+
+# Native entries without weights: TransformerEngine extra state, RoPE tables, training counters.
+_SKIPPED = re.compile(r"(.*\._extra_state$|^_extra_state$|^pos_embedder\.|^accum_)")
+
+
+def _compile(template: str) -> re.Pattern:
+    return re.compile("^" + re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)") + "$")
+
+
+_NATIVE_TO_OURS = [(_compile(n), d) for n, d in _NAME_PAIRS]
+_OURS_TO_NATIVE = [(_compile(d), n) for n, d in _NAME_PAIRS]
+
+
+def _rename(name: str, table: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, template in table:
+        match = pattern.match(name)
+        if match:
+            return template.replace("{i}", match.group("i")) if "i" in match.groupdict() else template
+    return None
+
+
+def is_skipped_native_key(name: str) -> bool:
+    """True for native entries that hold no weights (extra state, buffers, counters)."""
+    return bool(_SKIPPED.match(name.removeprefix(NATIVE_PREFIX)))
+
+
+def native_to_diffusers_key(name: str) -> str | None:
+    """Diffusers name of a native `net.` weight name; None when the name is not a known weight."""
+    if not name.startswith(NATIVE_PREFIX):
+        return None
+    return _rename(name[len(NATIVE_PREFIX):], _NATIVE_TO_OURS)
+
+
+def diffusers_to_native_key(name: str) -> str | None:
+    """Native `net.`-prefixed name of a diffusers transformer weight name; None when unknown."""
+    native = _rename(name, _OURS_TO_NATIVE)
+    return None if native is None else NATIVE_PREFIX + native
+
+
+def convert_native_state_dict(native: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(diffusers state dict, skipped native names); unknown native names raise, named."""
+    out: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    unknown: list[str] = []
+    for name, value in native.items():
+        if is_skipped_native_key(name):
+            skipped.append(name)
+            continue
+        ours = native_to_diffusers_key(name)
+        if ours is None or not isinstance(value, torch.Tensor):
+            unknown.append(name)
+            continue
+        out[ours] = value
+    if unknown:
+        raise ValueError(
+            f"native checkpoint: {len(unknown)} unknown entries {unknown[:10]}{' ...' if len(unknown) > 10 else ''} "
+            f"(expected Predict2 DiT names with the 'net.' prefix)"
+        )
+    return out, skipped
+
+
+def diffusers_to_native_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse map: a diffusers CosmosTransformer3DModel state dict in the native `net.` naming."""
+    out = {}
+    for name, value in state.items():
+        native = diffusers_to_native_key(name)
+        if native is None:
+            raise ValueError(f"diffusers weight {name!r} has no native name")
+        out[native] = value
+    return out
+
+
+def load_native_into(transformer: nn.Module, native: dict[str, Any]) -> list[str]:
+    """Load a native-named state dict into our transformer (strict); returns the skipped names."""
+    state, skipped = convert_native_state_dict(native)
+    own = transformer.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+    load_state_strict(transformer, state, "native checkpoint")
+    return skipped
+
+
+def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Flat `net.` state dict of a release checkpoint: .pt via torch.load(weights_only=True), or .safetensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: release checkpoint not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path}: refused, it holds objects that torch.load(weights_only=True) will not build ({error}). "
+            f"Only plain tensor checkpoints are imported: convert it to .safetensors on a trusted machine"
+        ) from None
+    if not isinstance(state, dict) or not any(str(k).startswith(NATIVE_PREFIX) for k in state):
+        raise ValueError(f"{path}: expected a flat dict of 'net.<name>' tensors (the release's DiT checkpoint)")
+    return state
+
+
+def _load_storage_bytes(data: bytes):
+    # Replaces torch.storage._load_from_bytes, which would call torch.load(weights_only=False).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+    untyped = storage.untyped_storage() if hasattr(storage, "untyped_storage") else storage
+    dtype = storage.dtype if hasattr(storage, "dtype") else torch.uint8
+    tensor = torch.empty((0,), dtype=dtype)
+    tensor.set_(untyped, storage_offset, size, stride)
+    return tensor.clone()
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Builds only containers, numpy arrays and CPU tensors; every other global is refused."""
+
+    _ALLOWED = {
+        ("collections", "OrderedDict"): lambda *a: dict(*a),
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor_v2,
+        ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    }
+
+    def find_class(self, module: str, name: str):
+        allowed = self._ALLOWED.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed (only tensors and arrays)")
+        return allowed
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not allowed (not a plain pickle of tensors)")
+
+
+def _to_tensor(value: Any, key: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise ValueError(f"T5 cache entry {key!r}: got {type(value).__name__}, expected a tensor or numeric array")
+
+
+def load_t5_pickle(path: str | Path) -> dict[str, torch.Tensor]:
+    """{task text: embedding} from the release's pickled T5 cache, built by a restricted unpickler.
+
+    Only dicts, strings, numbers, numpy arrays and torch tensors can come out; a pickle that names any
+    other global (code, os, subprocess, ...) raises ValueError before anything runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: T5 embedding pickle not found")
+    try:
+        with path.open("rb") as f:
+            data = _RestrictedUnpickler(f).load()
+    except (pickle.UnpicklingError, AttributeError, EOFError, TypeError) as error:
+        raise ValueError(f"{path}: refused as a T5 embedding cache: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a dict {{task text: embedding}}, got {type(data).__name__}")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{path}: key {key!r} is not a task string")
+        out[key] = _to_tensor(value, key).float()
+    return out
+
+
+def t5_pickle_to_cache(path: str | Path, max_length: int = 512):
+    """The release's T5 pickle as D's TextEmbeddingCache (embedding (L, d) zero-padded, mask of non-zero rows)."""
+    from .data.text import TextEmbeddingCache
+
+    entries = {}
+    for text, emb in load_t5_pickle(path).items():
+        emb = emb.reshape(-1, emb.shape[-1])[:max_length]
+        padded = torch.zeros(max_length, emb.shape[-1])
+        padded[: emb.shape[0]] = emb
+        mask = padded.abs().sum(dim=-1) > 0
+        entries[text] = (padded, mask)
+    return TextEmbeddingCache(entries, source=f"release-pickle:{Path(path).name}")
