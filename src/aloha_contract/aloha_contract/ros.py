@@ -74,7 +74,7 @@ def joint_state_to_vector(msg: JointState, names: Sequence[str], what: str = "jo
     vec = np.array([msg.position[index[n]] for n in names], dtype=np.float64)
     bad = [n for n, v in zip(names, vec) if not np.isfinite(v)]
     if bad:
-        raise MessageError(f"{what}: non-finite positions for {bad}")
+        raise MessageError(f"{what}: NaN/inf positions for {bad}")
     return vec
 
 

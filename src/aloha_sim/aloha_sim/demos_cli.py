@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", nargs="*", default=None,
                    help="contract camera names (default: all contract cameras); give none for no images")
     p.add_argument("--compress", action="store_true", help="store JPEG frames (quality 50) as ALOHA does")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="truncate every episode to this many steps (smoke tests; default: the task's length)")
     p.add_argument("--skip-failed", action="store_true", help="do not write episodes that end below score 100")
     p.add_argument("--overwrite", action="store_true", help="replace existing episode files in --out")
     return p
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(range(args.episodes), desc=f"{args.task} demos", unit="ep")
         for i in bar:
             t0 = time.perf_counter()
-            rollout = run_scripted_episode(env, args.seed_start + i)
+            rollout = run_scripted_episode(env, args.seed_start + i, max_steps=args.max_steps)
             scores.append(rollout.score.score)
             if rollout.score.success or not args.skip_failed:
                 write_act_episode(targets[i], episode_from_rollout(rollout, env, args.compress),

@@ -149,15 +149,19 @@ class AlohaSimEnv:
             self.data.ctrl[self._finger_act[arm_i]] = (finger_m, -finger_m)
         self._last_command = np.array(cmd, dtype=np.float64)
 
-    def step(self, command: Sequence[float] | np.ndarray) -> Observation:
-        """Validate ``command`` (14-D) and advance one control period; raises InvalidCommand untouched."""
+    def step(self, command: Sequence[float] | np.ndarray, render: bool = True) -> Observation:
+        """Validate ``command`` (14-D) and advance one control period; raises InvalidCommand untouched.
+
+        ``render=False`` skips the cameras (the returned images are empty): rendering costs far more
+        than physics, so callers that publish images at their own rate render separately.
+        """
         current = self.qpos() if self.check_joint_steps else None
         cmd = check_joint_command(command, self.contract, current=current)
         self._apply_command(cmd)
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         self.step_count += 1
         self._tracker.update(contact_state(self.model, self.data, self._objects))
-        return self.observe()
+        return self.observe(render=render)
 
     def qpos(self) -> np.ndarray:
         out = []
@@ -186,9 +190,9 @@ class AlohaSimEnv:
         """Images of the configured cameras now ({} when rendering is off)."""
         return self._renderer.render(self.data) if self._renderer is not None else {}
 
-    def observe(self) -> Observation:
+    def observe(self, render: bool = True) -> Observation:
         return Observation(qpos=self.qpos(), qvel=self.qvel(), effort=self.effort(),
-                           images=self.render(), sim_time_s=self.sim_time_s)
+                           images=self.render() if render else {}, sim_time_s=self.sim_time_s)
 
     def follower_joint_states(self) -> dict[str, FollowerJointState]:
         """Per arm (``left``/``right``), joint_states in the Interbotix 9-joint layout.

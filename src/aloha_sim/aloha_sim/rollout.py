@@ -27,14 +27,15 @@ class Rollout:
     run_s: float = 0.0
 
 
-def run_scripted_episode(env: AlohaSimEnv, seed: int, record: bool = True) -> Rollout:
+def run_scripted_episode(env: AlohaSimEnv, seed: int, record: bool = True, max_steps: int | None = None) -> Rollout:
     """Reset ``env`` with ``seed``, plan from the object poses, execute every command.
 
-    With ``record=False`` only the score and timings are kept (fast success-rate runs).
+    With ``record=False`` only the score and timings are kept (fast success-rate runs);
+    ``max_steps`` truncates the episode (smoke tests).
     """
     obs = env.reset(seed)
     t0 = time.perf_counter()
-    plan = plan_episode(env.task, env.object_poses(), env.contract)
+    plan = plan_episode(env.task, env.object_poses(), env.contract)[:max_steps]
     plan_s = time.perf_counter() - t0
     states: dict[str, list[np.ndarray]] = {"qpos": [], "qvel": [], "effort": []}
     frames: dict[str, list[np.ndarray]] = {cam: [] for cam in obs.images}

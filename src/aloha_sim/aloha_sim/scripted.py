@@ -114,8 +114,8 @@ def _insertion_waypoints(kins: dict[str, ArmKinematics], poses: dict[str, Pose],
         Waypoint(220, peg + [0, 0, 0.0], pick_right, CLOSED),
         Waypoint(285, meet + [0.1, 0, peg_raise], pick_right, CLOSED),
         Waypoint(340, meet + [0.05, 0, peg_raise], pick_right, CLOSED),
-        Waypoint(400, meet + [0.025, 0, peg_raise], pick_right, CLOSED),
-        Waypoint(500, meet + [0.025, 0, peg_raise], pick_right, CLOSED),
+        Waypoint(400, meet + [0.035, 0, peg_raise], pick_right, CLOSED),
+        Waypoint(500, meet + [0.035, 0, peg_raise], pick_right, CLOSED),
     ]
     left = [
         _start_waypoint(kins["left"], start_gripper),
@@ -124,8 +124,8 @@ def _insertion_waypoints(kins: dict[str, ArmKinematics], poses: dict[str, Pose],
         Waypoint(220, socket + [0, 0, 0.0], pick_left, CLOSED),
         Waypoint(285, meet + [-0.1, 0, 0], pick_left, CLOSED),
         Waypoint(340, meet + [-0.05, 0, 0], pick_left, CLOSED),
-        Waypoint(400, meet + [-0.025, 0, 0], pick_left, CLOSED),
-        Waypoint(500, meet + [-0.025, 0, 0], pick_left, CLOSED),
+        Waypoint(400, meet + [-0.035, 0, 0], pick_left, CLOSED),
+        Waypoint(500, meet + [-0.035, 0, 0], pick_left, CLOSED),
     ]
     return {"left": left, "right": right}
 

@@ -63,6 +63,7 @@ class SimNode(Node):
         self.env.reset(seed)
         self.target = self.env.start_command()
         self.refused = 0
+        self.last_refusal, self.last_refusal_log_s = "", 0.0
 
         self.pub_state = self.create_publisher(JointState, c.topic("joint_states"), qos_profile(c, "joint_states"))
         self.pub_follower = {arm: self.create_publisher(JointState, c.follower_joint_states_topic(arm),
@@ -94,8 +95,13 @@ class SimNode(Node):
             command = check_joint_command(command, self.contract)
         except (MessageError, InvalidCommand) as exc:
             self.refused += 1
-            self.get_logger().warning(f"refused joint command ({exc}); holding the last valid target",
-                                      throttle_duration_sec=1.0)
+            reason = str(exc)
+            now = time.monotonic()
+            # a controller gone wrong can send 50 bad commands a second: log each new reason, repeats once a second
+            if reason != self.last_refusal or now - self.last_refusal_log_s > 1.0:
+                self.get_logger().warning(f"refused joint command ({reason}); holding the last valid target "
+                                          f"[{self.refused} refused so far]")
+                self.last_refusal, self.last_refusal_log_s = reason, now
             return
         self.target = command
         if self.mode == "lockstep":
@@ -103,14 +109,14 @@ class SimNode(Node):
             if abs(stamp_s - self.env.sim_time_s) > 0.25 * self.period_s:
                 self.get_logger().debug(f"lockstep: ignoring command for t={stamp_s:.3f}, sim at {self.env.sim_time_s:.3f}")
                 return
-            self.env.step(self.target)
+            self.env.step(self.target, render=False)
             self.publish_observation(render=True)
 
     def on_tick(self) -> None:
         due = int((time.monotonic() - self.t0) / self.period_s) - self.steps_since_t0
         steps = min(max(due, 1), MAX_CATCH_UP_STEPS)
         for _ in range(steps):
-            self.env.step(self.target)
+            self.env.step(self.target, render=False)
         # if we fell further behind than we can catch up, restart the schedule instead of spiralling
         self.steps_since_t0 += steps if due <= MAX_CATCH_UP_STEPS else due
         render = (self.env.sim_time_s - self.last_render_s) >= 1.0 / self.camera_rate_hz - 1e-6

@@ -86,7 +86,7 @@ class NetworkConfig:
                 text_embed_dim=32,
                 text_max_tokens=8,
                 adaln_lora_dim=16,
-                vae_base_dim=8,
+                vae_base_dim=4,
                 vae_num_res_blocks=1,
                 image_size_px=64,
             )

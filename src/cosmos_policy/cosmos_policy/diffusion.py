@@ -155,8 +155,13 @@ class CosmosPolicyModel(nn.Module):
         self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(loss, metrics): MSE on x0 over non-clean frames, weight (1 + sigma)^2 / sigma^2, times 10."""
+        return self.latent_loss(self.encode_batch(batch), batch, generator)
+
+    def latent_loss(
+        self, x0: torch.Tensor, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """`training_loss` on already-encoded clean latents x0 (B, 16, T, h, w)."""
         device = self.device
-        x0 = self.encode_batch(batch)
         b, _, t, _, _ = x0.shape
         clean = clean_masks(self.layout, batch["objective"].to(device))
         sigma = sample_training_sigma(b, t, generator, device)

@@ -31,7 +31,9 @@ def extract(latents: torch.Tensor, frame: int, length: int) -> torch.Tensor:
     copies = flat.shape[1] // length
     if copies < 1:
         raise ValueError(f"vector of {length} values does not fit one latent frame of {flat.shape[1]} values")
-    return flat[:, : copies * length].reshape(latents.shape[0], copies, length).mean(dim=1)
+    # Averaged in float64 so identical copies give back exactly the injected float32 values.
+    whole = flat[:, : copies * length].reshape(latents.shape[0], copies, length)
+    return whole.double().mean(dim=1).to(latents.dtype)
 
 
 def inject_value(latents: torch.Tensor, frame: int, value: torch.Tensor) -> torch.Tensor:
@@ -41,7 +43,7 @@ def inject_value(latents: torch.Tensor, frame: int, value: torch.Tensor) -> torc
 
 def extract_value(latents: torch.Tensor, frame: int) -> torch.Tensor:
     """Value in [-1, 1] units: the mean over the whole frame, (B,)."""
-    return latents[:, :, frame].reshape(latents.shape[0], -1).mean(dim=1)
+    return latents[:, :, frame].reshape(latents.shape[0], -1).double().mean(dim=1).to(latents.dtype)
 
 
 def value_to_unit(value: torch.Tensor) -> torch.Tensor:

@@ -285,6 +285,8 @@ class EpisodeDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        # the trainer's latent cache asks for a per-(episode, step) key in each item
+        self.return_sample_key = False
         self.text_cache = text_cache
         for ep in self.demos + self.rollouts:
             missing = [c for c in spec.cameras if c not in ep.frames]
@@ -320,29 +322,36 @@ class EpisodeDataset(Dataset):
         """Vary objectives, pools and crops from one pass to the next."""
         self.epoch = int(epoch)
 
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, index])
-
     @staticmethod
     def _locate(offsets: np.ndarray, step: int) -> tuple[int, int]:
         episode = int(np.searchsorted(offsets, step, side="right") - 1)
         return episode, int(step - offsets[episode])
 
     def plan(self, index: int) -> tuple[LoadedEpisode, int, int, np.random.Generator]:
-        """(episode, step t, objective, rng) of an item, without touching images."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"item {index} out of range for {len(self)} items")
-        rng = self._rng(index)
+        """(episode, step t, objective, rng) of an item, without touching images.
+
+        Indices past len(self) address later passes: index = pass * len + i (the trainer's sampler).
+        """
+        episode, t, objective, rng, _ = self._plan(index)
+        return episode, t, objective, rng
+
+    def _plan(self, index: int) -> tuple[LoadedEpisode, int, int, np.random.Generator, int]:
+        if index < 0:
+            raise IndexError(f"item {index}: expected a non-negative index")
+        n = len(self)
+        passes, index = divmod(int(index), n)
+        rng = np.random.default_rng([self.seed, self.epoch + passes, index])
         if not self.rollouts:
             ep_idx, t = self._locate(self._demo_offsets, index)
-            episode = self.demos[ep_idx]
+            episode, key = self.demos[ep_idx], index
         else:
             use_demo = bool(self.demos) and rng.random() < self.demo_sampling_prob
             pool, offsets = (self.demos, self._demo_offsets) if use_demo else (self.rollouts, self._rollout_offsets)
-            ep_idx, t = self._locate(offsets, int(rng.integers(0, offsets[-1])))
-            episode = pool[ep_idx]
+            step = int(rng.integers(0, offsets[-1]))
+            ep_idx, t = self._locate(offsets, step)
+            episode, key = pool[ep_idx], step + (0 if use_demo else int(self._demo_offsets[-1]))
         objective = sample_objective(rng, self.objective_probs, episode.policy_eligible)
-        return episode, t, objective, rng
+        return episode, t, objective, rng, key
 
     def _images(self, episode: LoadedEpisode, steps: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
         frames = np.stack([np.stack([episode.frames[cam][s] for cam in self.spec.cameras]) for s in steps])
@@ -355,7 +364,7 @@ class EpisodeDataset(Dataset):
         return to_model_range(images).clamp(-1.0, 1.0)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        episode, t, objective, rng = self.plan(index)
+        episode, t, objective, rng, key = self._plan(index)
         last = episode.num_steps - 1
         future = min(t + self.spec.action_chunk, last)
         chunk_steps = np.minimum(np.arange(t, t + self.spec.action_chunk), last)
@@ -363,7 +372,7 @@ class EpisodeDataset(Dataset):
         actions = normalize(episode.actions[chunk_steps], self.action_lo, self.action_hi)
         proprio = normalize(episode.proprio[[t, future]], self.proprio_lo, self.proprio_hi)
         embedding, mask = self.text_cache.get(episode.task)
-        return {
+        item = {
             "images": images[0],
             "future_images": images[1],
             "proprio": torch.from_numpy(np.clip(proprio[0], -1.0, 1.0)),
@@ -374,6 +383,9 @@ class EpisodeDataset(Dataset):
             "text_mask": mask.bool(),
             "objective": torch.tensor(objective, dtype=torch.int64),
         }
+        if self.return_sample_key:
+            item["sample_key"] = torch.tensor(key, dtype=torch.int64)
+        return item
 
 
 def describe(dataset: EpisodeDataset) -> str:

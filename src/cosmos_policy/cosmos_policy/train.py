@@ -1,0 +1,505 @@
+"""Single-stage training: the objective mix over one network, AdamW, warm-up + cosine decay, checkpoints.
+
+One trainer serves both the base run (demos) and the planning fine-tune (start from a checkpoint, demos
++ rollouts with a demo sampling probability): only the data arguments differ.
+
+- Optimiser: AdamW lr 1e-4, weight decay 0.1, betas (0.9, 0.99), gradient clipping at norm 1.0.
+- Learning rate: linear warm-up from 0 over `warmup_steps`, then cosine decay to `final_lr_ratio` x lr at
+  the last step (`decay="linear"` for a straight line, `"none"` for constant).
+- Precision: bf16 autocast on CUDA by default; fp32 on CPU (bf16 autocast on CPU is allowed but slower
+  on most CPUs).
+- Multi-process: run the same command under torchrun; WORLD_SIZE > 1 starts DDP (NCCL on GPU, gloo on
+  CPU), `distributed="fsdp"` shards the DiT (FSDP2) for the 2B model. One plain process otherwise.
+- Determinism: the samples of step s and the noise of its loss are drawn from generators seeded by
+  (seed, s, rank), so a resumed run repeats an uninterrupted one exactly given the saved weights and
+  optimiser state.
+- Checkpoints: checkpoint.py's directory (weights, config, statistics, text embeddings) plus
+  `trainer_state.safetensors` (optimiser tensors, RNG states) and `trainer_state.json` (step, optimiser
+  hyper-parameters, scheduler, train config). Never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from contextlib import nullcontext
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from .checkpoint import MODEL_FILE, save_checkpoint
+from .config import SamplerConfig
+from .data.datasets import EpisodeDataset, describe
+from .data.text import TextEmbeddingCache
+from .diffusion import CosmosPolicyModel
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATE_TENSORS = "trainer_state.safetensors"
+TRAINER_STATE_JSON = "trainer_state.json"
+TRAINER_FORMAT = "cosmos_policy.trainer_state/1"
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule and loop settings (defaults: the paper's)."""
+
+    steps: int = 50_000
+    batch_size: int = 8  # per process and micro-step; global batch = batch_size x grad_accum x world size
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    warmup_steps: int = 2000
+    decay: str = "cosine"
+    final_lr_ratio: float = 0.1
+    precision: str = "auto"
+    activation_checkpointing: bool = False
+    distributed: str = "ddp"
+    save_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    cache_latents: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.decay not in ("cosine", "linear", "none"):
+            raise ValueError(f"decay={self.decay!r}: expected 'cosine', 'linear' or 'none'")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: expected 'auto', 'fp32' or 'bf16'")
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"distributed={self.distributed!r}: expected 'ddp' or 'fsdp'")
+        for name in ("steps", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
+        self.betas = tuple(self.betas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier of optimiser step `step` (0-based): warm-up, then decay."""
+    if config.warmup_steps > 0 and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.decay == "none":
+        return 1.0
+    span = max(1, config.steps - config.warmup_steps - 1)
+    progress = min(1.0, max(0.0, (step - config.warmup_steps) / span))
+    floor = config.final_lr_ratio
+    if config.decay == "linear":
+        return 1.0 - (1.0 - floor) * progress
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str | None = None) -> DistributedContext:
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU); else one process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistributedContext(rank, world_size, local_rank, dev)
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Index lists of each micro-batch from `start_micro_step` on; a function of (seed, position) only.
+
+    Sample position p = (micro_step * world_size + rank) * batch_size + j walks through a fresh
+    permutation per pass; the dataset index p // N * N + perm[p % N] tells the dataset its pass.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, start_micro_step: int, num_micro_steps: int,
+                 rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.seed = num_items, batch_size, seed
+        self.start, self.count, self.rank, self.world_size = start_micro_step, num_micro_steps, rank, world_size
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(self.n, generator=generator))
+        return self._perm[1]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for micro in range(self.start, self.start + self.count):
+            first = (micro * self.world_size + self.rank) * self.batch_size
+            batch = []
+            for p in range(first, first + self.batch_size):
+                epoch, within = divmod(p, self.n)
+                batch.append(epoch * self.n + int(self._permutation(epoch)[within]))
+            yield batch
+
+
+class _LossModule(nn.Module):
+    """forward(batch) = model.training_loss, so DDP / FSDP hooks see the forward pass."""
+
+    def __init__(self, model: CosmosPolicyModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
+        return self.model.training_loss(batch, generator=generator)
+
+
+class LatentCache:
+    """Clean latents per sample key: the VAE is frozen, so without augmentation they never change."""
+
+    def __init__(self, model: CosmosPolicyModel):
+        self.encode = model.encode_batch
+        self.store: dict[int, torch.Tensor] = {}
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        keys = [int(k) for k in batch["sample_key"]]
+        missing = [i for i, k in enumerate(keys) if k not in self.store]
+        if missing:
+            index = torch.tensor(missing)
+            sub = {k: v[index] for k, v in batch.items()}
+            with torch.no_grad():
+                latents = self.encode(sub)
+            for i, latent in zip(missing, latents):
+                self.store[keys[i]] = latent.detach()
+        return torch.stack([self.store[k] for k in keys])
+
+
+def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 4099 + rank) * 131 + micro)
+
+
+def optimizer_state_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimiser state as flat tensors (safetensors) + JSON-able param groups and scalar entries."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{index}/{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}/{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_state_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `optimizer_state_to_flat`: a state dict for `optimizer.load_state_dict`."""
+    state: dict[int, dict[str, Any]] = defaultdict(dict)
+    for key, value in tensors.items():
+        if key.startswith("optimizer/"):
+            _, index, name = key.split("/", 2)
+            state[int(index)][name] = value
+    for key, value in meta.get("scalars", {}).items():
+        index, name = key.split("/", 1)
+        state[int(index)][name] = value
+    groups = meta["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    return {"state": dict(state), "param_groups": groups}
+
+
+@dataclass
+class TrainSummary:
+    steps_done: int
+    final_step: int
+    elapsed_s: float
+    samples_per_s: float
+    losses: dict[str, float]
+    checkpoint: Path | None
+    loss_history: list[float]
+
+    def format(self) -> str:
+        lines = [f"trained steps {self.final_step - self.steps_done}..{self.final_step} "
+                 f"({self.steps_done} steps) in {self.elapsed_s:.1f} s, {self.samples_per_s:.1f} samples/s"]
+        for name, value in sorted(self.losses.items()):
+            lines.append(f"  {name:<34s} {value:.4f}")
+        if self.checkpoint is not None:
+            lines.append(f"checkpoint: {self.checkpoint}")
+        return "\n".join(lines)
+
+
+class Trainer:
+    """Trains a CosmosPolicyModel on an EpisodeDataset and writes resumable checkpoint directories."""
+
+    def __init__(self, model: CosmosPolicyModel, dataset: EpisodeDataset, config: TrainConfig, out_dir: str | Path,
+                 statistics: dict[str, Any], text_cache: TextEmbeddingCache, *,
+                 sampler_config: SamplerConfig | None = None, vae_base_dir: str | Path | None = None,
+                 context: DistributedContext | None = None, extra_config: dict[str, Any] | None = None):
+        self.config = config
+        self.context = context or DistributedContext()
+        self.model = model.to(self.context.device)
+        self.dataset = dataset
+        self.out_dir = Path(out_dir)
+        self.statistics = statistics
+        self.text_cache = text_cache
+        self.sampler_config = sampler_config or SamplerConfig()
+        self.vae_base_dir = vae_base_dir
+        self.extra_config = dict(extra_config or {})
+        self.step = 0
+        self.loss_history: list[float] = []
+        if config.activation_checkpointing:
+            model.dit.enable_gradient_checkpointing()
+        if config.cache_latents:
+            if dataset.augment:
+                raise ValueError("cache_latents needs augmentation off (crops change the latents every step)")
+            dataset.return_sample_key = True
+            model.encode_batch = LatentCache(model)
+        self.loss_module = self._wrap(_LossModule(model))
+        self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, betas=config.betas,
+                                           weight_decay=config.weight_decay)
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if self.context.world_size == 1 and self.config.distributed == "ddp":
+            return module
+        if self.config.distributed == "fsdp":
+            from torch.distributed.fsdp import fully_shard
+
+            for block in self.model.dit.transformer_blocks:
+                fully_shard(block)
+            fully_shard(self.model.dit)
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.context.local_rank] if self.context.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    # --- state -----------------------------------------------------------------------------------
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        if self.config.distributed == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            return get_model_state_dict(self.model.dit, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.model.dit.state_dict()
+
+    def save(self) -> Path:
+        """Write the checkpoint directory for the current step (main process only)."""
+        model_state = self._model_state()
+        optimizer_state = self._optimizer_state()
+        if not self.context.is_main:
+            return self.out_dir
+        directory = self.out_dir
+        # checkpoint.py reads model.dit.state_dict(); hand it the gathered full state (FSDP shards otherwise)
+        view = SimpleNamespace(dit=_StateHolder(model_state), vae=self.model.vae,
+                               network_config=self.model.network_config, layout=self.model.layout)
+        save_checkpoint(directory, view, sampler=self.sampler_config, statistics=self.statistics,
+                        text_cache=self.text_cache, vae_base_dir=self.vae_base_dir,
+                        extra_config={"training": {"step": self.step, **self.extra_config}})
+        tensors, optimizer_meta = optimizer_state
+        tensors["rng/torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng/cuda"] = torch.cuda.get_rng_state()
+        np_state = np.random.get_state()
+        meta = {
+            "format": TRAINER_FORMAT,
+            "step": self.step,
+            "train_config": self.config.to_dict(),
+            "scheduler": {"kind": f"warmup+{self.config.decay}", "lr_factor": lr_factor(max(self.step - 1, 0), self.config)},
+            "optimizer": optimizer_meta,
+            "rng": {"python": _jsonable(random.getstate()),
+                    "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]},
+            "loss_history": self.loss_history,
+            "world_size": self.context.world_size,
+        }
+        save_file(tensors, str(directory / TRAINER_STATE_TENSORS), metadata={"format": TRAINER_FORMAT})
+        (directory / TRAINER_STATE_JSON).write_text(json.dumps(meta) + "\n")
+        return directory
+
+    def _optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        if self.config.distributed == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            full = get_optimizer_state_dict(self.model.dit, self.optimizer,
+                                            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            holder = _StateHolder(full)
+            return optimizer_state_to_flat(holder)
+        return optimizer_state_to_flat(self.optimizer)
+
+    def resume(self, directory: str | Path | None = None) -> int:
+        """Load weights, optimiser, step and RNG state from a checkpoint directory written by `save`."""
+        directory = Path(directory or self.out_dir)
+        meta_path, tensor_path = directory / TRAINER_STATE_JSON, directory / TRAINER_STATE_TENSORS
+        if not meta_path.is_file() or not tensor_path.is_file():
+            raise FileNotFoundError(f"{directory}: no {TRAINER_STATE_JSON} / {TRAINER_STATE_TENSORS} to resume from "
+                                    f"(start without --resume, or point --out at a training checkpoint)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != TRAINER_FORMAT:
+            raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {TRAINER_FORMAT!r}")
+        weights = load_file(str(directory / MODEL_FILE))
+        dit_state = {k[4:]: v for k, v in weights.items() if k.startswith("dit.")}
+        if self.config.distributed == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(self.model.dit, dit_state, options=StateDictOptions(full_state_dict=True))
+        else:
+            self.model.dit.load_state_dict(dit_state, strict=True)
+        tensors = load_file(str(tensor_path))
+        optimizer_state = optimizer_state_from_flat(tensors, meta["optimizer"])
+        if self.config.distributed == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(self.model.dit, self.optimizer, optimizer_state,
+                                     options=StateDictOptions(full_state_dict=True))
+        else:
+            self.optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(tensors["rng/torch"])
+        if "rng/cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng/cuda"])
+        random.setstate(_python_rng_state(meta["rng"]["python"]))
+        np_state = meta["rng"]["numpy"]
+        np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
+        self.step = int(meta["step"])
+        self.loss_history = list(meta.get("loss_history", []))
+        return self.step
+
+    # --- loop ------------------------------------------------------------------------------------
+    def _loader(self, start_step: int, num_steps: int) -> DataLoader:
+        cfg = self.config
+        sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum,
+                                   num_steps * cfg.grad_accum, self.context.rank, self.context.world_size)
+        return DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                          pin_memory=self.context.device.type == "cuda", persistent_workers=False)
+
+    def _set_lr(self) -> float:
+        lr = self.config.lr * lr_factor(self.step, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train(self, until_step: int | None = None) -> TrainSummary:
+        """Run optimiser steps until `until_step` (default: config.steps); save every save_every and at the end."""
+        cfg, ctx = self.config, self.context
+        final = cfg.steps if until_step is None else min(until_step, cfg.steps)
+        todo = max(0, final - self.step)
+        first_step = self.step
+        if ctx.is_main:
+            log.info("training:\n%s", describe(self.dataset))
+        self.loss_module.train()
+        autocast_dtype = _autocast_dtype(cfg, ctx.device)
+        loader = iter(self._loader(self.step, todo))
+        window: dict[str, list[float]] = defaultdict(list)
+        bar = tqdm(total=final, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (cfg.progress and ctx.is_main))
+        start = time.perf_counter()
+        last_saved = None
+        while self.step < final:
+            lr = self._set_lr()
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in range(cfg.grad_accum):
+                batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(loader).items()}
+                generator = _step_generator(cfg.seed, self.step, ctx.rank, micro)
+                sync_off = isinstance(self.loss_module, nn.parallel.DistributedDataParallel) and micro < cfg.grad_accum - 1
+                autocast = (torch.autocast(ctx.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                            else nullcontext())
+                with self.loss_module.no_sync() if sync_off else nullcontext(), autocast:
+                    loss, metrics = self.loss_module(batch, generator)
+                    (loss / cfg.grad_accum).backward()
+                step_loss += float(loss.detach()) / cfg.grad_accum
+                for name, value in metrics.items():
+                    window[name].append(value)
+            if cfg.grad_clip > 0:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), cfg.grad_clip))
+            else:
+                grad_norm = float("nan")
+            self.optimizer.step()
+            self.step += 1
+            self.loss_history.append(step_loss)
+            window["loss"].append(step_loss)
+            window["grad_norm"].append(grad_norm)
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == final:
+                bar.set_postfix_str(_postfix(window, lr), refresh=False)
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < final:
+                last_saved = self.save()
+        bar.close()
+        elapsed = time.perf_counter() - start
+        if todo > 0:
+            last_saved = self.save()
+        losses = {name: float(np.mean(values[-max(1, cfg.log_every):])) for name, values in window.items() if values}
+        samples = todo * cfg.batch_size * cfg.grad_accum * ctx.world_size
+        return TrainSummary(todo, self.step, elapsed, samples / elapsed if elapsed > 0 else 0.0, losses,
+                            last_saved if ctx.is_main else None, self.loss_history[first_step:])
+
+
+class _StateHolder:
+    """Adapter exposing a precomputed (e.g. FSDP-gathered) state dict through `state_dict()`."""
+
+    def __init__(self, state: dict[str, Any]):
+        self._state = state
+
+    def state_dict(self, *args, **kwargs) -> dict[str, Any]:
+        return self._state
+
+
+def _postfix(window: dict[str, list[float]], lr: float) -> str:
+    def recent(name: str) -> float | None:
+        values = window.get(name)
+        return float(np.mean(values[-20:])) if values else None
+
+    parts = [f"loss {recent('loss'):.3f}"]
+    for name, short in (("l1/action", "act"), ("l1/future_proprio", "prop"), ("l1/value", "val")):
+        value = recent(name)
+        if value is not None:
+            parts.append(f"{short} {value:.3f}")
+    images = [recent(n) for n in window if n.startswith("l1/future_image/")]
+    images = [v for v in images if v is not None]
+    if images:
+        parts.append(f"img {np.mean(images):.3f}")
+    parts.append(f"lr {lr:.1e}")
+    return " ".join(parts)
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _python_rng_state(value):
+    version, state, gauss = value
+    return version, tuple(state), gauss
