@@ -27,6 +27,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
+from .camera_worker import CameraWorker
 from .env import AlohaSimEnv
 from .tasks import TaskError, load_tasks
 
@@ -59,8 +60,10 @@ class SimNode(Node):
             raise ValueError(f"parameter cameras: {unknown} not in the contract's cameras {c.cameras}")
 
         self.known_tasks = load_tasks()
-        self.env = AlohaSimEnv(self.task, cameras=self.cameras, image_size=(height, width), render=True, contract=c)
+        self.image_size = (height, width)
+        self.env = AlohaSimEnv(self.task, cameras=self.cameras, image_size=self.image_size, render=False, contract=c)
         self.env.reset(seed)
+        self.camera_worker = self.start_camera_worker()
         self.target = self.env.start_command()
         self.refused = 0
         self.last_refusal, self.last_refusal_log_s = "", 0.0
@@ -86,6 +89,11 @@ class SimNode(Node):
         self.get_logger().info(
             f"ALOHA sim ready: task={self.task} seed={seed} mode={self.mode} cameras={self.cameras} "
             f"{height}x{width} control {c.control_rate_hz:.0f} Hz")
+
+    def start_camera_worker(self) -> CameraWorker:
+        worker = CameraWorker(self.env.model, self.cameras, self.image_size, self.publish_images)
+        worker.start()
+        return worker
 
     # ---- commands ----
     def on_command(self, msg: JointState) -> None:
@@ -140,14 +148,20 @@ class SimNode(Node):
             self.pub_follower[arm].publish(msg)
         if render:
             self.last_render_s = self.env.sim_time_s
-            for cam, rgb in self.env.render().items():
-                self.pub_images[cam].publish(rgb_to_image(rgb, stamp, c.camera_frame_id(cam)))
+            self.camera_worker.submit(self.env.data, stamp)
+            if self.mode == "lockstep" and not self.camera_worker.wait_published():
+                self.get_logger().error("camera rendering stalled for 10 s")
         score = self.env.stage_score()
         msg = StageScore(task=self.task, episode_step=self.env.step_count, score=float(score.score),
                          stage=score.stage or "", stages_reached=list(score.reached), success=score.success,
                          source="sim")
         msg.header.stamp = stamp
         self.pub_score.publish(msg)
+
+    def publish_images(self, images: dict, stamp: Time) -> None:
+        """Called from the camera worker thread (rclpy publishers are thread-safe)."""
+        for cam, rgb in images.items():
+            self.pub_images[cam].publish(rgb_to_image(rgb, stamp, self.contract.camera_frame_id(cam)))
 
     # ---- episodes ----
     def on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> ResetEpisode.Response:
@@ -158,10 +172,11 @@ class SimNode(Node):
             return response
         try:
             if task != self.task:
-                old = self.env
-                self.env = AlohaSimEnv(task, cameras=self.cameras, image_size=old.image_size, render=True,
+                self.camera_worker.stop()
+                self.env.close()
+                self.env = AlohaSimEnv(task, cameras=self.cameras, image_size=self.image_size, render=False,
                                        contract=self.contract)
-                old.close()
+                self.camera_worker = self.start_camera_worker()
                 self.task = task
             self.env.reset(int(request.seed))
         except (TaskError, KeyError, ValueError) as exc:
@@ -186,6 +201,8 @@ class SimNode(Node):
         return response
 
     def destroy_node(self) -> None:
+        if hasattr(self, "camera_worker"):
+            self.camera_worker.stop()
         if hasattr(self, "env"):
             self.env.close()
         super().destroy_node()
