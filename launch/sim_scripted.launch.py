@@ -12,15 +12,16 @@ from launch_ros.substitutions import FindPackageShare
 
 def generate_launch_description():
     args = [
-        DeclareLaunchArgument("task", default_value="transfer_cube", description="transfer_cube or insertion"),
-        DeclareLaunchArgument("episodes", default_value="3", description="number of scripted episodes"),
+        DeclareLaunchArgument("tasks", default_value="transfer_cube,insertion",
+                              description="comma-separated tasks of config/tasks.yaml, run one after the other"),
+        DeclareLaunchArgument("episodes", default_value="2", description="scripted episodes per task"),
         DeclareLaunchArgument("seed_start", default_value="0", description="seed of the first episode"),
         DeclareLaunchArgument("mode", default_value="realtime", choices=["realtime", "lockstep"],
                               description="realtime 50 Hz, or lockstep (as fast as possible, /clock)"),
         DeclareLaunchArgument("image_height", default_value="480", description="camera image height"),
         DeclareLaunchArgument("image_width", default_value="640", description="camera image width"),
     ]
-    shared = {"task": LaunchConfiguration("task"), "mode": LaunchConfiguration("mode")}
+    mode = {"mode": LaunchConfiguration("mode")}
     sim = Node(
         package="aloha_sim",
         executable="sim_node",
@@ -28,7 +29,7 @@ def generate_launch_description():
         output="screen",
         parameters=[
             PathJoinSubstitution([FindPackageShare("aloha_bringup"), "config", "aloha_sim.yaml"]),
-            {**shared, "seed": LaunchConfiguration("seed_start"),
+            {**mode, "seed": LaunchConfiguration("seed_start"),
              "image_height": LaunchConfiguration("image_height"), "image_width": LaunchConfiguration("image_width")},
         ],
     )
@@ -37,7 +38,7 @@ def generate_launch_description():
         executable="scripted_driver",
         name="scripted_driver",
         output="screen",
-        parameters=[{**shared, "episodes": LaunchConfiguration("episodes"),
+        parameters=[{**mode, "tasks": LaunchConfiguration("tasks"), "episodes": LaunchConfiguration("episodes"),
                      "seed_start": LaunchConfiguration("seed_start")}],
         on_exit=Shutdown(reason="scripted episodes finished"),
     )

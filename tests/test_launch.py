@@ -32,13 +32,14 @@ def test_every_launch_file_evaluates_to_existing_executables(name):
 
 
 def test_arguments_reach_node_parameters():
-    nodes, _ = evaluate("sim_scripted.launch.py", task="insertion", episodes=7, mode="lockstep")
+    nodes, _ = evaluate("sim_scripted.launch.py", tasks="insertion", episodes=7, mode="lockstep")
     by_label = {n.label: n for n in nodes}
     assert set(by_label) == {"aloha_sim", "scripted_driver"}
     sim_args = " ".join(by_label["aloha_sim"].argv)
-    assert "task:=insertion" in sim_args and "mode:=lockstep" in sim_args
+    assert "mode:=lockstep" in sim_args
     assert re.search(r"--params-file \S+/aloha_bringup/config/aloha_sim.yaml", sim_args)
-    assert "episodes:=7" in " ".join(by_label["scripted_driver"].argv)
+    driver_args = " ".join(by_label["scripted_driver"].argv)
+    assert "episodes:=7" in driver_args and "tasks:=insertion" in driver_args
     assert by_label["scripted_driver"].shutdown_on_exit and not by_label["aloha_sim"].shutdown_on_exit
 
 
@@ -58,8 +59,10 @@ def test_main_job_runs_scripted_episodes_over_ros(ros_domain):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert re.search(r"episode 1/1 seed 3: stage score \d+/100", out), out
-    assert "transfer_cube: 1 episodes" in out and "score distribution" in out
+    for task in ("transfer_cube", "insertion"):
+        assert re.search(rf"{task} episode 1/1 seed 3: stage score \d+/100", out), out
+        assert f"{task}: 1 episodes" in out
+    assert "score distribution" in out
 
 
 @pytest.mark.ros

@@ -42,7 +42,9 @@ class ScriptedDriver(Node):
         super().__init__("scripted_driver")
         self.contract = load_contract(self.declare_parameter("contract_file", "").value or None)
         c = self.contract
-        self.task = self.declare_parameter("task", "transfer_cube").value
+        # comma-separated task names; the simulator switches task on reset
+        self.tasks = [t.strip() for t in str(self.declare_parameter("tasks", "transfer_cube").value).split(",") if t.strip()]
+        self.task = self.tasks[0]
         self.episodes = int(self.declare_parameter("episodes", 3).value)
         self.seed_start = int(self.declare_parameter("seed_start", 0).value)
         self.mode = self.declare_parameter("mode", "realtime").value
@@ -58,7 +60,6 @@ class ScriptedDriver(Node):
         self.plan: np.ndarray | None = None
         self.step = 0
         self.answered_stamp_ns = -1
-        self.results: list[EpisodeResult] = []
         self.done = False
         self.timer = self.create_timer(c.control_period_s, self.on_tick) if self.mode == "realtime" else None
 
@@ -145,18 +146,24 @@ def main(args: list[str] | None = None) -> None:
                                     f"available after 30 s: is the sim node running?")
             exit_code = 1
         else:
-            for i in range(node.episodes):
-                seed = node.seed_start + i
-                result = node.run_episode(seed)
-                if result is None:
-                    exit_code = 1
+            summaries = []
+            for task in node.tasks:
+                node.task, results = task, []
+                for i in range(node.episodes):
+                    seed = node.seed_start + i
+                    result = node.run_episode(seed)
+                    if result is None:
+                        exit_code = 1
+                        break
+                    results.append(result)
+                    node.get_logger().info(
+                        f"{task} episode {i + 1}/{node.episodes} seed {seed}: stage score {result.score:.0f}/100 "
+                        f"({result.stage or 'no stage'}){' SUCCESS' if result.success else ''} "
+                        f"[{result.steps} steps, {result.wall_s:.1f} s]")
+                summaries.append(format_summary(task, results))
+                if exit_code:
                     break
-                node.results.append(result)
-                node.get_logger().info(
-                    f"episode {i + 1}/{node.episodes} seed {seed}: stage score {result.score:.0f}/100 "
-                    f"({result.stage or 'no stage'}){' SUCCESS' if result.success else ''} "
-                    f"[{result.steps} steps, {result.wall_s:.1f} s]")
-            print(format_summary(node.task, node.results), flush=True)
+            print("\n".join(["scripted episodes over ROS:", *summaries]), flush=True)
     except KeyboardInterrupt:
         exit_code = 130
     finally:
