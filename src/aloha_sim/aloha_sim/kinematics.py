@@ -66,7 +66,7 @@ class ArmKinematics:
         return self.data.xpos[self.body] + rot @ self.tool_offset, self.data.xquat[self.body].copy()
 
     def solve(self, pos: Sequence[float], quat: Sequence[float], q_init: Sequence[float],
-              iterations: int = 60, damping: float = 1e-2, tol: float = 1e-5) -> tuple[np.ndarray, float]:
+              iterations: int = 60, damping: float = 1e-2, tol: float = 1e-4) -> tuple[np.ndarray, float]:
         """Joint angles putting the tool point at ``pos`` with orientation ``quat``; returns (q, error)."""
         q = np.asarray(q_init, dtype=np.float64).copy()
         target_pos = np.asarray(pos, dtype=np.float64)

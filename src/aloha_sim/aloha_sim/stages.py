@@ -124,7 +124,9 @@ def _both_lifted(s: ContactState) -> bool:
 
 
 def _peg_touches_socket(s: ContactState) -> bool:
-    return s.touching_any(PEG, SOCKET_WALLS + (PIN,)) and _peg_and_socket_in_air(s)
+    # a peg sliding into the mouth without touching the walls has touched the socket for our purpose
+    touching = s.touching_any(PEG, SOCKET_WALLS + (PIN,)) or peg_depth_in_socket(s) > 0.0
+    return touching and _peg_and_socket_in_air(s)
 
 
 def peg_depth_in_socket(s: ContactState) -> float:
