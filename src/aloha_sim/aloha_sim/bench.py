@@ -17,7 +17,7 @@ from .scripted import plan_episode
 def measure(task: str, cameras: list[str] | None, image_size: tuple[int, int] | None, steps: int,
             warmup: int, seed: int) -> float:
     """Steps per second of ``AlohaSimEnv.step`` (rendering included when cameras are given)."""
-    env = AlohaSimEnv(task, cameras=cameras, image_size=image_size, render=bool(cameras))
+    env = AlohaSimEnv(task, cameras=cameras, image_size=image_size, render=cameras is None or bool(cameras))
     try:
         env.reset(seed)
         plan = plan_episode(env.task, env.object_poses(), env.contract)
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [("physics only", "-", measure(args.task, [], None, args.steps, args.warmup, args.seed))]
     for size in args.sizes:
-        env_cams = None  # the contract's cameras (cam_high, cam_left_wrist, cam_right_wrist)
-        sps = measure(args.task, env_cams, size, args.steps, args.warmup, args.seed)
+        # None = the contract's cameras (cam_high, cam_left_wrist, cam_right_wrist)
+        sps = measure(args.task, None, size, args.steps, args.warmup, args.seed)
         rows.append(("3 cameras", f"{size[0]}x{size[1]}", sps))
 
     print(f"\naloha_sim_bench: task {args.task}, {args.steps} timed steps after {args.warmup} warm-up, "

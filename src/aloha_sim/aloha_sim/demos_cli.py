@@ -24,7 +24,8 @@ def parse_image_size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"image size '{text}': expected HEIGHTxWIDTH, e.g. 480x640 or 224x224") from None
+        raise argparse.ArgumentTypeError(
+            f"image size '{text}': expected HEIGHTxWIDTH, e.g. 480x640 or 224x224") from None
     if height <= 0 or width <= 0:
         raise argparse.ArgumentTypeError(f"image size '{text}': height and width must be positive")
     return height, width
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="task name in tasks.yaml (transfer_cube, insertion)")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes to record")
     p.add_argument("--out", type=Path, required=True, help="output folder for episode_<i>.hdf5")
-    p.add_argument("--seed-start", type=int, default=0, help="seed of the first episode (episode i uses seed-start + i)")
+    p.add_argument("--seed-start", type=int, default=0,
+                   help="seed of the first episode (episode i uses seed-start + i)")
     p.add_argument("--image-size", type=parse_image_size, default=None,
                    help="HEIGHTxWIDTH of every camera (default: the contract's, 480x640)")
     p.add_argument("--cameras", nargs="*", default=None,
@@ -108,7 +110,8 @@ def print_summary(args: argparse.Namespace, scores: list[int], durations: list[f
     cams = ", ".join(env.cameras) if env.render_enabled else "none"
     print(f"\n{args.task}: {len(scores)} episodes (seeds {args.seed_start}..{args.seed_start + len(scores) - 1}), "
           f"cameras {cams} at {env.image_size[0]}x{env.image_size[1]}, compress={args.compress}")
-    print(f"  success (score 100 at the end): {counts.get(100, 0)}/{len(scores)} = {counts.get(100, 0) / len(scores):.1%}")
+    n_ok = counts.get(100, 0)
+    print(f"  success (score 100 at the end): {n_ok}/{len(scores)} = {n_ok / len(scores):.1%}")
     print("  stage score distribution: " + ", ".join(f"{lvl}: {counts.get(lvl, 0)}" for lvl in levels))
     print(f"  time per episode: mean {np.mean(durations):.2f} s, max {np.max(durations):.2f} s")
     print(f"  written: {written} files to {args.out}")

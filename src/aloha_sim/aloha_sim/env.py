@@ -74,8 +74,8 @@ class AlohaSimEnv:
 
         self.cameras = list(self.contract.cameras if cameras is None else cameras)
         self.image_size = tuple(image_size or (self.contract.image_height, self.contract.image_width))
-        self.render_enabled = bool(render)
         self._renderer = CameraRenderer(self.model, self.cameras, self.image_size) if render and self.cameras else None
+        self.render_enabled = self._renderer is not None
 
         self._tracker = StageTracker(self.task.stages, predicates_for(self.task))
         self._objects = list(self.task.sim.objects)
@@ -98,7 +98,6 @@ class AlohaSimEnv:
             self._finger_qpos.append(np.array([m.jnt_qposadr[j] for j in fids]))
             self._finger_dof.append(np.array([m.jnt_dofadr[j] for j in fids]))
             self._finger_act.append(np.array([joint_to_actuator[j] for j in fids]))
-        self._object_qpos = {}
 
     @property
     def episode_steps(self) -> int:

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from aloha_contract import Contract, load_contract
 
-from .kinematics import ArmKinematics, axis_angle_quat, quat_mul, slerp
+from .kinematics import ArmKinematics, axis_angle_quat, quat_mul
 from .scene import load_model
 from .stages import REST_HEIGHT_M
 from .tasks import START_ARM_JOINTS_RAD, START_FINGER_POSITION_M, Pose, TaskSpec, load_task
@@ -26,25 +26,40 @@ CLOSED = 0.0
 
 @dataclass(frozen=True)
 class Waypoint:
-    """Tool point target reached at control step ``step`` (linear in between)."""
+    """Tool point target reached at control step ``step`` (linear in between).
+
+    The tool points straight away from its arm's base (the heading needs no forearm roll, which
+    keeps the wrist far from flipping), pitched down by ``pitch_deg`` and rolled about its own
+    axis by ``roll_deg``. Fingers are therefore not square to the objects; closing squares them.
+    """
 
     step: int
     pos: np.ndarray
-    quat: np.ndarray
     gripper: float
+    pitch_deg: float = 0.0
+    roll_deg: float = 0.0
 
 
-def gripper_quat(arm: str, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
-    """Tool orientation: facing the other arm, pitched down by ``pitch_deg``, rolled about its axis."""
-    yaw = axis_angle_quat([0, 0, 1], 0.0 if arm == "left" else np.pi)
+def gripper_quat(heading_rad: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
+    """Tool orientation: pointing along world heading ``heading_rad``, pitched down, rolled about its axis."""
+    yaw = axis_angle_quat([0, 0, 1], heading_rad)
     pitch = axis_angle_quat([0, 1, 0], np.deg2rad(pitch_deg))
     roll = axis_angle_quat([1, 0, 0], np.deg2rad(roll_deg))
     return quat_mul(quat_mul(yaw, pitch), roll)
 
 
+def _wp(step: int, pos: np.ndarray, gripper: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> Waypoint:
+    return Waypoint(step, np.asarray(pos, dtype=np.float64), gripper, pitch_deg, roll_deg)
+
+
 @lru_cache(maxsize=4)
 def _kinematics(model_file: str, arm: str, joints: tuple[str, ...]) -> ArmKinematics:
     return ArmKinematics(load_model(model_file), arm, joints)
+
+
+def _natural_heading(kin: ArmKinematics, pos: np.ndarray) -> float:
+    delta = pos[:2] - kin.base_pos[:2]
+    return float(np.arctan2(delta[1], delta[0]))
 
 
 def _arm_trajectory(kin: ArmKinematics, waypoints: Sequence[Waypoint], steps: int) -> np.ndarray:
@@ -56,76 +71,79 @@ def _arm_trajectory(kin: ArmKinematics, waypoints: Sequence[Waypoint], steps: in
         a, b = waypoints[max(nxt - 1, 0)], waypoints[nxt]
         s = 1.0 if b.step == a.step else float(np.clip((t - a.step) / (b.step - a.step), 0.0, 1.0))
         pos = (1 - s) * a.pos + s * b.pos
-        quat = slerp(a.quat, b.quat, s)
+        heading = _natural_heading(kin, pos)
+        pitch_deg = (1 - s) * a.pitch_deg + s * b.pitch_deg
+        quat = gripper_quat(heading, pitch_deg, (1 - s) * a.roll_deg + s * b.roll_deg)
         q, _ = kin.solve(pos, quat, q)
         out[t, :6] = q
         out[t, 6] = (1 - s) * a.gripper + s * b.gripper
     return out
 
 
-def _start_waypoint(kin: ArmKinematics, gripper: float) -> Waypoint:
-    pos, quat = kin.tool_pose(START_ARM_JOINTS_RAD)
-    return Waypoint(0, pos, quat, gripper)
+def _start_waypoint(kin: ArmKinematics, joints: Sequence[str], gripper: float) -> Waypoint:
+    pos, _ = kin.tool_pose(START_ARM_JOINTS_RAD)
+    start = dict(zip(joints, START_ARM_JOINTS_RAD))
+    pitch_rad = start["shoulder"] + start["elbow"] + start["wrist_angle"]  # all three pitch about y
+    return _wp(0, pos, gripper, pitch_deg=float(np.rad2deg(pitch_rad)))
 
 
-def _transfer_cube_waypoints(kins: dict[str, ArmKinematics], poses: dict[str, Pose],
-                             start_gripper: float) -> dict[str, list[Waypoint]]:
+def _transfer_cube_waypoints(start: dict[str, Waypoint], poses: dict[str, Pose]) -> dict[str, list[Waypoint]]:
     cube = np.array([poses["box"][0][0], poses["box"][0][1], REST_HEIGHT_M["box"]])
     meet = np.array([0.0, 0.5, 0.25])
-    pick = gripper_quat("right", pitch_deg=60)
-    take = gripper_quat("left", pitch_deg=0, roll_deg=90)
+    pick = {"pitch_deg": 60}
     right = [
-        _start_waypoint(kins["right"], start_gripper),
-        Waypoint(90, cube + [0, 0, 0.08], pick, OPEN),
-        Waypoint(130, cube + [0, 0, 0.005], pick, OPEN),
-        Waypoint(170, cube + [0, 0, 0.005], pick, CLOSED),
-        Waypoint(200, meet + [0.05, 0, 0], pick, CLOSED),
-        Waypoint(220, meet, pick, CLOSED),
-        Waypoint(310, meet, pick, CLOSED),
-        Waypoint(330, meet, pick, OPEN),
-        Waypoint(360, meet + [0.1, 0, 0.02], pick, OPEN),
-        Waypoint(400, meet + [0.1, 0, 0.02], pick, OPEN),
+        start["right"],
+        _wp(90, cube + [0, 0, 0.08], OPEN, **pick),
+        _wp(130, cube + [0, 0, 0.005], OPEN, **pick),
+        _wp(170, cube + [0, 0, 0.005], CLOSED, **pick),
+        _wp(200, meet + [0.05, 0, 0], CLOSED, **pick),
+        _wp(220, meet, CLOSED, **pick),
+        _wp(310, meet, CLOSED, **pick),  # let go only after the left gripper has closed
+        _wp(330, meet, OPEN, **pick),
+        _wp(360, meet + [0.1, 0, 0.02], OPEN, **pick),
+        _wp(400, meet + [0.1, 0, 0.02], OPEN, **pick),
     ]
+    # rolled 90 deg, the left fingers close on the cube's top and bottom, clear of the right fingers
+    take = {"pitch_deg": 0, "roll_deg": 90}
     left = [
-        _start_waypoint(kins["left"], start_gripper),
-        Waypoint(100, meet + [-0.1, 0, -0.02], take, OPEN),
-        Waypoint(260, meet + [0.0, 0, -0.02], take, OPEN),
-        Waypoint(300, meet + [0.0, 0, -0.02], take, CLOSED),
-        Waypoint(360, meet + [-0.1, 0, -0.02], take, CLOSED),
-        Waypoint(400, meet + [-0.1, 0, -0.02], take, CLOSED),
+        start["left"],
+        _wp(100, meet + [-0.1, 0, -0.02], OPEN, **take),
+        _wp(260, meet + [0.0, 0, -0.02], OPEN, **take),
+        _wp(300, meet + [0.0, 0, -0.02], CLOSED, **take),
+        _wp(360, meet + [-0.1, 0, -0.02], CLOSED, **take),
+        _wp(400, meet + [-0.1, 0, -0.02], CLOSED, **take),
     ]
     return {"left": left, "right": right}
 
 
-def _insertion_waypoints(kins: dict[str, ArmKinematics], poses: dict[str, Pose],
-                         start_gripper: float) -> dict[str, list[Waypoint]]:
+def _insertion_waypoints(start: dict[str, Waypoint], poses: dict[str, Pose]) -> dict[str, list[Waypoint]]:
     peg = np.array([poses["peg"][0][0], poses["peg"][0][1], REST_HEIGHT_M["peg"]])
     socket = np.array([poses["socket"][0][0], poses["socket"][0][1], REST_HEIGHT_M["socket"]])
     meet = np.array([0.0, 0.5, 0.15])
-    # the peg ends up ~2.9 cm below the right tool point, the socket ~1.1 cm below the left one
-    # (the fingers stop on the table before reaching the centres): raise the peg to line them up
-    peg_raise = 0.018
-    pick_right = gripper_quat("right", pitch_deg=60)
-    pick_left = gripper_quat("left", pitch_deg=60)
+    # the fingers stop on the table before reaching the centres, so the peg hangs ~3 cm and the socket
+    # ~1 cm below their tool points: raising the peg centres its tip on the socket mouth (60 seeds)
+    peg_raise = 0.023
+    pick = {"pitch_deg": 60}
     right = [
-        _start_waypoint(kins["right"], start_gripper),
-        Waypoint(120, peg + [0, 0, 0.08], pick_right, OPEN),
-        Waypoint(170, peg + [0, 0, 0.0], pick_right, OPEN),
-        Waypoint(220, peg + [0, 0, 0.0], pick_right, CLOSED),
-        Waypoint(285, meet + [0.1, 0, peg_raise], pick_right, CLOSED),
-        Waypoint(340, meet + [0.05, 0, peg_raise], pick_right, CLOSED),
-        Waypoint(400, meet + [0.035, 0, peg_raise], pick_right, CLOSED),
-        Waypoint(500, meet + [0.035, 0, peg_raise], pick_right, CLOSED),
+        start["right"],
+        _wp(120, peg + [0, 0, 0.08], OPEN, **pick),
+        _wp(170, peg + [0, 0, 0.0], OPEN, **pick),
+        _wp(220, peg + [0, 0, 0.0], CLOSED, **pick),
+        _wp(285, meet + [0.1, 0, peg_raise], CLOSED, **pick),
+        _wp(340, meet + [0.05, 0, peg_raise], CLOSED, **pick),
+        # nominally 1 cm past the pin: enough to absorb grasp offsets, little enough not to twist the peg
+        _wp(400, meet + [0.035, 0, peg_raise], CLOSED, **pick),
+        _wp(500, meet + [0.035, 0, peg_raise], CLOSED, **pick),
     ]
     left = [
-        _start_waypoint(kins["left"], start_gripper),
-        Waypoint(120, socket + [0, 0, 0.08], pick_left, OPEN),
-        Waypoint(170, socket + [0, 0, 0.0], pick_left, OPEN),
-        Waypoint(220, socket + [0, 0, 0.0], pick_left, CLOSED),
-        Waypoint(285, meet + [-0.1, 0, 0], pick_left, CLOSED),
-        Waypoint(340, meet + [-0.05, 0, 0], pick_left, CLOSED),
-        Waypoint(400, meet + [-0.035, 0, 0], pick_left, CLOSED),
-        Waypoint(500, meet + [-0.035, 0, 0], pick_left, CLOSED),
+        start["left"],
+        _wp(120, socket + [0, 0, 0.08], OPEN, **pick),
+        _wp(170, socket + [0, 0, 0.0], OPEN, **pick),
+        _wp(220, socket + [0, 0, 0.0], CLOSED, **pick),
+        _wp(285, meet + [-0.1, 0, 0], CLOSED, **pick),
+        _wp(340, meet + [-0.05, 0, 0], CLOSED, **pick),
+        _wp(400, meet + [-0.035, 0, 0], CLOSED, **pick),
+        _wp(500, meet + [-0.035, 0, 0], CLOSED, **pick),
     ]
     return {"left": left, "right": right}
 
@@ -140,9 +158,10 @@ def plan_waypoints(task: TaskSpec, object_poses: dict[str, Pose], contract: Cont
     if task.sim is None:
         raise ValueError(f"task '{task.name}' has no sim section in tasks.yaml")
     joints = tuple(contract.arm_joints)
-    kins = {arm: _kinematics(task.sim.model, arm, joints) for arm in contract.arms}
-    start_gripper = contract.gripper_calibration("sim").follower_finger_position_m.normalize(START_FINGER_POSITION_M)
-    return _PLANNERS[task.name](kins, object_poses, start_gripper)
+    finger = contract.gripper_calibration("sim").follower_finger_position_m
+    start = {arm: _start_waypoint(_kinematics(task.sim.model, arm, joints), joints,
+                                  finger.normalize(START_FINGER_POSITION_M)) for arm in contract.arms}
+    return _PLANNERS[task.name](start, object_poses)
 
 
 def plan_episode(task: str | TaskSpec, object_poses: dict[str, Pose], contract: Contract | None = None) -> np.ndarray:

@@ -91,3 +91,15 @@ def test_yaml_stage_names_all_have_predicates():
         task = load_task(name)
         assert len(predicates_for(task)) == len(task.stages)
         assert task.stages[-1].score == 100
+
+
+def test_peg_entering_the_mouth_without_contact_counts_as_touching():
+    t = tracker("insertion")
+    grasp = [(PEG, RIGHT[0]), (PEG, RIGHT[1]), ("socket-3", LEFT[0]), ("socket-4", LEFT[1])]
+    t.update(ContactState.build(grasp, {"peg": (0.1, 0.5, 0.15), "socket": (-0.05, 0.5, 0.15)}))
+    entering = {"peg": (0.065, 0.5, 0.15), "socket": (-0.05, 0.5, 0.15)}  # 5 mm in, no contact
+    assert t.update(ContactState.build(grasp, entering)).score == 75
+    apart = {"peg": (0.09, 0.5, 0.15), "socket": (-0.05, 0.5, 0.15)}
+    fresh = tracker("insertion")
+    fresh.update(ContactState.build(grasp, {"peg": (0.1, 0.5, 0.15), "socket": (-0.05, 0.5, 0.15)}))
+    assert fresh.update(ContactState.build(grasp, apart)).score == 50

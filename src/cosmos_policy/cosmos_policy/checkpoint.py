@@ -130,7 +130,9 @@ def load_checkpoint(
         vae = load_vae_from_diffusers(config["vae_base_dir"], network)
     else:
         if not vae_state:
-            raise ValueError(f"checkpoint {directory}: {MODEL_FILE} holds no vae.* weights and config names no vae_base_dir")
+            raise ValueError(
+                f"checkpoint {directory}: {MODEL_FILE} holds no vae.* weights and config names no vae_base_dir"
+            )
         with torch.device("meta"):
             vae = build_vae(network)
         load_state_strict_meta(vae, vae_state, f"checkpoint {directory}: vae")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -249,7 +249,6 @@ class SamplerConfig:
     variance_scale: bool = False
     sigma_max_scale_range: tuple[float, float] = (1.0, 3.0)
     sigma_min_scale_range: tuple[float, float] = (0.1, 1.0)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in ("parallel", "autoregressive"):

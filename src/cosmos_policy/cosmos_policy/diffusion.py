@@ -154,7 +154,11 @@ class CosmosPolicyModel(nn.Module):
     def training_loss(
         self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """(loss, metrics): MSE on x0 over non-clean frames, weight (1 + sigma)^2 / sigma^2, times 10."""
+        """(loss, metrics): MSE on x0 over non-clean frames, weight (1 + sigma)^2 / sigma^2, times 10.
+
+        Each sample's squared error is averaged over its own target frames (so policy, world-model and
+        value samples weigh the same whatever their number of targets), then over the batch.
+        """
         return self.latent_loss(self.encode_batch(batch), batch, generator)
 
     def latent_loss(

@@ -134,7 +134,9 @@ def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        # TransformerEngine `_extra_state` entries may be BytesIO blobs: they only hold bytes (and are skipped).
+        with torch.serialization.safe_globals([io.BytesIO]):
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"{path}: refused, it holds objects that torch.load(weights_only=True) will not build ({error}). "
@@ -228,3 +230,34 @@ def t5_pickle_to_cache(path: str | Path, max_length: int = 512):
         mask = padded.abs().sum(dim=-1) > 0
         entries[text] = (padded, mask)
     return TextEmbeddingCache(entries, source=f"release-pickle:{Path(path).name}")
+
+
+def import_release_checkpoint(
+    pt_path: str | Path,
+    out_dir: str | Path,
+    *,
+    layout: str,
+    vae_base_dir: str | Path | None = None,
+    t5_pickle: str | Path | None = None,
+    statistics_path: str | Path | None = None,
+    network_preset: str = "2b",
+) -> Path:
+    """Convert a release DiT checkpoint (+ T5 pickle + dataset_statistics.json) into our checkpoint directory.
+
+    The Wan VAE comes from `vae_base_dir` (a diffusers folder with vae/); without it a random VAE is
+    stored, which is only useful for tests.
+    """
+    from .checkpoint import save_checkpoint
+    from .config import NetworkConfig, load_layout
+    from .data.statistics import load_statistics
+    from .diffusion import CosmosPolicyModel
+    from .networks import build_transformer, build_vae, load_vae_from_diffusers
+
+    network = NetworkConfig.preset_config(network_preset)
+    transformer = build_transformer(network)
+    load_native_into(transformer, load_release_state_dict(pt_path))
+    vae = load_vae_from_diffusers(vae_base_dir, network) if vae_base_dir is not None else build_vae(network)
+    model = CosmosPolicyModel(network, load_layout(layout), transformer=transformer, vae=vae)
+    statistics = load_statistics(statistics_path) if statistics_path is not None else None
+    cache = t5_pickle_to_cache(t5_pickle, max_length=network.text_max_tokens) if t5_pickle is not None else None
+    return save_checkpoint(out_dir, model, statistics=statistics, text_cache=cache, vae_base_dir=vae_base_dir)

@@ -29,7 +29,9 @@ _DIT_ARCH_KEYS = {
     "adaln_lora_dim": "adaln_lora_dim",
     "patch_size": "patch_size",
 }
-_VAE_ARCH_KEYS = {"base_dim": "vae_base_dim", "z_dim": "vae_z_dim", "dim_mult": "vae_dim_mult"}
+_VAE_ARCH_KEYS = {
+    "base_dim": "vae_base_dim", "z_dim": "vae_z_dim", "dim_mult": "vae_dim_mult", "num_res_blocks": "vae_num_res_blocks"
+}
 
 
 def _diffusers():
@@ -104,7 +106,8 @@ def run_dit(
     padding = torch.zeros((b, 1, t, h, w), dtype=dtype, device=latents.device)
     out = transformer(
         hidden_states=latents,
-        timestep=timestep.to(dtype)[:, None, :, None, None],
+        # float32 timesteps: the sinusoidal projection casts to the network dtype itself.
+        timestep=timestep.float()[:, None, :, None, None],
         encoder_hidden_states=text_embeddings.to(dtype),
         condition_mask=torch.cat([cond, padding], dim=1),
         fps=None,
@@ -167,7 +170,9 @@ def _check_arch(found: dict, config: NetworkConfig, keys: dict[str, str], what: 
         raise ValueError(f"{what}: architecture differs from the network config: {', '.join(bad)}")
 
 
-def widen_patch_embed(weight: torch.Tensor, in_channels_have: int, in_channels_want: int, patch_numel: int) -> torch.Tensor:
+def widen_patch_embed(
+    weight: torch.Tensor, in_channels_have: int, in_channels_want: int, patch_numel: int
+) -> torch.Tensor:
     """Insert zero columns for missing condition-mask channels before the padding-mask channel."""
     hidden = weight.shape[0]
     w = weight.reshape(hidden, in_channels_have, patch_numel)

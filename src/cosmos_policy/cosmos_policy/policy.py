@@ -75,14 +75,18 @@ class CosmosPolicy:
         text_cache: Any | None,
         *,
         text_encoder: TextEncoder | None = None,
+        camera_hw: tuple[int, int] | None | str = "layout",
     ) -> None:
         self.model = model.eval()
         self.layout: LayoutConfig = model.layout
+        # Camera frames must have this size (None: any size); "layout" takes the layout's camera_hw.
+        self.camera_hw = self.layout.camera_hw if camera_hw == "layout" else camera_hw
         self.sampler = sampler
         self.statistics = statistics
         self.text_cache = text_cache
         self.text_encoder = text_encoder
         self._text_memo: dict[str, torch.Tensor] = {}
+        self._mask_memo: dict[int, torch.Tensor] = {}
 
     @classmethod
     def from_checkpoint(
@@ -93,10 +97,16 @@ class CosmosPolicy:
         dtype: torch.dtype | None = None,
         layout: str | None = None,
         text_encoder: TextEncoder | None = None,
+        camera_hw: tuple[int, int] | None | str = "layout",
     ) -> "CosmosPolicy":
-        """Load a checkpoint directory (see checkpoint.py); `layout` checks the embodiment."""
+        """Load a checkpoint directory (see checkpoint.py); `layout` checks the embodiment.
+
+        camera_hw: the camera frame size to insist on ("layout": the layout's, e.g. 480 x 640 for ALOHA;
+        None: any size, e.g. a simulator rendering smaller frames).
+        """
         loaded = load_checkpoint(directory, device=device, dtype=dtype, expected_layout=layout)
-        return cls(loaded.model, loaded.sampler, loaded.statistics, loaded.text_cache, text_encoder=text_encoder)
+        return cls(loaded.model, loaded.sampler, loaded.statistics, loaded.text_cache, text_encoder=text_encoder,
+                   camera_hw=camera_hw)
 
     @property
     def device(self) -> torch.device:
@@ -112,7 +122,9 @@ class CosmosPolicy:
             )
         for stat in ("min", "max"):
             if f"{modality}_{stat}" not in self.statistics:
-                raise ValueError(f"dataset statistics: missing {modality}_{stat} (regenerate with `cosmos-policy stats`)")
+                raise ValueError(
+                    f"dataset statistics: missing {modality}_{stat} (regenerate with `cosmos-policy stats`)"
+                )
         normalizer = Normalizer(self.statistics, modality)
         want = self.layout.action_dim if modality == "actions" else self.layout.proprio_dim
         if normalizer.dim != want:
@@ -162,16 +174,18 @@ class CosmosPolicy:
             if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
                 desc = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
                 raise ValueError(f"{cam}: got {desc}, expected uint8 (H, W, 3) rgb")
-            if self.layout.camera_hw is not None and tuple(frame.shape[:2]) != tuple(self.layout.camera_hw):
-                h, w = self.layout.camera_hw
+            if self.camera_hw is not None and tuple(frame.shape[:2]) != tuple(self.camera_hw):
+                h, w = self.camera_hw
                 raise ValueError(
-                    f"{cam}: got {frame.shape[0]}x{frame.shape[1]} rgb8, expected {h}x{w} rgb8 (check the camera config)"
+                    f"{cam}: got {frame.shape[0]}x{frame.shape[1]} rgb8, expected {h}x{w} rgb8 "
+                    f"(check the camera config)"
                 )
             frames.append(prepare_observation_image(frame, (size, size)))
         proprio = np.asarray(obs["proprio"], dtype=np.float64)
         if proprio.shape != (self.layout.proprio_dim,):
             raise ValueError(
-                f"proprio: got shape {proprio.shape}, expected ({self.layout.proprio_dim},) for layout {self.layout.name}"
+                f"proprio: got shape {proprio.shape}, expected ({self.layout.proprio_dim},) "
+                f"for layout {self.layout.name}"
             )
         if not np.all(np.isfinite(proprio)):
             raise ValueError(f"proprio: non-finite values at indices {np.flatnonzero(~np.isfinite(proprio)).tolist()}")
@@ -189,11 +203,15 @@ class CosmosPolicy:
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
     def _clean_mask(self, objective: int, batch: int) -> torch.Tensor:
-        return clean_mask_for(self.layout, objective).to(self.device)[None].expand(batch, -1)
+        if objective not in self._mask_memo:
+            self._mask_memo[objective] = clean_mask_for(self.layout, objective).to(self.device)
+        return self._mask_memo[objective][None].expand(batch, -1)
 
     def encode_observation(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """x_clean (B, 16, T, h, w): the encoded prefix (images + injected proprio), zeros after it."""
-        prefix = encode_sequence(self.model.vae, self.layout, images, proprio=proprio, num_slots=prefix_slots(self.layout))
+        prefix = encode_sequence(
+            self.model.vae, self.layout, images, proprio=proprio, num_slots=prefix_slots(self.layout)
+        )
         b, c, p, h, w = prefix.shape
         x = torch.zeros((b, c, self.layout.num_latent_frames, h, w), device=prefix.device, dtype=torch.float32)
         x[:, :, :p] = prefix
@@ -224,6 +242,37 @@ class CosmosPolicy:
             out.append(per_cam)
         return out
 
+    def _sample_actions(
+        self, x_prefix: torch.Tensor, text: torch.Tensor, steps: int, n: int,
+        generator: torch.Generator | None, with_future: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, np.ndarray]] | None]:
+        """(normalised actions (n, K, d), values in [0, 1] (n,), future images or None) from one encoded prefix."""
+        layout = self.layout
+        x_clean = x_prefix.expand(n, -1, -1, -1, -1).contiguous()
+        out = self._run(x_clean, text.expand(n, -1, -1), steps, generator)
+        flat = extract(out.action_latents, layout.index("action"), layout.vector_length("action"))
+        actions = flat.reshape(n, layout.action_chunk, layout.action_dim).clamp(-1.0, 1.0)
+        values = value_to_unit(extract_value(out.value_latents, layout.index("value")))
+        future = self._future_images(out.latents) if with_future else None
+        return actions, values, future
+
+    def _score(
+        self, x_prefix: torch.Tensor, text: torch.Tensor, actions: torch.Tensor, world_model_samples: int,
+        value_samples: int, generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Majority-mean V(s') (n,) of normalised action chunks (n, K, d): world model, then value, batched."""
+        n, w, v = actions.shape[0], world_model_samples, value_samples
+        cfg = self.sampler
+        x = x_prefix.expand(n * w, -1, -1, -1, -1)
+        x = inject_vectors(self.layout, x, actions=actions.repeat_interleave(w, dim=0))
+        x = generate(self.model, x, self._clean_mask(WORLD_MODEL, n * w), text.expand(n * w, -1, -1),
+                     cfg.future_state_steps, cfg, generator)
+        x = x.repeat_interleave(v, dim=0)
+        x = generate(self.model, x, self._clean_mask(VALUE, n * w * v), text.expand(n * w * v, -1, -1),
+                     cfg.value_steps, cfg, generator)
+        values = value_to_unit(extract_value(x, self.layout.index("value"))).reshape(n, w * v)
+        return majority_mean(values)
+
     def act(
         self,
         obs: Mapping[str, Any],
@@ -245,18 +294,12 @@ class CosmosPolicy:
             raise ValueError(f"num_steps={num_steps}: expected >= 1")
         start = time.perf_counter()
         images, proprio, text = self._validate(obs)
-        generator = self._generator(seed)
         with torch.no_grad():
-            x_clean = self.encode_observation(images, proprio).expand(num_candidates, -1, -1, -1, -1).contiguous()
-            out = self._run(x_clean, text.expand(num_candidates, -1, -1), steps, generator)
-            layout = self.layout
-            flat = extract(out.action_latents, layout.index("action"), layout.vector_length("action"))
-            actions = self._normalizer("actions").unnormalize(
-                flat.reshape(num_candidates, layout.action_chunk, layout.action_dim)
+            x_prefix = self.encode_observation(images, proprio)
+            actions, values, future = self._sample_actions(
+                x_prefix, text, steps, num_candidates, self._generator(seed), return_future_images
             )
-            values = value_to_unit(extract_value(out.value_latents, layout.index("value")))
-            future = self._future_images(out.latents) if return_future_images else None
-            actions_np = actions.float().cpu().numpy().astype(np.float32)
+            actions_np = self._normalizer("actions").unnormalize(actions).float().cpu().numpy().astype(np.float32)
             values_np = values.float().cpu().numpy()
         latency_s = time.perf_counter() - start
         if num_candidates == 1:
@@ -280,22 +323,13 @@ class CosmosPolicy:
             raise ValueError(
                 f"actions: got {actions.shape}, expected (N, {layout.action_chunk}, {layout.action_dim})"
             )
-        n, w, v = actions.shape[0], world_model_samples, value_samples
         images, proprio, text = self._validate(obs)
-        generator = self._generator(seed)
-        prefix = self.encode_observation(images, proprio)
         actions_n = torch.as_tensor(self._normalizer("actions").normalize(actions)).to(self.device)
-        x = prefix.expand(n * w, -1, -1, -1, -1)
-        x = inject_vectors(layout, x, actions=actions_n.repeat_interleave(w, dim=0))
-        cfg = self.sampler
-        x = generate(self.model, x, self._clean_mask(WORLD_MODEL, n * w), text.expand(n * w, -1, -1),
-                     cfg.future_state_steps, cfg, generator)
-        x = x.repeat_interleave(v, dim=0)
-        x = generate(self.model, x, self._clean_mask(VALUE, n * w * v), text.expand(n * w * v, -1, -1),
-                     cfg.value_steps, cfg, generator)
-        values = value_to_unit(extract_value(x, layout.index("value"))).reshape(n, w * v)
-        return majority_mean(values).float().cpu().numpy()
+        values = self._score(self.encode_observation(images, proprio), text, actions_n, world_model_samples,
+                             value_samples, self._generator(seed))
+        return values.float().cpu().numpy()
 
+    @torch.no_grad()
     def plan(
         self,
         obs: Mapping[str, Any],
@@ -306,12 +340,29 @@ class CosmosPolicy:
         value_samples: int = 5,
         seed: int | None = None,
     ) -> ActionChunk:
-        """Best-of-N: `proposer` (default: this policy) samples N chunks, this model scores V(s'), best wins."""
-        start = time.perf_counter()
-        proposals = (proposer or self).act(obs, seed=seed, num_candidates=max(2, num_candidates))
-        sub_seed = None if seed is None else seed + 1
-        values = self.score_actions(obs, proposals.actions[:num_candidates], world_model_samples=world_model_samples,
-                                    value_samples=value_samples, seed=sub_seed)
-        i = int(np.argmax(values))
-        return ActionChunk(proposals.actions[i], float(values[i]), None, time.perf_counter() - start)
+        """Best-of-N: `proposer` (default: this policy) samples N chunks, this model scores V(s'), best wins.
 
+        With the default proposer the observation is encoded once and nothing leaves the device until
+        the winner is chosen.
+        """
+        if num_candidates < 1:
+            raise ValueError(f"num_candidates={num_candidates}: expected >= 1")
+        if proposer is not None and proposer.layout != self.layout:
+            raise ValueError(
+                f"proposer: layout {proposer.layout.name!r} differs from the planning model's {self.layout.name!r}"
+            )
+        start = time.perf_counter()
+        images, proprio, text = self._validate(obs)
+        generator = self._generator(seed)
+        x_prefix = self.encode_observation(images, proprio)
+        if proposer is None:
+            actions, _, _ = self._sample_actions(x_prefix, text, self.sampler.action_steps, num_candidates,
+                                                 generator, False)
+        else:
+            proposals = proposer.act(obs, seed=seed, num_candidates=num_candidates)
+            chunks = proposals.actions if num_candidates > 1 else proposals.actions[None]
+            actions = torch.as_tensor(self._normalizer("actions").normalize(chunks)).to(self.device)
+        values = self._score(x_prefix, text, actions, world_model_samples, value_samples, generator)
+        best = int(torch.argmax(values))
+        chunk = self._normalizer("actions").unnormalize(actions[best]).float().cpu().numpy().astype(np.float32)
+        return ActionChunk(chunk, float(values[best]), None, time.perf_counter() - start)

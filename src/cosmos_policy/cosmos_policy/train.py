@@ -229,13 +229,17 @@ def optimizer_state_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str,
 def optimizer_state_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     """Inverse of `optimizer_state_to_flat`: a state dict for `optimizer.load_state_dict`."""
     state: dict[int, dict[str, Any]] = defaultdict(dict)
+    def param_key(text: str) -> int | str:
+        # plain optimisers key state by parameter index, FSDP full state dicts by parameter name
+        return int(text) if text.isdigit() else text
+
     for key, value in tensors.items():
         if key.startswith("optimizer/"):
             _, index, name = key.split("/", 2)
-            state[int(index)][name] = value
+            state[param_key(index)][name] = value
     for key, value in meta.get("scalars", {}).items():
-        index, name = key.split("/", 1)
-        state[int(index)][name] = value
+        index, name = key.rsplit("/", 1)
+        state[param_key(index)][name] = value
     groups = meta["param_groups"]
     for group in groups:
         if "betas" in group:
@@ -294,7 +298,10 @@ class Trainer:
                                            weight_decay=config.weight_decay)
 
     def _wrap(self, module: nn.Module) -> nn.Module:
-        if self.context.world_size == 1 and self.config.distributed == "ddp":
+        if self.context.world_size == 1:
+            if self.config.distributed == "fsdp":
+                log.warning("distributed=fsdp needs torchrun with WORLD_SIZE > 1; training unsharded in one process")
+                self.config.distributed = "ddp"
             return module
         if self.config.distributed == "fsdp":
             from torch.distributed.fsdp import fully_shard

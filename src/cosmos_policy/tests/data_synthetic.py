@@ -1,10 +1,11 @@
 """Synthetic ALOHA-layout episodes for the data and training tests (not collected as tests).
 
-Each episode has a goal g in R^14 set by two parameters (u, v) in [0, 1]: g = W @ [u, v, 1]. The arm
-ramps linearly to its goal, qpos(t) = g * t / T, and the action is the next state, so the action chunk
-at t is a deterministic function of what the observation shows: cam_high draws a square at (u, v),
-cam_right_wrist is tinted by u and v, cam_left_wrist brightens with progress t / T, and qpos itself
-lies on the ray towards g.
+Each episode works around a posture set by one parameter u in [0, 1]: p = A + B * u (fixed A, B > 0 in
+R^14), and drifts slowly from it, qpos(t) = p + D * t / T. Actions are absolute joint targets, the
+next state (action(t) = qpos(t + 1)), as in ALOHA data, so the action chunk is a deterministic function
+of what the observation shows: qpos itself, cam_high's square (its column is u), cam_right_wrist's
+tint (u) and cam_left_wrist's brightness (progress t / T). Every camera also sees a fixed scene (a
+colour gradient), as real cameras see the table and the robot.
 """
 
 from __future__ import annotations
@@ -17,32 +18,37 @@ import numpy as np
 from cosmos_policy.data.act_episode import Episode, write_act_episode
 
 CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
-_GOAL_MAP = np.random.default_rng(1234).uniform(-1.0, 1.0, size=(14, 3)).astype(np.float32)
+_RNG = np.random.default_rng(1234)
+GOAL_OFFSET = _RNG.uniform(-0.5, 0.5, size=14).astype(np.float32)
+GOAL_SCALE = _RNG.uniform(0.3, 1.0, size=14).astype(np.float32)
+DRIFT = _RNG.uniform(-0.15, 0.15, size=14).astype(np.float32)
 
 
-def goal_from_params(u: float, v: float) -> np.ndarray:
-    return _GOAL_MAP @ np.array([u, v, 1.0], dtype=np.float32)
+def posture_from_param(u: float) -> np.ndarray:
+    return GOAL_OFFSET + GOAL_SCALE * np.float32(u)
 
 
 def synthetic_episode(u: float, v: float, steps: int = 60, image_hw: tuple[int, int] = (48, 64),
                       attrs: dict | None = None) -> Episode:
-    """One synthetic episode whose actions follow from its images and proprio."""
+    """One synthetic episode whose actions follow from its images and proprio (v only moves the square's row)."""
     height, width = image_hw
-    goal = goal_from_params(u, v)
+    posture = posture_from_param(u)
+    rows, cols = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    scene = np.stack([120 * cols, 120 * rows, 60 * (rows + cols)], axis=-1).astype(np.float32)
     progress = np.arange(steps + 1, dtype=np.float32) / steps
-    states = progress[:, None] * goal[None, :]
+    states = posture[None, :] + progress[:, None] * DRIFT[None, :]
     qpos, action = states[:-1], states[1:]
-    high = np.zeros((steps, height, width, 3), np.uint8)
+    progress = progress[:-1]
+    high = np.broadcast_to(scene, (steps, height, width, 3)).astype(np.uint8)
     side = max(4, height // 4)
     top = int(round(v * (height - side)))
     left = int(round(u * (width - side)))
     high[:, top:top + side, left:left + side] = 255
-    right = np.empty((steps, height, width, 3), np.uint8)
-    right[...] = np.array([255 * u, 255 * v, 128], dtype=np.uint8)
-    left_wrist = np.broadcast_to((255 * progress[:-1])[:, None, None, None], (steps, height, width, 3))
-    images = {"cam_high": high, "cam_left_wrist": left_wrist.astype(np.uint8).copy(), "cam_right_wrist": right}
-    return Episode(qpos=qpos, qvel=np.zeros_like(qpos), effort=np.zeros_like(qpos), action=action,
-                   images=images, attrs=dict(attrs or {}))
+    right = np.broadcast_to(scene + np.array([120 * u, 0, 60], np.float32), (steps, height, width, 3))
+    left_wrist = scene[None] + (120 * progress)[:, None, None, None]
+    images = {"cam_high": high, "cam_left_wrist": left_wrist.astype(np.uint8), "cam_right_wrist": right.astype(np.uint8)}
+    return Episode(qpos=qpos.astype(np.float32), qvel=np.zeros_like(qpos), effort=np.zeros_like(qpos),
+                   action=action, images=images, attrs=dict(attrs or {}))
 
 
 EPISODE_PARAMS = ((0.1, 0.2), (0.9, 0.3), (0.4, 0.9), (0.7, 0.6), (0.2, 0.7), (0.6, 0.1))

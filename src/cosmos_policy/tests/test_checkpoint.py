@@ -81,3 +81,46 @@ def test_bf16_load_casts_weights(saved):
     assert next(loaded.model.dit.parameters()).dtype == torch.bfloat16
     out = _denoise(loaded.model)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def _save_diffusers_base(directory, model, in_channels, concat_padding_mask=True):
+    from diffusers import CosmosTransformer3DModel
+
+    upstream = CosmosTransformer3DModel(
+        **{**dict(model.dit.config), "in_channels": in_channels, "concat_padding_mask": concat_padding_mask}
+    )
+    state = dict(model.dit.state_dict())
+    if in_channels == 16:
+        weight = state["patch_embed.proj.weight"].reshape(-1, 18, 4)
+        state["patch_embed.proj.weight"] = torch.cat([weight[:, :16], weight[:, 17:]], dim=1).reshape(-1, 17 * 4)
+    upstream.load_state_dict(state)
+    upstream.save_pretrained(directory / "transformer")
+    model.vae.save_pretrained(directory / "vae")
+
+
+def test_base_weights_load_from_a_diffusers_folder(tmp_path):
+    from cosmos_policy.diffusion import CosmosPolicyModel
+
+    source = tiny_model(seed=4).eval()
+    _save_diffusers_base(tmp_path / "video2world", source, in_channels=17)
+    loaded = CosmosPolicyModel(source.network_config, source.layout, base_dir=tmp_path / "video2world").eval()
+    assert torch.equal(_denoise(loaded), _denoise(source))
+    # A checkpoint without the condition-mask input gets a zero-initialised column for it.
+    _save_diffusers_base(tmp_path / "text2image", source, in_channels=16)
+    widened = CosmosPolicyModel(source.network_config, source.layout, base_dir=tmp_path / "text2image")
+    weight = widened.dit.patch_embed.proj.weight.reshape(-1, 18, 4)
+    assert torch.all(weight[:, 16] == 0)
+    assert torch.equal(weight[:, 17], source.dit.patch_embed.proj.weight.reshape(-1, 18, 4)[:, 17])
+
+
+def test_base_folder_of_another_architecture_is_named(tmp_path):
+    from cosmos_policy.config import NetworkConfig
+    from cosmos_policy.diffusion import CosmosPolicyModel
+
+    source = tiny_model(seed=4)
+    _save_diffusers_base(tmp_path, source, in_channels=17)
+    other = NetworkConfig.from_dict({**source.network_config.to_dict(), "num_layers": 3})
+    with pytest.raises(ValueError, match=r"num_layers=2 \(config num_layers=3\)"):
+        CosmosPolicyModel(other, source.layout, base_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="base weights folder"):
+        CosmosPolicyModel(source.network_config, source.layout, base_dir=tmp_path / "nowhere")

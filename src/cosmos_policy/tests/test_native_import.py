@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 
 import numpy as np
@@ -98,6 +99,11 @@ def test_release_pt_loads_with_weights_only_and_refuses_objects(tmp_path):
     torch.save(native, path)
     loaded = load_release_state_dict(path)
     assert set(loaded) == set(native)
+    native["net.blocks.0.self_attn.q_proj._extra_state"] = io.BytesIO(b"transformer-engine state")
+    torch.save(native, tmp_path / "te.pt")
+    state, skipped = convert_native_state_dict(load_release_state_dict(tmp_path / "te.pt"))
+    assert "net.blocks.0.self_attn.q_proj._extra_state" in skipped
+    assert "patch_embed.proj.weight" in state
     bad = tmp_path / "bad.pt"
     torch.save({"net.x": torch.zeros(1), "net.y._extra_state": _Opaque()}, bad)
     with pytest.raises(ValueError, match="refused"):
@@ -142,3 +148,24 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
         pickle.dump([1, 2], f)
     with pytest.raises(ValueError, match="expected a dict"):
         load_t5_pickle(not_a_dict)
+
+
+def test_import_release_checkpoint_writes_a_loadable_directory(tmp_path):
+    import json
+
+    from cosmos_policy.checkpoint import load_checkpoint
+    from cosmos_policy.native_import import import_release_checkpoint
+
+    source, native = _native_tiny(seed=2)
+    del native["net.blocks.0.self_attn.q_proj._extra_state"]
+    torch.save(native, tmp_path / "model.pt")
+    with (tmp_path / "t5.pkl").open("wb") as f:
+        pickle.dump({"fold the shirt": torch.randn(3, 32)}, f)
+    stats = {"actions_min": [-1.0] * 14, "actions_max": [1.0] * 14, "proprio_min": [-1.0] * 14, "proprio_max": [1.0] * 14}
+    (tmp_path / "stats.json").write_text(json.dumps(stats))
+    out = import_release_checkpoint(tmp_path / "model.pt", tmp_path / "ckpt", layout="aloha",
+                                    t5_pickle=tmp_path / "t5.pkl", statistics_path=tmp_path / "stats.json",
+                                    network_preset="tiny")
+    loaded = load_checkpoint(out, require_statistics=True, require_text=True)
+    assert torch.equal(_outputs(loaded.model.dit.eval()), _outputs(source))
+    assert "fold the shirt" in loaded.text_cache

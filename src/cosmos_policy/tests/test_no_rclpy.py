@@ -21,7 +21,7 @@ def test_no_source_file_imports_rclpy():
 
 def test_model_modules_import_with_rclpy_and_torchvision_blocked():
     modules = ["config", "networks", "latent_sequence", "injection", "objectives", "diffusion", "sampler",
-               "checkpoint", "native_import", "policy"]
+               "checkpoint", "native_import", "policy", "latency"]
     code = (
         "import sys; sys.modules['rclpy'] = None; sys.modules['torchvision'] = None\n"
         "import cosmos_policy\n"

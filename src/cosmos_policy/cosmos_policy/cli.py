@@ -1,0 +1,317 @@
+"""`cosmos-policy` command: train, stats, embed-text, infer, import-release."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("cosmos_policy")
+
+
+def _objective_mix(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three weights 'policy,world_model,value', e.g. 0.5,0.25,0.25")
+    return parts[0], parts[1], parts[2]
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train (or fine-tune) a policy on ACT / release HDF5 episodes")
+    p.add_argument("--data", type=Path, action="append", required=True,
+                   help="folder of demo episodes (repeatable); ACT episode_<i>.hdf5 or the release's preprocessed layout")
+    p.add_argument("--rollouts", type=Path, action="append", default=[],
+                   help="folder of rollout episodes (attrs success, success_score, task_description); repeatable")
+    p.add_argument("--layout", default="aloha", help="layout name (aloha, libero, robocasa) or a layout .yaml")
+    p.add_argument("--network", default="2b", choices=["tiny", "2b"], help="network preset")
+    p.add_argument("--base-dir", type=Path, help="local diffusers folder (transformer/ + vae/) with the base weights")
+    p.add_argument("--init-checkpoint", type=Path,
+                   help="start from this checkpoint (weights, statistics, text embeddings): the planning fine-tune")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--steps", type=int, default=50_000)
+    p.add_argument("--batch-size", type=int, default=8, help="per process and micro-step")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--warmup-steps", type=int, default=2000)
+    p.add_argument("--decay", default="cosine", choices=["cosine", "linear", "none"])
+    p.add_argument("--final-lr-ratio", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast on GPU, fp32 on CPU")
+    p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--distributed", default="ddp", choices=["ddp", "fsdp"], help="under torchrun with WORLD_SIZE > 1")
+    p.add_argument("--objective-mix", type=_objective_mix, default=(0.5, 0.25, 0.25),
+                   help="policy,world_model,value sampling weights")
+    p.add_argument("--demo-sampling-prob", type=float,
+                   help="with --rollouts: probability of drawing a demo step (paper's planning fine-tune: 0.1)")
+    p.add_argument("--stats", type=Path, help="dataset_statistics.json to use instead of computing it from --data")
+    p.add_argument("--text-embeddings", type=Path, help="text embedding cache (.safetensors) to start from")
+    p.add_argument("--t5-dir", type=Path, help="local T5 encoder folder for tasks without a cached embedding")
+    p.add_argument("--task", help="task text for episodes without a task_description attr (default: folder name)")
+    p.add_argument("--skip-bad-episodes", action="store_true", help="log and skip unreadable episode files")
+    p.add_argument("--no-augment", action="store_true", help="centre crop instead of random crops")
+    p.add_argument("--cache-latents", action="store_true", help="encode each sample once (needs --no-augment)")
+    p.add_argument("--save-every", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_stats(sub) -> None:
+    p = sub.add_parser("stats", help="write dataset_statistics.json (actions / proprio min, max, mean, std, ...)")
+    p.add_argument("--data", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--skip-bad-episodes", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+
+def _add_embed_text(sub) -> None:
+    p = sub.add_parser("embed-text", help="cache task-text embeddings as safetensors")
+    p.add_argument("--texts", nargs="+", required=True, help="task descriptions")
+    p.add_argument("--t5-dir", type=Path, help="local T5 encoder folder (without it: a test-only fallback)")
+    p.add_argument("--network", default="2b", choices=["tiny", "2b"], help="sets d_text / length of the fallback")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--append", action="store_true", help="add to an existing cache file")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_embed_text)
+
+
+def _add_infer(sub) -> None:
+    p = sub.add_parser("infer", help="run the policy on one recorded observation and print the chunk")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--episode", type=Path, required=True, help="an ACT (or release-layout) episode file")
+    p.add_argument("--step", type=int, default=0)
+    p.add_argument("--task", help="task text (default: the episode's task_description or folder name)")
+    p.add_argument("--num-steps", type=int, help="denoising steps for the action (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_infer)
+
+
+def _add_import_release(sub) -> None:
+    p = sub.add_parser("import-release", help="convert a released checkpoint (native names) to a checkpoint directory")
+    p.add_argument("--weights", type=Path, required=True, help="the release's DiT weights (.pt plain tensors or .safetensors)")
+    p.add_argument("--base-dir", type=Path, required=True, help="local diffusers folder with the Wan VAE (vae/)")
+    p.add_argument("--layout", default="aloha")
+    p.add_argument("--stats", type=Path, required=True, help="the release's dataset statistics JSON")
+    p.add_argument("--t5-pickle", type=Path, help="the release's T5 embedding pickle (read without unpickling code)")
+    p.add_argument("--text-embeddings", type=Path, help="or a text embedding cache (.safetensors)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_import_release)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cosmos-policy", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_stats(sub)
+    _add_embed_text(sub)
+    _add_infer(sub)
+    _add_import_release(sub)
+    return parser
+
+
+def _episode_files(folders: list[Path]) -> list[Path]:
+    from .data.datasets import find_episode_files
+
+    files = [f for folder in folders for f in find_episode_files(folder)]
+    if not files:
+        raise SystemExit(f"no episode files (*.hdf5) under {', '.join(map(str, folders))}")
+    return files
+
+
+def cmd_stats(args) -> int:
+    from .data.datasets import compute_dataset_statistics
+    from .data.statistics import save_statistics
+
+    files = _episode_files(args.data)
+    stats = compute_dataset_statistics(files, skip_bad_episodes=args.skip_bad_episodes)
+    save_statistics(stats, args.out)
+    print(f"{args.out}: {stats['num_episodes']} episodes, {stats['num_steps']} steps, "
+          f"actions {len(stats['actions_min'])}-D, proprio {len(stats['proprio_min'])}-D")
+    return 0
+
+
+def cmd_embed_text(args) -> int:
+    from .config import NetworkConfig
+    from .data.text import TextEmbeddingCache, build_text_cache
+
+    network = NetworkConfig.preset_config(args.network)
+    cache = build_text_cache(args.texts, network.text_embed_dim, t5_dir=args.t5_dir,
+                             max_length=network.text_max_tokens, device=args.device)
+    if args.append and args.out.is_file():
+        existing = TextEmbeddingCache.load(args.out)
+        existing.update(cache)
+        cache = existing
+    cache.save(args.out)
+    print(f"{args.out}: {len(cache)} task embedding(s), {cache.d_text}-D, source {cache.source}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import json
+
+    import torch
+
+    from .checkpoint import STATISTICS_FILE, TEXT_FILE, load_checkpoint
+    from .config import NetworkConfig, SamplerConfig, load_layout
+    from .data.datasets import EpisodeDataset, SampleSpec, compute_dataset_statistics, load_episodes
+    from .data.statistics import load_statistics, statistics_from_dict
+    from .data.text import TextEmbeddingCache, build_text_cache
+    from .diffusion import CosmosPolicyModel
+    from .train import Trainer, TrainConfig, init_distributed
+
+    context = init_distributed(args.device)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                         weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup_steps=args.warmup_steps,
+                         decay=args.decay, final_lr_ratio=args.final_lr_ratio, precision=args.precision,
+                         activation_checkpointing=args.activation_checkpointing, distributed=args.distributed,
+                         save_every=args.save_every, log_every=args.log_every, seed=args.seed,
+                         num_workers=args.num_workers, cache_latents=args.cache_latents)
+    torch.manual_seed(args.seed)
+    sampler_config = SamplerConfig()
+    text_cache = TextEmbeddingCache(source="empty")
+    if args.init_checkpoint is not None:
+        loaded = load_checkpoint(args.init_checkpoint, require_statistics=True)
+        model, network, layout, sampler_config = loaded.model, loaded.network, loaded.layout, loaded.sampler
+        raw_stats = json.loads((Path(args.init_checkpoint) / STATISTICS_FILE).read_text())
+        if loaded.text_cache is not None:
+            text_cache.update(loaded.text_cache)
+        vae_base_dir = loaded.config.get("vae_base_dir")
+        log.info("fine-tuning from %s (its statistics and text embeddings are kept)", args.init_checkpoint)
+    else:
+        network = NetworkConfig.preset_config(args.network)
+        layout = load_layout(args.layout)
+        model = CosmosPolicyModel(network, layout, base_dir=args.base_dir)
+        vae_base_dir = args.base_dir
+        raw_stats = None
+    if args.resume and (args.out / STATISTICS_FILE).is_file():
+        raw_stats = json.loads((args.out / STATISTICS_FILE).read_text())
+    if args.resume and (args.out / TEXT_FILE).is_file():
+        text_cache.update(TextEmbeddingCache.load(args.out / TEXT_FILE))
+    if args.stats is not None:
+        load_statistics(args.stats)
+        raw_stats = json.loads(args.stats.read_text())
+
+    demo_files = _episode_files(args.data)
+    rollout_files = _episode_files(args.rollouts) if args.rollouts else []
+    if raw_stats is None:
+        raw_stats = compute_dataset_statistics(demo_files, skip_bad_episodes=args.skip_bad_episodes)
+    stats = statistics_from_dict(raw_stats)
+    spec = SampleSpec.from_configs(layout, network)
+    demos = load_episodes(demo_files, spec, is_demo=True, task=args.task, skip_bad_episodes=args.skip_bad_episodes,
+                          desc="demos")
+    rollouts = load_episodes(rollout_files, spec, is_demo=False, task=args.task,
+                             skip_bad_episodes=args.skip_bad_episodes, desc="rollouts")
+    if args.text_embeddings is not None:
+        text_cache.update(TextEmbeddingCache.load(args.text_embeddings))
+    missing = sorted({e.task for e in demos + rollouts} - set(text_cache.texts))
+    if missing:
+        if args.t5_dir is None and network.preset != "tiny":
+            raise SystemExit(f"tasks without a text embedding: {missing}; pass --t5-dir LOCAL_T5_DIR or "
+                             f"--text-embeddings FILE (the hash fallback is only for --network tiny)")
+        text_cache.update(build_text_cache(missing, network.text_embed_dim, t5_dir=args.t5_dir,
+                                           max_length=network.text_max_tokens))
+    dataset = EpisodeDataset(demos, spec, stats, text_cache, rollouts=rollouts, objective_probs=args.objective_mix,
+                             demo_sampling_prob=args.demo_sampling_prob, augment=not args.no_augment, seed=args.seed)
+    trainer = Trainer(model, dataset, config, args.out, raw_stats, text_cache, sampler_config=sampler_config,
+                      vae_base_dir=vae_base_dir, context=context,
+                      extra_config={"data": [str(d) for d in args.data], "rollouts": [str(r) for r in args.rollouts]})
+    if args.resume:
+        step = trainer.resume(args.out)
+        log.info("resumed %s at step %d", args.out, step)
+    summary = trainer.train()
+    if context.is_main:
+        from .data.datasets import describe
+
+        print(describe(dataset))
+        print(summary.format())
+    if context.world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def _observation(path: Path, cameras: list[str], step: int, task: str | None) -> tuple[dict, np.ndarray]:
+    from .data.act_episode import read_act_episode
+    from .data.datasets import _read_release_file, is_release_layout, task_from_path
+
+    if is_release_layout(path):
+        actions, proprio, frames, attrs = _read_release_file(path, cameras)
+    else:
+        episode = read_act_episode(path, cameras=cameras)
+        actions, proprio, frames, attrs = episode.action, episode.qpos, episode.images, episode.attrs
+    steps = actions.shape[0]
+    if not 0 <= step < steps:
+        raise SystemExit(f"--step {step}: {path} has steps 0..{steps - 1}")
+    text = task or str(attrs.get("task_description") or task_from_path(path))
+    obs = {"images": {cam: frames[cam][step] for cam in cameras}, "proprio": proprio[step], "task": text}
+    return obs, actions
+
+
+def cmd_infer(args) -> int:
+    from .policy import CosmosPolicy
+
+    policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device)
+    layout = policy.layout
+    obs, actions = _observation(args.episode, list(layout.cameras), args.step, args.task)
+    policy.act(obs, num_steps=args.num_steps, seed=args.seed)  # warm-up: first call pays one-off costs
+    chunk = policy.act(obs, num_steps=args.num_steps, seed=args.seed)
+    last = actions.shape[0] - 1
+    recorded = actions[np.minimum(np.arange(args.step, args.step + layout.action_chunk), last)]
+    np.set_printoptions(precision=3, suppress=True, linewidth=160)
+    print(f"task: {obs['task']!r}  step {args.step} of {args.episode}")
+    print(f"chunk: {chunk.actions.shape[0]} x {chunk.actions.shape[1]}  first action: {chunk.actions[0]}")
+    print(f"chunk min per dim: {chunk.actions.min(axis=0)}")
+    print(f"chunk max per dim: {chunk.actions.max(axis=0)}")
+    print(f"L1 to the recorded actions: {np.abs(chunk.actions - recorded).mean():.4f}")
+    print(f"value: {chunk.value:.3f}   latency: {chunk.latency_s * 1000:.0f} ms")
+    return 0
+
+
+def cmd_import_release(args) -> int:
+    import json
+
+    from .checkpoint import save_checkpoint
+    from .config import NetworkConfig, load_layout
+    from .data.statistics import load_statistics
+    from .data.text import TextEmbeddingCache
+    from .diffusion import CosmosPolicyModel
+    from .native_import import load_native_into, load_release_state_dict, t5_pickle_to_cache
+
+    network = NetworkConfig.preset_config("2b")
+    layout = load_layout(args.layout)
+    model = CosmosPolicyModel(network, layout, base_dir=args.base_dir)
+    skipped = load_native_into(model.dit, load_release_state_dict(args.weights))
+    load_statistics(args.stats)
+    statistics = json.loads(args.stats.read_text())
+    text_cache = None
+    if args.t5_pickle is not None:
+        text_cache = t5_pickle_to_cache(args.t5_pickle, max_length=network.text_max_tokens)
+    elif args.text_embeddings is not None:
+        text_cache = TextEmbeddingCache.load(args.text_embeddings)
+    save_checkpoint(args.out, model, statistics=statistics, text_cache=text_cache, vae_base_dir=args.base_dir,
+                    extra_config={"imported_from": str(args.weights)})
+    print(f"{args.out}: imported {args.weights} ({len(skipped)} weight-less native entries skipped), layout "
+          f"{layout.name}, {len(text_cache) if text_cache else 0} task embedding(s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `cosmos-policy` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""End to end: `cosmos-policy train` on tiny HDF5 episodes -> a checkpoint CosmosPolicy loads and runs."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from cosmos_policy.cli import main
+from cosmos_policy.config import load_layout
+from cosmos_policy.data.act_episode import read_act_episode
+from cosmos_policy.policy import CosmosPolicy
+from data_synthetic import write_synthetic_episodes
+
+
+def _small_camera_layout(tmp_path):
+    layout = load_layout("aloha").to_dict()
+    layout["camera_hw"] = [48, 64]
+    path = tmp_path / "aloha_small.yaml"
+    path.write_text(yaml.safe_dump(layout))
+    return path
+
+
+@pytest.mark.slow
+def test_cli_train_writes_a_checkpoint_the_policy_runs(tmp_path, capsys):
+    data = tmp_path / "demos" / "fold_shirt"
+    paths = write_synthetic_episodes(data, count=2, steps=6, compress=True)
+    bad = data / "episode_9.hdf5"
+    bad.write_bytes(paths[0].read_bytes()[:2000])
+    layout = _small_camera_layout(tmp_path)
+    out = tmp_path / "ckpt"
+    args = ["train", "--data", str(tmp_path / "demos"), "--layout", str(layout), "--network", "tiny",
+            "--steps", "2", "--batch-size", "2", "--warmup-steps", "1", "--out", str(out)]
+    with pytest.raises(Exception, match="episode_9.hdf5"):
+        main(args)
+    assert main(args + ["--skip-bad-episodes"]) == 0
+    summary = capsys.readouterr().out
+    assert "trained steps 0..2" in summary and "l1/" in summary and "fold shirt" in summary
+    assert json.loads((out / "trainer_state.json").read_text())["step"] == 2
+
+    assert main(args[:8] + ["3"] + args[9:] + ["--skip-bad-episodes", "--resume"]) == 0
+    assert json.loads((out / "trainer_state.json").read_text())["step"] == 3
+
+    policy = CosmosPolicy.from_checkpoint(out)
+    episode = read_act_episode(paths[1])
+    obs = {"images": {cam: episode.images[cam][2] for cam in policy.layout.cameras},
+           "proprio": episode.qpos[2], "task": "fold shirt"}
+    chunk = policy.act(obs, num_steps=2, seed=0)
+    assert chunk.actions.shape == (50, 14) and np.all(np.isfinite(chunk.actions)) and 0.0 <= chunk.value <= 1.0
+    stats = json.loads((out / "dataset_statistics.json").read_text())
+    assert np.all(chunk.actions >= np.array(stats["actions_min"]) - 1e-5)
+    assert np.all(chunk.actions <= np.array(stats["actions_max"]) + 1e-5)
+
+    capsys.readouterr()
+    assert main(["infer", "--checkpoint", str(out), "--episode", str(paths[1]), "--step", "2", "--num-steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "chunk: 50 x 14" in printed and "value:" in printed and "latency:" in printed
+
+
+def test_cli_stats_and_embed_text(tmp_path, capsys):
+    write_synthetic_episodes(tmp_path / "d" / "t", count=2, steps=5)
+    assert main(["stats", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "s.json")]) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert len(stats["actions_min"]) == 14 and stats["num_steps"] == 10
+    assert main(["embed-text", "--texts", "a b", "--network", "tiny", "--out", str(tmp_path / "t.safetensors")]) == 0
+    assert main(["embed-text", "--texts", "c", "--network", "tiny", "--append", "--out", str(tmp_path / "t.safetensors")]) == 0
+    assert "2 task embedding(s)" in capsys.readouterr().out
