@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, NodeProcess
+from ros_harness import ROOT, NodeProcess
 
 LAUNCH_FILES = sorted(p.name for p in (ROOT / "launch").glob("*.launch.py"))
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NodeProcess, wait_until
+from ros_harness import NodeProcess, wait_until
 
 pytestmark = pytest.mark.ros
 
