@@ -1,10 +1,11 @@
-"""Simulated ALOHA driven by scripted demonstrations over ROS topics; ends after `episodes` episodes.
+"""Simulated ALOHA driven by scripted demonstrations over ROS topics; ends after the last episode.
 
-Each episode's stage score (0-100) and a summary are printed by the driver.
+Each episode's stage score (0-100) and a summary per task are printed by the driver.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, Shutdown
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Shutdown
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -21,25 +22,19 @@ def generate_launch_description():
         DeclareLaunchArgument("image_height", default_value="480", description="camera image height"),
         DeclareLaunchArgument("image_width", default_value="640", description="camera image width"),
     ]
-    mode = {"mode": LaunchConfiguration("mode")}
-    sim = Node(
-        package="aloha_sim",
-        executable="sim_node",
-        name="aloha_sim",
-        output="screen",
-        parameters=[
-            PathJoinSubstitution([FindPackageShare("aloha_bringup"), "config", "aloha_sim.yaml"]),
-            {**mode, "seed": LaunchConfiguration("seed_start"),
-             "image_height": LaunchConfiguration("image_height"), "image_width": LaunchConfiguration("image_width")},
-        ],
+    sim = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare("aloha_bringup"), "launch", "sim.launch.py"])),
+        launch_arguments=[("seed", LaunchConfiguration("seed_start")), ("mode", LaunchConfiguration("mode")),
+                          ("image_height", LaunchConfiguration("image_height")),
+                          ("image_width", LaunchConfiguration("image_width"))],
     )
     driver = Node(
         package="aloha_sim",
         executable="scripted_driver",
         name="scripted_driver",
         output="screen",
-        parameters=[{**mode, "tasks": LaunchConfiguration("tasks"), "episodes": LaunchConfiguration("episodes"),
-                     "seed_start": LaunchConfiguration("seed_start")}],
+        parameters=[{"mode": LaunchConfiguration("mode"), "tasks": LaunchConfiguration("tasks"),
+                     "episodes": LaunchConfiguration("episodes"), "seed_start": LaunchConfiguration("seed_start")}],
         on_exit=Shutdown(reason="scripted episodes finished"),
     )
     return LaunchDescription([*args, sim, driver])

@@ -165,6 +165,19 @@ class Node(Action):
             raise LaunchError("respawn is not supported by the wheel launcher")
 
 
+class PythonLaunchDescriptionSource:
+    def __init__(self, launch_file_path: Any):
+        self.launch_file_path = launch_file_path
+
+
+class IncludeLaunchDescription(Action):
+    def __init__(self, launch_description_source: PythonLaunchDescriptionSource, *,
+                 launch_arguments: Iterable[tuple[Any, Any]] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source = launch_description_source
+        self.launch_arguments = list(launch_arguments or [])
+
+
 class LaunchDescription:
     def __init__(self, entities: Iterable[Any] | None = None):
         self.entities = list(entities or [])
@@ -189,17 +202,20 @@ def install_shim() -> None:
     except ImportError:
         pass
     actions = _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, Shutdown=Shutdown,
-                      LogInfo=LogInfo, SetEnvironmentVariable=SetEnvironmentVariable)
+                      LogInfo=LogInfo, SetEnvironmentVariable=SetEnvironmentVariable,
+                      IncludeLaunchDescription=IncludeLaunchDescription)
+    sources = _module("launch.launch_description_sources", PythonLaunchDescriptionSource=PythonLaunchDescriptionSource)
     substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
                             PathJoinSubstitution=PathJoinSubstitution, TextSubstitution=TextSubstitution)
     conditions = _module("launch.conditions", IfCondition=IfCondition, UnlessCondition=UnlessCondition)
     launch_mod = _module("launch", LaunchDescription=LaunchDescription, actions=actions,
-                         substitutions=substitutions, conditions=conditions)
+                         substitutions=substitutions, conditions=conditions, launch_description_sources=sources)
     ros_actions = _module("launch_ros.actions", Node=Node)
     ros_subs = _module("launch_ros.substitutions", FindPackageShare=FindPackageShare)
     launch_ros_mod = _module("launch_ros", actions=ros_actions, substitutions=ros_subs)
     sys.modules.update({"launch": launch_mod, "launch.actions": actions, "launch.substitutions": substitutions,
-                        "launch.conditions": conditions, "launch_ros": launch_ros_mod,
+                        "launch.conditions": conditions, "launch.launch_description_sources": sources,
+                        "launch_ros": launch_ros_mod,
                         "launch_ros.actions": ros_actions, "launch_ros.substitutions": ros_subs})
 
 
@@ -249,14 +265,20 @@ def _param_args(parameters: list[Any], context: Context) -> list[str]:
     return args
 
 
-def evaluate(description: LaunchDescription, overrides: dict[str, str]) -> tuple[list[NodeProcess], dict[str, str]]:
-    """Resolve arguments and conditions into the node command lines, as `ros2 launch` would."""
+def evaluate(description: LaunchDescription, overrides: dict[str, str],
+             inherited: dict[str, str] | None = None) -> tuple[list[NodeProcess], dict[str, str]]:
+    """Resolve arguments and conditions into the node command lines, as `ros2 launch` would.
+
+    ``overrides`` are the user's (or an including file's) arguments and must be declared; an included
+    file also sees the includer's values (``inherited``) for the arguments it declares, as in launch.
+    """
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
     declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise LaunchError(f"unknown launch arguments {unknown} (declared: {sorted(declared)})")
+    overrides = {**{k: v for k, v in (inherited or {}).items() if k in declared}, **overrides}
     context = Context()
     for name, decl in declared.items():
         if name in overrides:
@@ -274,7 +296,14 @@ def evaluate(description: LaunchDescription, overrides: dict[str, str]) -> tuple
     for entity in description.entities:
         if isinstance(entity, (DeclareLaunchArgument, Shutdown)) or not entity.enabled(context):
             continue
-        if isinstance(entity, LogInfo):
+        if isinstance(entity, IncludeLaunchDescription):
+            path = Path(perform(entity.source.launch_file_path, context))
+            child = load_description(path)
+            child_args = {perform(k, context): perform(v, context) for k, v in entity.launch_arguments}
+            child_nodes, child_env = evaluate(child, child_args, inherited=context.arguments)
+            nodes += child_nodes
+            env.update(child_env)
+        elif isinstance(entity, LogInfo):
             print(f"[launch] {perform(entity.msg, context)}", flush=True)
         elif isinstance(entity, SetEnvironmentVariable):
             env[perform(entity.name, context)] = perform(entity.value, context)
@@ -379,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-args", action="store_true", help="list the launch arguments and exit")
     parser.add_argument("--print", dest="print_only", action="store_true",
                         help="print the node command lines and exit")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         description = load_description(find_launch_file(args.package, args.launch_file))
         if args.show_args:
