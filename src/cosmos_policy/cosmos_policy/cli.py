@@ -1,4 +1,4 @@
-"""`cosmos-policy` command: train, stats, embed-text, infer, import-release."""
+"""`cosmos-policy` command: train, stats, embed-text, infer, import-release, bench."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ log = logging.getLogger("cosmos_policy")
 def _objective_mix(text: str) -> tuple[float, float, float]:
     parts = [float(p) for p in text.split(",")]
     if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three weights 'policy,world_model,value', e.g. 0.5,0.25,0.25")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected three weights 'policy,world_model,value', e.g. 0.5,0.25,0.25")
     return parts[0], parts[1], parts[2]
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train (or fine-tune) a policy on ACT / release HDF5 episodes")
     p.add_argument("--data", type=Path, action="append", required=True,
-                   help="folder of demo episodes (repeatable); ACT episode_<i>.hdf5 or the release's preprocessed layout")
+                   help="folder of demo episodes (repeatable): ACT episode_<i>.hdf5 files or the release's "
+                        "preprocessed layout")
     p.add_argument("--rollouts", type=Path, action="append", default=[],
                    help="folder of rollout episodes (attrs success, success_score, task_description); repeatable")
     p.add_argument("--layout", default="aloha", help="layout name (aloha, libero, robocasa) or a layout .yaml")
@@ -97,14 +99,36 @@ def _add_infer(sub) -> None:
 
 def _add_import_release(sub) -> None:
     p = sub.add_parser("import-release", help="convert a released checkpoint (native names) to a checkpoint directory")
-    p.add_argument("--weights", type=Path, required=True, help="the release's DiT weights (.pt plain tensors or .safetensors)")
-    p.add_argument("--base-dir", type=Path, required=True, help="local diffusers folder with the Wan VAE (vae/)")
+    p.add_argument("--weights", type=Path, required=True,
+                   help="the release's DiT weights (.pt of plain tensors, or .safetensors)")
     p.add_argument("--layout", default="aloha")
-    p.add_argument("--stats", type=Path, required=True, help="the release's dataset statistics JSON")
-    p.add_argument("--t5-pickle", type=Path, help="the release's T5 embedding pickle (read without unpickling code)")
-    p.add_argument("--text-embeddings", type=Path, help="or a text embedding cache (.safetensors)")
+    p.add_argument("--base-dir", type=Path,
+                   help="local diffusers folder with the Wan VAE (vae/); without it the VAE is random")
+    p.add_argument("--stats", type=Path, help="the release's dataset statistics JSON")
+    p.add_argument("--t5-pickle", type=Path, help="the release's T5 embedding pickle (read without running code)")
+    p.add_argument("--network", default="2b", choices=["tiny", "2b"])
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_import_release)
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time the inference path (a checkpoint, or random weights of a preset)")
+    p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: random weights)")
+    p.add_argument("--network", default="tiny", choices=["tiny", "2b"], help="preset for random weights")
+    p.add_argument("--layout", default="aloha", help="layout for random weights")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--action-steps", type=int, nargs="+", default=[1, 5, 10])
+    p.add_argument("--candidates", type=int, default=8, help="best-of-N size (1: skip the planning timings)")
+    p.add_argument("--no-future-images", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed_text(sub)
     _add_infer(sub)
     _add_import_release(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -242,10 +267,10 @@ def cmd_train(args) -> int:
 
 def _observation(path: Path, cameras: list[str], step: int, task: str | None) -> tuple[dict, np.ndarray]:
     from .data.act_episode import read_act_episode
-    from .data.datasets import _read_release_file, is_release_layout, task_from_path
+    from .data.datasets import read_release_file, is_release_layout, task_from_path
 
     if is_release_layout(path):
-        actions, proprio, frames, attrs = _read_release_file(path, cameras)
+        actions, proprio, frames, attrs = read_release_file(path, cameras)
     else:
         episode = read_act_episode(path, cameras=cameras)
         actions, proprio, frames, attrs = episode.action, episode.qpos, episode.images, episode.attrs
@@ -278,30 +303,38 @@ def cmd_infer(args) -> int:
 
 
 def cmd_import_release(args) -> int:
-    import json
+    from .native_import import import_release_checkpoint
 
-    from .checkpoint import save_checkpoint
-    from .config import NetworkConfig, load_layout
-    from .data.statistics import load_statistics
-    from .data.text import TextEmbeddingCache
-    from .diffusion import CosmosPolicyModel
-    from .native_import import load_native_into, load_release_state_dict, t5_pickle_to_cache
+    if args.base_dir is None:
+        log.warning("no --base-dir: the checkpoint gets a random VAE (only useful for tests)")
+    out = import_release_checkpoint(args.weights, args.out, layout=args.layout, vae_base_dir=args.base_dir,
+                                    t5_pickle=args.t5_pickle, statistics_path=args.stats,
+                                    network_preset=args.network)
+    print(f"{out}: imported {args.weights} (layout {args.layout}, network {args.network})")
+    return 0
 
-    network = NetworkConfig.preset_config("2b")
-    layout = load_layout(args.layout)
-    model = CosmosPolicyModel(network, layout, base_dir=args.base_dir)
-    skipped = load_native_into(model.dit, load_release_state_dict(args.weights))
-    load_statistics(args.stats)
-    statistics = json.loads(args.stats.read_text())
-    text_cache = None
-    if args.t5_pickle is not None:
-        text_cache = t5_pickle_to_cache(args.t5_pickle, max_length=network.text_max_tokens)
-    elif args.text_embeddings is not None:
-        text_cache = TextEmbeddingCache.load(args.text_embeddings)
-    save_checkpoint(args.out, model, statistics=statistics, text_cache=text_cache, vae_base_dir=args.base_dir,
-                    extra_config={"imported_from": str(args.weights)})
-    print(f"{args.out}: imported {args.weights} ({len(skipped)} weight-less native entries skipped), layout "
-          f"{layout.name}, {len(text_cache) if text_cache else 0} task embedding(s)")
+
+def cmd_bench(args) -> int:
+    import torch
+
+    from .latency import benchmark_policy, format_table, random_policy, synthetic_observation
+    from .policy import CosmosPolicy
+
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    if args.checkpoint is not None:
+        policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device, dtype=dtype)
+        if policy.text_cache is None or not len(policy.text_cache):
+            raise SystemExit(f"{args.checkpoint}: no text embeddings to time with (add them with embed-text)")
+        obs = synthetic_observation(policy, task=policy.text_cache.texts[0])
+        what = str(args.checkpoint)
+    else:
+        policy = random_policy(args.network, args.layout, args.device, dtype=dtype)
+        obs = synthetic_observation(policy)
+        what = f"random {args.network} weights, layout {args.layout}"
+    rows = benchmark_policy(policy, obs, runs=args.runs, action_steps=tuple(args.action_steps),
+                            candidates=args.candidates, future_images=not args.no_future_images)
+    print(f"{what} on {args.device} ({args.dtype})")
+    print(format_table(rows))
     return 0
 
 

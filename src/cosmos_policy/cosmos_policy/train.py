@@ -6,8 +6,8 @@ One trainer serves both the base run (demos) and the planning fine-tune (start f
 - Optimiser: AdamW lr 1e-4, weight decay 0.1, betas (0.9, 0.99), gradient clipping at norm 1.0.
 - Learning rate: linear warm-up from 0 over `warmup_steps`, then cosine decay to `final_lr_ratio` x lr at
   the last step (`decay="linear"` for a straight line, `"none"` for constant).
-- Precision: bf16 autocast on CUDA by default; fp32 on CPU (bf16 autocast on CPU is allowed but slower
-  on most CPUs).
+- Precision: bf16 autocast on CUDA by default; fp32 on CPU, where bf16 autocast works but is no faster
+  (tiny model: 262 vs 281 ms/step, within noise, benchmarks/train_throughput.py) and less precise.
 - Multi-process: run the same command under torchrun; WORLD_SIZE > 1 starts DDP (NCCL on GPU, gloo on
   CPU), `distributed="fsdp"` shards the DiT (FSDP2) for the 2B model. One plain process otherwise.
 - Determinism: the samples of step s and the noise of its loss are drawn from generators seeded by
@@ -315,12 +315,12 @@ class Trainer:
         ids = [self.context.local_rank] if self.context.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids)
 
-    # --- state -----------------------------------------------------------------------------------
     def _model_state(self) -> dict[str, torch.Tensor]:
         if self.config.distributed == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-            return get_model_state_dict(self.model.dit, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return get_model_state_dict(self.model.dit, options=options)
         return self.model.dit.state_dict()
 
     def save(self) -> Path:
@@ -345,7 +345,8 @@ class Trainer:
             "format": TRAINER_FORMAT,
             "step": self.step,
             "train_config": self.config.to_dict(),
-            "scheduler": {"kind": f"warmup+{self.config.decay}", "lr_factor": lr_factor(max(self.step - 1, 0), self.config)},
+            "scheduler": {"kind": f"warmup+{self.config.decay}",
+                          "lr_factor": lr_factor(max(self.step - 1, 0), self.config)},
             "optimizer": optimizer_meta,
             "rng": {"python": _jsonable(random.getstate()),
                     "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]},
@@ -362,8 +363,9 @@ class Trainer:
 
             full = get_optimizer_state_dict(self.model.dit, self.optimizer,
                                             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            holder = _StateHolder(full)
-            return optimizer_state_to_flat(holder)
+            if not self.context.is_main:  # cpu_offload gathers the full state on rank 0 only
+                return {}, {}
+            return optimizer_state_to_flat(_StateHolder(full))
         return optimizer_state_to_flat(self.optimizer)
 
     def resume(self, directory: str | Path | None = None) -> int:
@@ -403,7 +405,6 @@ class Trainer:
         self.loss_history = list(meta.get("loss_history", []))
         return self.step
 
-    # --- loop ------------------------------------------------------------------------------------
     def _loader(self, start_step: int, num_steps: int) -> DataLoader:
         cfg = self.config
         sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum,
@@ -440,7 +441,8 @@ class Trainer:
             for micro in range(cfg.grad_accum):
                 batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(loader).items()}
                 generator = _step_generator(cfg.seed, self.step, ctx.rank, micro)
-                sync_off = isinstance(self.loss_module, nn.parallel.DistributedDataParallel) and micro < cfg.grad_accum - 1
+                is_ddp = isinstance(self.loss_module, nn.parallel.DistributedDataParallel)
+                sync_off = is_ddp and micro < cfg.grad_accum - 1  # all-reduce once, on the last micro-batch
                 autocast = (torch.autocast(ctx.device.type, dtype=autocast_dtype) if autocast_dtype is not None
                             else nullcontext())
                 with self.loss_module.no_sync() if sync_off else nullcontext(), autocast:

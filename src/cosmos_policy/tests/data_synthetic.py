@@ -46,7 +46,8 @@ def synthetic_episode(u: float, v: float, steps: int = 60, image_hw: tuple[int, 
     high[:, top:top + side, left:left + side] = 255
     right = np.broadcast_to(scene + np.array([120 * u, 0, 60], np.float32), (steps, height, width, 3))
     left_wrist = scene[None] + (120 * progress)[:, None, None, None]
-    images = {"cam_high": high, "cam_left_wrist": left_wrist.astype(np.uint8), "cam_right_wrist": right.astype(np.uint8)}
+    images = {"cam_high": high, "cam_left_wrist": left_wrist.astype(np.uint8),
+              "cam_right_wrist": right.astype(np.uint8)}
     return Episode(qpos=qpos.astype(np.float32), qvel=np.zeros_like(qpos), effort=np.zeros_like(qpos),
                    action=action, images=images, attrs=dict(attrs or {}))
 

@@ -42,7 +42,8 @@ from tqdm import tqdm
 
 from cosmos_policy.config import LayoutConfig, NetworkConfig
 from cosmos_policy.data.act_episode import EpisodeFileError, read_act_episode
-from cosmos_policy.data.augment import center_crop_resize, frames_to_tensor, random_crop_resize, resize_frames, to_model_range
+from cosmos_policy.data.augment import (
+    center_crop_resize, frames_to_tensor, random_crop_resize, resize_frames, to_model_range)
 from cosmos_policy.data.statistics import compute_statistics, normalize
 from cosmos_policy.data.text import TextEmbeddingCache
 from cosmos_policy.data.values import episode_score_fraction, value_targets
@@ -154,7 +155,7 @@ def _read_mp4(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def _read_release_file(path: Path, cameras: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+def read_release_file(path: Path, cameras: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """(actions, proprio, frames per camera, attrs) of one file in the release's preprocessed layout."""
     with _open_hdf5(path) as f:
         try:
@@ -183,7 +184,7 @@ def read_low_dim(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(actions, proprio) of an episode file of either layout, without images."""
     path = Path(path)
     if is_release_layout(path):
-        actions, proprio, _, _ = _read_release_file(path, None)
+        actions, proprio, _, _ = read_release_file(path, None)
         return actions, proprio
     episode = read_act_episode(path, load_images=False)
     return episode.action.astype(np.float32), episode.qpos.astype(np.float32)
@@ -195,7 +196,7 @@ def load_episode(path: str | Path, spec: SampleSpec, is_demo: bool, task: str | 
     path = Path(path)
     cameras = list(spec.cameras) if load_frames else None
     if is_release_layout(path):
-        actions, proprio, frames, attrs = _read_release_file(path, cameras)
+        actions, proprio, frames, attrs = read_release_file(path, cameras)
     else:
         episode = read_act_episode(path, cameras=cameras, load_images=load_frames)
         actions, proprio, frames, attrs = episode.action, episode.qpos, episode.images, episode.attrs
@@ -291,7 +292,8 @@ class EpisodeDataset(Dataset):
         for ep in self.demos + self.rollouts:
             missing = [c for c in spec.cameras if c not in ep.frames]
             if missing:
-                raise EpisodeFileError(f"{ep.source}: cameras {missing} missing (the layout needs {list(spec.cameras)})")
+                raise EpisodeFileError(f"{ep.source}: cameras {missing} missing "
+                                       f"(the layout needs {list(spec.cameras)})")
             text_cache.get(ep.task)
         self.action_lo, self.action_hi = stats["actions_min"], stats["actions_max"]
         self.proprio_lo, self.proprio_hi = stats["proprio_min"], stats["proprio_max"]
@@ -400,7 +402,8 @@ def describe(dataset: EpisodeDataset) -> str:
              f"frames in memory: {mem_mb:.0f} MiB at {dataset.spec.image_hw[0]}x{dataset.spec.image_hw[1]}"]
     if dataset.rollouts:
         scores = [e.score for e in dataset.rollouts]
-        lines.append(f"rollout scores: mean {np.mean(scores):.2f}, success {sum(s >= 1.0 for s in scores)}/{len(scores)}")
+        successes = sum(s >= 1.0 for s in scores)
+        lines.append(f"rollout scores: mean {np.mean(scores):.2f}, success {successes}/{len(scores)}")
     return "\n".join(lines)
 
 
@@ -425,6 +428,6 @@ def expected_objective_fractions(dataset: EpisodeDataset) -> np.ndarray:
 __all__ = [
     "OBJECTIVE_NAMES", "OBJECTIVE_POLICY", "OBJECTIVE_VALUE", "OBJECTIVE_WORLD_MODEL", "EpisodeDataset",
     "LoadedEpisode", "SampleSpec", "compute_dataset_statistics", "describe", "expected_objective_fractions",
-    "find_episode_files", "is_release_layout", "load_episode", "load_episodes", "read_low_dim",
+    "find_episode_files", "is_release_layout", "load_episode", "load_episodes", "read_low_dim", "read_release_file",
     "sample_objective", "task_from_path",
 ]

@@ -86,7 +86,8 @@ def statistics_from_dict(
         lo = np.asarray(raw[f"{modality}_min"], dtype=np.float32)
         hi = np.asarray(raw[f"{modality}_max"], dtype=np.float32)
         if lo.shape != hi.shape or lo.ndim != 1:
-            raise ValueError(f"{source}: {modality}_min {lo.shape} and {modality}_max {hi.shape} must be equal-length lists")
+            raise ValueError(f"{source}: {modality}_min {lo.shape} and {modality}_max {hi.shape} "
+                             f"must be equal-length lists")
         if np.any(hi < lo):
             raise ValueError(f"{source}: {modality}_max is below {modality}_min in some dimension")
     out: dict[str, np.ndarray] = {}
