@@ -47,15 +47,22 @@ def save_checkpoint(
     text_cache: Any | None = None,
     vae_base_dir: str | Path | None = None,
     extra_config: dict[str, Any] | None = None,
+    dit_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint directory (weights, config, statistics, text embeddings when given)."""
+    """Write a checkpoint directory (weights, config, statistics, text embeddings when given).
+
+    `dit_state`: the DiT weights to write instead of `model.dit.state_dict()`, e.g. the full state an
+    FSDP run gathered on rank 0 (its `model.dit` holds only shards).
+    """
     from safetensors.torch import save_file
 
     from .data.statistics import save_statistics
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"dit.{k}": v.detach().contiguous().cpu() for k, v in model.dit.state_dict().items()}
+    if dit_state is None:
+        dit_state = model.dit.state_dict()
+    tensors = {f"dit.{k}": v.detach().contiguous().cpu() for k, v in dit_state.items()}
     if vae_base_dir is None:
         tensors.update({f"vae.{k}": v.detach().contiguous().cpu() for k, v in model.vae.state_dict().items()})
     save_file(tensors, str(directory / MODEL_FILE), metadata={"format": FORMAT})

@@ -116,19 +116,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: random weights)")
     p.add_argument("--network", default="tiny", choices=["tiny", "2b"], help="preset for random weights")
     p.add_argument("--layout", default="aloha", help="layout for random weights")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--action-steps", type=int, nargs="+", default=[1, 5, 10])
     p.add_argument("--candidates", type=int, default=8, help="best-of-N size (1: skip the planning timings)")
     p.add_argument("--no-future-images", action="store_true")
     p.set_defaults(func=cmd_bench)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,20 +260,16 @@ def cmd_train(args) -> int:
 
 
 def _observation(path: Path, cameras: list[str], step: int, task: str | None) -> tuple[dict, np.ndarray]:
-    from .data.act_episode import read_act_episode
-    from .data.datasets import read_release_file, is_release_layout, task_from_path
+    from .data.datasets import read_episode_record, task_from_path
 
-    if is_release_layout(path):
-        actions, proprio, frames, attrs = read_release_file(path, cameras)
-    else:
-        episode = read_act_episode(path, cameras=cameras)
-        actions, proprio, frames, attrs = episode.action, episode.qpos, episode.images, episode.attrs
-    steps = actions.shape[0]
+    record = read_episode_record(path, cameras)
+    steps = record.actions.shape[0]
     if not 0 <= step < steps:
         raise SystemExit(f"--step {step}: {path} has steps 0..{steps - 1}")
-    text = task or str(attrs.get("task_description") or task_from_path(path))
-    obs = {"images": {cam: frames[cam][step] for cam in cameras}, "proprio": proprio[step], "task": text}
-    return obs, actions
+    text = task or str(record.attrs.get("task_description") or task_from_path(path))
+    frames = record.frames.read([step])
+    obs = {"images": {cam: frames[cam][0] for cam in cameras}, "proprio": record.proprio[step], "task": text}
+    return obs, record.actions
 
 
 def cmd_infer(args) -> int:
@@ -321,6 +311,7 @@ def cmd_bench(args) -> int:
     from .policy import CosmosPolicy
 
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.checkpoint is not None:
         policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device, dtype=dtype)
         if policy.text_cache is None or not len(policy.text_cache):

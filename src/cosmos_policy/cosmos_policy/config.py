@@ -78,11 +78,13 @@ class NetworkConfig:
         if name == "tiny":
             # z_dim stays 16 and the 64 px image gives 16 x 8 x 8 = 1024 values per latent frame,
             # so every layout's largest vector (ALOHA chunk 50 x 14 = 700) still fits once.
+            # Hidden width 2 x 32 = 64 = one patch token (16 channels x 2 x 2): narrower cannot carry a
+            # token's latent through, and the tiny model then does not learn actions (test_train_learns).
             return cls(
                 preset="tiny",
                 num_layers=2,
                 num_attention_heads=2,
-                attention_head_dim=24,
+                attention_head_dim=32,
                 text_embed_dim=32,
                 text_max_tokens=8,
                 adaln_lora_dim=16,

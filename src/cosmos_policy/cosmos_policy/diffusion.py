@@ -152,21 +152,27 @@ class CosmosPolicyModel(nn.Module):
         )
 
     def training_loss(
-        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+        self,
+        batch: dict[str, torch.Tensor],
+        generator: torch.Generator | None = None,
+        *,
+        latents: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(loss, metrics): MSE on x0 over non-clean frames, weight (1 + sigma)^2 / sigma^2, times 10.
 
-        Each sample's squared error is averaged over its own target frames (so policy, world-model and
-        value samples weigh the same whatever their number of targets), then over the batch.
+        `latents`: precomputed clean latents x0 (B, 16, T, h, w) of this batch, as `encode_batch` returns
+        them (e.g. cached: the VAE is frozen); the batch's images are then not encoded. Without it the
+        batch is encoded here. Each sample's squared error is averaged over its own target frames (so
+        policy, world-model and value samples weigh the same whatever their number of targets), then
+        over the batch.
         """
-        return self.latent_loss(self.encode_batch(batch), batch, generator)
-
-    def latent_loss(
-        self, x0: torch.Tensor, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """`training_loss` on already-encoded clean latents x0 (B, 16, T, h, w)."""
         device = self.device
+        x0 = self.encode_batch(batch) if latents is None else latents.to(device)
         b, _, t, _, _ = x0.shape
+        expected = (self.network_config.latent_channels, self.layout.num_latent_frames)
+        if (x0.shape[1], t) != expected or b != batch["objective"].shape[0]:
+            raise ValueError(f"latents: got shape {tuple(x0.shape)}, expected ({batch['objective'].shape[0]}, "
+                             f"{expected[0]}, {expected[1]}, h, w) (encode them with encode_batch)")
         clean = clean_masks(self.layout, batch["objective"].to(device))
         sigma = sample_training_sigma(b, t, generator, device)
         noise = randn(x0.shape, generator, device)

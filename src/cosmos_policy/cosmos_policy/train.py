@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from contextlib import nullcontext
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -178,18 +177,25 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
-        return self.model.training_loss(batch, generator=generator)
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+                latents: torch.Tensor | None = None):
+        return self.model.training_loss(batch, generator=generator, latents=latents)
 
 
 class LatentCache:
-    """Clean latents per sample key: the VAE is frozen, so without augmentation they never change."""
+    """Clean latents per sample key: the VAE is frozen, so without augmentation they never change.
+
+    Kept on the training device for every distinct sample (16 x T x h x w floats each): for small datasets.
+    """
 
     def __init__(self, model: CosmosPolicyModel):
         self.encode = model.encode_batch
         self.store: dict[int, torch.Tensor] = {}
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Clean latents (B, 16, T, h, w) of the batch, encoding only samples not seen before."""
+        if "sample_key" not in batch:
+            raise KeyError("batch: no 'sample_key' (set dataset.return_sample_key = True to cache latents)")
         keys = [int(k) for k in batch["sample_key"]]
         missing = [i for i, k in enumerate(keys) if k not in self.store]
         if missing:
@@ -212,9 +218,8 @@ def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Genera
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 4099 + rank) * 131 + micro)
 
 
-def optimizer_state_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Optimiser state as flat tensors (safetensors) + JSON-able param groups and scalar entries."""
-    state = optimizer.state_dict()
+def optimizer_state_to_flat(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimiser state dict as flat tensors (safetensors) + JSON-able param groups and scalar entries."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
     for index, entry in state["state"].items():
@@ -228,7 +233,8 @@ def optimizer_state_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str,
 
 def optimizer_state_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     """Inverse of `optimizer_state_to_flat`: a state dict for `optimizer.load_state_dict`."""
-    state: dict[int, dict[str, Any]] = defaultdict(dict)
+    state: dict[int | str, dict[str, Any]] = defaultdict(dict)
+
     def param_key(text: str) -> int | str:
         # plain optimisers key state by parameter index, FSDP full state dicts by parameter name
         return int(text) if text.isdigit() else text
@@ -288,11 +294,12 @@ class Trainer:
         self.loss_history: list[float] = []
         if config.activation_checkpointing:
             model.dit.enable_gradient_checkpointing()
+        self.latent_cache: LatentCache | None = None
         if config.cache_latents:
             if dataset.augment:
                 raise ValueError("cache_latents needs augmentation off (crops change the latents every step)")
             dataset.return_sample_key = True
-            model.encode_batch = LatentCache(model)
+            self.latent_cache = LatentCache(model)
         self.loss_module = self._wrap(_LossModule(model))
         self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, betas=config.betas,
                                            weight_decay=config.weight_decay)
@@ -330,11 +337,8 @@ class Trainer:
         if not self.context.is_main:
             return self.out_dir
         directory = self.out_dir
-        # checkpoint.py reads model.dit.state_dict(); hand it the gathered full state (FSDP shards otherwise)
-        view = SimpleNamespace(dit=_StateHolder(model_state), vae=self.model.vae,
-                               network_config=self.model.network_config, layout=self.model.layout)
-        save_checkpoint(directory, view, sampler=self.sampler_config, statistics=self.statistics,
-                        text_cache=self.text_cache, vae_base_dir=self.vae_base_dir,
+        save_checkpoint(directory, self.model, dit_state=model_state, sampler=self.sampler_config,
+                        statistics=self.statistics, text_cache=self.text_cache, vae_base_dir=self.vae_base_dir,
                         extra_config={"training": {"step": self.step, **self.extra_config}})
         tensors, optimizer_meta = optimizer_state
         tensors["rng/torch"] = torch.get_rng_state()
@@ -365,8 +369,8 @@ class Trainer:
                                             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
             if not self.context.is_main:  # cpu_offload gathers the full state on rank 0 only
                 return {}, {}
-            return optimizer_state_to_flat(_StateHolder(full))
-        return optimizer_state_to_flat(self.optimizer)
+            return optimizer_state_to_flat(full)
+        return optimizer_state_to_flat(self.optimizer.state_dict())
 
     def resume(self, directory: str | Path | None = None) -> int:
         """Load weights, optimiser, step and RNG state from a checkpoint directory written by `save`."""
@@ -446,7 +450,8 @@ class Trainer:
                 autocast = (torch.autocast(ctx.device.type, dtype=autocast_dtype) if autocast_dtype is not None
                             else nullcontext())
                 with self.loss_module.no_sync() if sync_off else nullcontext(), autocast:
-                    loss, metrics = self.loss_module(batch, generator)
+                    latents = self.latent_cache(batch) if self.latent_cache is not None else None
+                    loss, metrics = self.loss_module(batch, generator, latents)
                     (loss / cfg.grad_accum).backward()
                 step_loss += float(loss.detach()) / cfg.grad_accum
                 for name, value in metrics.items():
@@ -473,16 +478,6 @@ class Trainer:
         samples = todo * cfg.batch_size * cfg.grad_accum * ctx.world_size
         return TrainSummary(todo, self.step, elapsed, samples / elapsed if elapsed > 0 else 0.0, losses,
                             last_saved if ctx.is_main else None, self.loss_history[first_step:])
-
-
-class _StateHolder:
-    """Adapter exposing a precomputed (e.g. FSDP-gathered) state dict through `state_dict()`."""
-
-    def __init__(self, state: dict[str, Any]):
-        self._state = state
-
-    def state_dict(self, *args, **kwargs) -> dict[str, Any]:
-        return self._state
 
 
 def _postfix(window: dict[str, list[float]], lr: float) -> str:

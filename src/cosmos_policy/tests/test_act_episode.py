@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from cosmos_policy.data.act_episode import (Episode, EpisodeFileError, list_episode_files, read_act_episode,
-                                            write_act_episode)
+from cosmos_policy.data.act_episode import (Episode, EpisodeFileError, check_act_images, list_episode_files,
+                                            read_act_episode, read_act_frames, write_act_episode)
 
 
 def make_episode(steps=6, h=24, w=32, seed=0):
@@ -83,3 +83,44 @@ def test_listing_is_numeric_and_skips_temporaries(tmp_path):
         write_act_episode(tmp_path / f"episode_{i}.hdf5", make_episode(steps=2))
     (tmp_path / "episode_3.hdf5.tmp").write_bytes(b"partial")
     assert [p.name for p in list_episode_files(tmp_path)] == ["episode_1.hdf5", "episode_2.hdf5", "episode_10.hdf5"]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_frame_reader_returns_the_full_reads_rows(tmp_path, compress):
+    ep = make_episode(steps=8)
+    ep.images = {k: ep.images[k] for k in ["cam_right_wrist", "cam_high", "cam_left_wrist"]}
+    path = write_act_episode(tmp_path / "episode_0.hdf5", ep, compress=compress)
+    full = read_act_episode(path)
+    steps = [5, 0, 5, 7]  # any order, repeats allowed
+    got = read_act_frames(path, steps, ["cam_left_wrist", "cam_high"])
+    assert list(got) == ["cam_left_wrist", "cam_high"]
+    for cam, frames in got.items():
+        assert frames.shape == (4, 24, 32, 3) and frames.dtype == np.uint8
+        np.testing.assert_array_equal(frames, full.images[cam][steps])
+    with h5py.File(path) as f:  # an open file works too
+        np.testing.assert_array_equal(read_act_frames(f, [3], ["cam_high"])["cam_high"][0], full.images["cam_high"][3])
+
+
+def test_frame_reader_errors_name_the_file(tmp_path):
+    path = write_act_episode(tmp_path / "episode_6.hdf5", make_episode(steps=4), compress=True)
+    with pytest.raises(EpisodeFileError, match="episode_6.hdf5.*cam_low"):
+        read_act_frames(path, [0], ["cam_low"])
+    with pytest.raises(EpisodeFileError, match=r"episode_6.hdf5.*outside 0..3"):
+        read_act_frames(path, [4], ["cam_high"])
+    with pytest.raises(EpisodeFileError, match="episode_7.hdf5: episode file not found"):
+        read_act_frames(tmp_path / "episode_7.hdf5", [0], ["cam_high"])
+    with h5py.File(path, "r+") as f:  # garbage where cam_high's JPEG bytes were
+        f["observations/images/cam_high"][2] = 7
+    with pytest.raises(EpisodeFileError, match="episode_6.hdf5:cam_high.*does not decode"):
+        read_act_frames(path, [1, 2], ["cam_high"])
+    assert read_act_frames(path, [1], ["cam_high"])["cam_high"].shape == (1, 24, 32, 3)  # other rows still read
+
+
+def test_image_check_reads_metadata_only(tmp_path):
+    path = write_act_episode(tmp_path / "episode_8.hdf5", make_episode(steps=4))
+    with h5py.File(path) as f:
+        check_act_images(f, ["cam_high", "cam_left_wrist"], 4)
+        with pytest.raises(EpisodeFileError, match=r"episode_8.hdf5: images/cam_high has shape \(4, 24, 32, 3\)"):
+            check_act_images(f, ["cam_high"], 5)
+        with pytest.raises(EpisodeFileError, match="cam_low"):
+            check_act_images(f, ["cam_low"], 4)

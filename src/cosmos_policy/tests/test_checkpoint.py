@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from cosmos_policy.checkpoint import load_checkpoint
+from cosmos_policy.checkpoint import load_checkpoint, save_checkpoint
 from cosmos_policy.config import SamplerConfig
 from cosmos_policy.objectives import clean_masks
 from tiny_model import random_latents, tiny_model, write_checkpoint
@@ -41,6 +41,17 @@ def test_save_load_gives_identical_outputs(saved):
     assert loaded.text_cache is not None and len(loaded.text_cache) == 1
     eps = {b.attn1.norm_q.eps for b in loaded.model.dit.transformer_blocks}
     assert eps == {1e-6}
+
+
+def test_explicit_dit_state_is_written_instead_of_the_models(saved, tmp_path):
+    model, _ = saved
+    other = tiny_model(seed=4)
+    # as an FSDP run hands over the full state gathered on rank 0 (its model.dit holds shards only)
+    save_checkpoint(tmp_path / "ckpt", model, dit_state=other.dit.state_dict())
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    assert torch.equal(_denoise(loaded.model), _denoise(other.eval()))
+    assert not torch.equal(_denoise(loaded.model), _denoise(model))
+    assert torch.equal(loaded.model.vae.decoder.conv_out.weight, model.vae.decoder.conv_out.weight)
 
 
 def test_other_layout_is_refused(saved):

@@ -6,11 +6,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from cosmos_policy.config import NetworkConfig, load_layout
-from cosmos_policy.data.act_episode import EpisodeFileError
+import dataclasses
+import os
+import pickle
+
+import h5py
+
+from cosmos_policy.data.act_episode import EpisodeFileError, read_act_episode
 from cosmos_policy.data.augment import resize_frames
 from cosmos_policy.data.datasets import (
-    EpisodeDataset, SampleSpec, compute_dataset_statistics, expected_objective_fractions, find_episode_files,
-    load_episode, load_episodes)
+    EpisodeDataset, OpenFiles, SampleSpec, compute_dataset_statistics, expected_objective_fractions,
+    find_episode_files, load_episode, load_episodes, read_video_frames)
 from cosmos_policy.data.statistics import normalize, statistics_from_dict
 from cosmos_policy.data.text import build_text_cache
 from data_synthetic import synthetic_episode, write_release_episode, write_synthetic_episodes
@@ -142,8 +148,125 @@ def test_release_preprocessed_layout(tmp_path, video):
     loaded = load_episode(files[0], SPEC, is_demo=True)
     assert loaded.task == "put candy in bag" and loaded.num_steps == 12
     np.testing.assert_array_equal(loaded.actions, episode.action)
-    high = loaded.frames["cam_high"]
-    assert high.shape == (12, 64, 64, 3)
+    recorded = loaded.frames.read(range(12))
+    assert set(recorded) == set(SPEC.cameras) and recorded["cam_high"].shape == (12, 48, 64, 3)
+    high = resize_frames(recorded["cam_high"], SPEC.image_hw)
+    if video:  # seeking to a frame gives the frame a full sequential decode gives
+        np.testing.assert_array_equal(loaded.frames.read([7, 2, 7])["cam_high"], recorded["cam_high"][[7, 2, 7]])
+        assert read_video_frames(files[0].parent / "episode_0_cam_high.mp4", [11]).shape == (1, 48, 64, 3)
+    else:
+        np.testing.assert_array_equal(recorded["cam_high"], episode.images["cam_high"])
+    _check_item(EpisodeDataset([loaded], SPEC, statistics_from_dict(compute_dataset_statistics(files)),
+                               build_text_cache([loaded.task], SPEC.text_dim, max_length=SPEC.text_max_tokens))[11])
     # the square is where it was drawn, through MP4 compression too
     expected = resize_frames(episode.images["cam_high"], SPEC.image_hw).astype(float)
     assert np.abs(high.astype(float) - expected).mean() < 6.0
+
+
+@dataclasses.dataclass
+class _ArrayFrames:
+    """The old eager path: every frame in memory, already resized to the network's image size."""
+
+    frames: dict
+
+    def read(self, steps, files=None):
+        return {cam: video[list(steps)] for cam, video in self.frames.items()}
+
+
+def _eager_copy(dataset):
+    episodes = []
+    for ep in dataset.episodes:
+        full = read_act_episode(ep.source, cameras=list(SPEC.cameras))
+        frames = {cam: resize_frames(full.images[cam], SPEC.image_hw) for cam in SPEC.cameras}
+        episodes.append(dataclasses.replace(ep, frames=_ArrayFrames(frames)))
+    demos = [e for e in episodes if e.is_demo]
+    rollouts = [e for e in episodes if not e.is_demo]
+    stats = {"actions_min": dataset.action_lo, "actions_max": dataset.action_hi,
+             "proprio_min": dataset.proprio_lo, "proprio_max": dataset.proprio_hi}
+    return EpisodeDataset(demos, SPEC, stats, dataset.text_cache, rollouts=rollouts, augment=dataset.augment,
+                          demo_sampling_prob=dataset.demo_sampling_prob if rollouts else None)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_lazy_items_equal_eagerly_loaded_items(tmp_path, compress):
+    demos = write_synthetic_episodes(tmp_path / "demos" / "t", count=2, steps=10, compress=compress)
+    rollouts = write_synthetic_episodes(tmp_path / "rollouts" / "t", count=1, steps=8, compress=compress,
+                                        attrs=[{"success": False, "success_score": 0.5}])
+    lazy, _ = _dataset(demos, rollouts)
+    eager = _eager_copy(lazy)
+    for epoch in (0, 1):
+        lazy.set_epoch(epoch)
+        eager.set_epoch(epoch)
+        for index in range(len(lazy)):
+            a, b = lazy[index], eager[index]
+            assert set(a) == set(b)
+            for key in a:
+                assert torch.equal(a[key], b[key]), (index, key)
+    assert 0 < len(lazy.files) <= 3
+    # DataLoader workers (forked after this process opened the files) reopen them and give the same batches
+    lazy.set_epoch(0)
+    eager.set_epoch(0)
+    loader = DataLoader(lazy, batch_size=7, num_workers=2)
+    for got, want in zip(loader, DataLoader(eager, batch_size=7)):
+        assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_building_the_dataset_reads_no_image_data(tmp_path, monkeypatch):
+    raw = write_synthetic_episodes(tmp_path / "raw" / "t", count=2, steps=30)
+    jpeg = write_synthetic_episodes(tmp_path / "jpeg" / "t", count=1, steps=30, compress=True)
+    reads = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        reads.append((self.name, np.shape(out)))
+        return out
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    ds, _ = _dataset(raw + jpeg)
+    assert reads and not [name for name, _ in reads if name.startswith("/observations/images")]
+    reads.clear()
+    ds[40]  # episode 1, steps 10 and 10 + K clamped to 29: two rows of each camera
+    image_reads = [(name, shape) for name, shape in reads if name.startswith("/observations/images")]
+    assert sorted(name for name, _ in image_reads) == sorted(2 * [f"/observations/images/{c}" for c in SPEC.cameras])
+    assert all(shape == (48, 64, 3) for _, shape in image_reads)
+    reads.clear()
+    ds[75]  # the JPEG episode: two rows of padded JPEG bytes per camera, and compress_len rows
+    image_reads = [shape for name, shape in reads if name.startswith("/observations/images")]
+    assert len(image_reads) == 6 and all(len(shape) == 1 for shape in image_reads)
+    assert all(low_dim not in name for name, _ in reads for low_dim in ("qpos", "action"))
+
+
+def test_image_errors_surface_on_fetch_and_name_the_file(tmp_path):
+    paths = write_synthetic_episodes(tmp_path / "t", count=2, steps=10, compress=True)
+    with h5py.File(paths[1], "r+") as f:
+        f["observations/images/cam_left_wrist"][...] = 0  # JPEG bytes gone, structure intact
+    ds, _ = _dataset(paths)
+    ds[3]
+    with pytest.raises(EpisodeFileError, match="episode_1.hdf5:cam_left_wrist"):
+        ds[13]
+    ds.files.close()
+    with h5py.File(paths[0], "r+") as f:
+        del f["observations/images/cam_high"]
+    with pytest.raises(EpisodeFileError, match=r"episode_0.hdf5: cameras \['cam_high'\] not in the file"):
+        load_episode(paths[0], SPEC, is_demo=True)
+
+
+def test_open_files_are_bounded_per_process_and_never_pickled(tmp_path, monkeypatch):
+    paths = write_synthetic_episodes(tmp_path / "t", count=3, steps=2)
+    files = OpenFiles(max_open=2)
+    first = files.get(paths[0])
+    assert files.get(paths[0]) is first
+    files.get(paths[1])
+    files.get(paths[2])
+    assert len(files) == 2 and not first.id.valid  # least recently used closed
+    second = files.get(paths[1])
+    assert pickle.loads(pickle.dumps(files)).max_open == 2 and len(pickle.loads(pickle.dumps(files))) == 0
+    pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: pid + 1)  # as in a forked DataLoader worker
+    assert len(files) == 0
+    again = files.get(paths[1])
+    assert again is not second and again.id.valid and second.id.valid
+    monkeypatch.undo()
+    second.close()
+    files.close()

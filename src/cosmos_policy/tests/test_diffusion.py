@@ -61,7 +61,7 @@ def test_loss_ignores_clean_frames_and_sees_target_frames():
         if frame is not None:
             handle = model.dit.register_forward_hook(_perturbing_hook(frame, 5.0), with_kwargs=True)
         try:
-            return model.latent_loss(x0, batch, torch.Generator().manual_seed(7))[0]
+            return model.training_loss(batch, torch.Generator().manual_seed(7), latents=x0)[0]
         finally:
             if handle is not None:
                 handle.remove()
@@ -84,7 +84,7 @@ def test_loss_matches_the_formula():
         captured.setdefault("out", output[0])
 
     handle = model.dit.register_forward_hook(keep_pred, with_kwargs=True)
-    loss, _ = model.latent_loss(x0, batch, torch.Generator().manual_seed(3))
+    loss, _ = model.training_loss(batch, torch.Generator().manual_seed(3), latents=x0)
     handle.remove()
     g = torch.Generator().manual_seed(3)
     sigma = sample_training_sigma(2, 11, g, torch.device("cpu"))
@@ -109,7 +109,7 @@ def test_clean_frames_enter_with_timestep_zero_and_condition_mask():
         seen.update(kwargs)
 
     handle = model.dit.register_forward_pre_hook(grab, with_kwargs=True)
-    model.latent_loss(random_latents(model, 2), batch, torch.Generator().manual_seed(0))
+    model.training_loss(batch, torch.Generator().manual_seed(0), latents=random_latents(model, 2))
     handle.remove()
     timestep = seen["timestep"][:, 0, :, 0, 0]
     cond = seen["condition_mask"][:, 0, :, 0, 0]
@@ -135,6 +135,24 @@ def test_training_loss_end_to_end_metrics_and_frozen_vae():
     assert not model.vae.training and model.dit.training
 
 
+def test_precomputed_latents_give_the_same_loss_as_encoding_the_images():
+    model = tiny_model()
+    batch = random_batch(model, [0, 1, 2])
+    from_images, metrics_images = model.training_loss(batch, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        latents = model.encode_batch(batch)
+    images_gone = {**batch, "images": torch.zeros_like(batch["images"]),
+                   "future_images": torch.zeros_like(batch["future_images"])}
+    from_latents, metrics_latents = model.training_loss(images_gone, torch.Generator().manual_seed(5),
+                                                        latents=latents)
+    assert torch.equal(from_latents, from_images) and metrics_latents == metrics_images
+    # and the latents really are used: other latents give another loss
+    other, _ = model.training_loss(batch, torch.Generator().manual_seed(5), latents=latents.flip(0))
+    assert not torch.equal(other, from_images)
+    with pytest.raises(ValueError, match="latents: got shape"):
+        model.training_loss(batch, latents=latents[:, :, :5])
+
+
 def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     plain = tiny_model(seed=1)
     torch.manual_seed(1)
@@ -145,7 +163,7 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     results = []
     for model in (plain, ckpt):
         model.train()
-        loss, _ = model.latent_loss(x0, batch, torch.Generator().manual_seed(1))
+        loss, _ = model.training_loss(batch, torch.Generator().manual_seed(1), latents=x0)
         loss.backward()
         results.append((loss.detach(), model.dit.proj_out.weight.grad.clone()))
     assert torch.allclose(results[0][0], results[1][0])
@@ -156,7 +174,7 @@ def test_bf16_autocast_loss_is_finite_and_float32():
     model = tiny_model()
     batch = random_batch(model, [0])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _ = model.latent_loss(random_latents(model, 1), batch, torch.Generator().manual_seed(0))
+        loss, _ = model.training_loss(batch, torch.Generator().manual_seed(0), latents=random_latents(model, 1))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
@@ -164,6 +182,6 @@ def test_bf16_autocast_loss_is_finite_and_float32():
 def test_other_layouts_train_on_latents(layout):
     model = tiny_model(layout)
     batch = random_batch(model, [0, 1, 2])
-    loss, metrics = model.latent_loss(random_latents(model, 3), batch, torch.Generator().manual_seed(0))
+    loss, metrics = model.training_loss(batch, torch.Generator().manual_seed(0), latents=random_latents(model, 3))
     assert torch.isfinite(loss)
     assert {f"l1/future_image/{cam}" for cam in model.layout.cameras} <= set(metrics)

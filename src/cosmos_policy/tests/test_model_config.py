@@ -139,3 +139,12 @@ def _env():
 
     root = os.path.dirname(os.path.dirname(cosmos_policy.__file__))
     return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+@pytest.mark.parametrize("preset", ["tiny", "2b"])
+def test_dit_width_holds_one_patch_token(preset):
+    # narrower than a patch token's latent values, the DiT cannot carry a token through (the tiny model
+    # then stays at the dataset-mean action error, tests/test_train_learns.py)
+    c = NetworkConfig.preset_config(preset)
+    token_values = c.vae_z_dim * c.patch_size[0] * c.patch_size[1] * c.patch_size[2]
+    assert c.num_attention_heads * c.attention_head_dim >= token_values

@@ -22,10 +22,7 @@ from cosmos_policy.policy import CosmosPolicy
 from cosmos_policy.train import Trainer, TrainConfig
 from data_synthetic import write_synthetic_episodes
 
-# The DiT's hidden width must be at least the 64 values of a patch token (16 channels x 2 x 2) to carry
-# a token's latent through; the tiny preset's 2 x 24 = 48 cannot, and its action error stays at the
-# dataset-mean level. 2 heads x 32 = 64 costs ~20 % more per step.
-NETWORK = dataclasses.replace(NetworkConfig.preset_config("tiny"), attention_head_dim=32)
+NETWORK = NetworkConfig.preset_config("tiny")
 LAYOUT = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
 
 

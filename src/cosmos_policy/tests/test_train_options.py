@@ -17,13 +17,13 @@ NETWORK = NetworkConfig.preset_config("tiny")
 LAYOUT = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
 
 
-def _run(tmp_path, name, **options):
+def _run(tmp_path, name, augment=True, **options):
     paths = write_synthetic_episodes(tmp_path / name / "data" / "t", count=1, steps=6)
     raw = compute_dataset_statistics(paths)
     spec = SampleSpec.from_configs(LAYOUT, NETWORK)
     demos = load_episodes(paths, spec, is_demo=True)
     cache = build_text_cache({"t"}, NETWORK.text_embed_dim, max_length=NETWORK.text_max_tokens)
-    dataset = EpisodeDataset(demos, spec, statistics_from_dict(raw), cache)
+    dataset = EpisodeDataset(demos, spec, statistics_from_dict(raw), cache, augment=augment)
     torch.manual_seed(0)
     model = CosmosPolicyModel(NETWORK, LAYOUT)
     settings = {"steps": 2, "batch_size": 2, "warmup_steps": 1, "save_every": 0, "progress": False, **options}
@@ -39,6 +39,25 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path):
     np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-6)
     for x, y in zip(plain.model.dit.parameters(), checkpointed.model.dit.parameters()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
+
+
+def test_cached_latents_give_the_same_training(tmp_path, monkeypatch):
+    # 4 steps of batch 2 over 6 items: the second pass takes its latents from the cache
+    encoded = []
+    original = CosmosPolicyModel.encode_batch
+
+    def counting(self, batch):
+        encoded.append(batch["images"].shape[0])
+        return original(self, batch)
+
+    monkeypatch.setattr(CosmosPolicyModel, "encode_batch", counting)
+    _, plain = _run(tmp_path, "plain", augment=False, steps=4)
+    assert sum(encoded) == 8
+    encoded.clear()
+    cached_trainer, cached = _run(tmp_path, "cached", augment=False, steps=4, cache_latents=True)
+    assert sum(encoded) == 6 and len(cached_trainer.latent_cache.store) == 6
+    assert "encode_batch" not in vars(cached_trainer.model)  # the model is not patched
+    np.testing.assert_allclose(cached.loss_history, plain.loss_history, rtol=1e-6)
 
 
 def test_gradient_accumulation_and_cpu_bf16_autocast_run(tmp_path):

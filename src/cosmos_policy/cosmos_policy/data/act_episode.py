@@ -9,6 +9,7 @@ zero-padded to the longest frame with ``/compress_len`` (n_cams, T); root attrs 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,24 @@ def write_act_episode(path: str | os.PathLike[str], episode: Episode, *, compres
     return path
 
 
-def _attr_value(value: Any) -> Any:
+def open_episode_file(path: str | os.PathLike[str]) -> h5py.File:
+    """Open an episode file read-only; a missing or unreadable file raises an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise EpisodeFileError(f"{path}: episode file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise EpisodeFileError(f"{path}: not a readable HDF5 file ({exc}); the recording may have been "
+                               f"interrupted: re-record or delete it") from None
+
+
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute as plain Python (bytes decoded, numpy scalars and arrays to Python values)."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray):
-        return [_attr_value(v) for v in value.tolist()]
+        return [attr_value(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -136,14 +150,7 @@ def read_act_episode(path: str | os.PathLike[str], *, cameras: list[str] | None 
     """
     path = Path(path)
     source = str(path)
-    if not path.is_file():
-        raise EpisodeFileError(f"{source}: episode file not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise EpisodeFileError(f"{source}: not a readable HDF5 file ({exc}); the recording may have been "
-                               f"interrupted: re-record or delete it") from None
-    with f:
+    with open_episode_file(path) as f:
         try:
             arrays = {key: np.asarray(f[f"observations/{key}"][()]) for key in STATE_KEYS}
             action = np.asarray(f["action"][()])
@@ -152,7 +159,7 @@ def read_act_episode(path: str | os.PathLike[str], *, cameras: list[str] | None 
                                    f"/observations/{{qpos,qvel,effort}} and /action)") from None
         except OSError as exc:
             raise EpisodeFileError(f"{source}: truncated or corrupt data ({exc})") from None
-        attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+        attrs = {k: attr_value(v) for k, v in f.attrs.items()}
         images: dict[str, np.ndarray] = {}
         if load_images and "observations/images" in f:
             group = f["observations/images"]
@@ -179,6 +186,86 @@ def read_act_episode(path: str | os.PathLike[str], *, cameras: list[str] | None 
                       images=images, attrs=attrs)
     episode.validate(source)
     return episode
+
+
+def _camera_row_order(f: h5py.File) -> list[str]:
+    available = list(f["observations/images"].keys()) if "observations/images" in f else []
+    return [str(attr_value(c)) for c in f.attrs.get("camera_names", available)]
+
+
+def check_act_images(f: h5py.File, cameras: Sequence[str], num_steps: int) -> None:
+    """Check the image datasets of `cameras` from metadata only (presence, shapes, lengths, dtypes).
+
+    Raises :class:`EpisodeFileError` naming the file; reads no image, so it is cheap enough to run on
+    every episode before training. (A file cut short already fails to open: HDF5 checks its stored EOF.)
+    """
+    source = f.filename
+    available = list(f["observations/images"].keys()) if "observations/images" in f else []
+    missing = [c for c in cameras if c not in available]
+    if missing:
+        raise EpisodeFileError(f"{source}: cameras {missing} not in the file (it has {available})")
+    compressed = bool(f.attrs.get("compress", False))
+    if compressed:
+        if "compress_len" not in f:
+            raise EpisodeFileError(f"{source}: compress=True but /compress_len is missing")
+        rows = _camera_row_order(f)
+        shape = f["compress_len"].shape
+        if len(shape) != 2 or shape[1] != num_steps or shape[0] < len(rows):
+            raise EpisodeFileError(f"{source}: compress_len has shape {shape}, expected ({len(rows)}, {num_steps})")
+    for cam in cameras:
+        ds = f[f"observations/images/{cam}"]
+        want = f"({num_steps}, L) uint8 JPEG bytes" if compressed else f"({num_steps}, H, W, 3) uint8"
+        ok_shape = (ds.ndim == 2) if compressed else (ds.ndim == 4 and ds.shape[-1] == 3)
+        if not ok_shape or ds.shape[0] != num_steps or ds.dtype != np.uint8:
+            raise EpisodeFileError(f"{source}: images/{cam} has shape {ds.shape} {ds.dtype}, expected {want}")
+
+
+def read_rows(ds: h5py.Dataset, steps: Sequence[int]) -> np.ndarray:
+    """Rows `steps` (any order, repeats allowed) of a dataset, reading each distinct row once."""
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    if steps.size and (steps.min() < 0 or steps.max() >= ds.shape[0]):
+        raise EpisodeFileError(f"{ds.file.filename}: steps {steps.tolist()} outside 0..{ds.shape[0] - 1}")
+    unique, inverse = np.unique(steps, return_inverse=True)
+    # one plain index per row: ~100x faster in h5py than a fancy-index list of rows
+    rows = [np.asarray(ds[int(s)]) for s in unique]
+    return np.stack(rows)[inverse] if rows else np.zeros((0, *ds.shape[1:]), ds.dtype)
+
+
+def read_act_frames(source: str | os.PathLike[str] | h5py.File, steps: Sequence[int],
+                    cameras: Sequence[str]) -> dict[str, np.ndarray]:
+    """Frames of `steps` per camera, {cam: (len(steps), H, W, 3) uint8}, reading only those rows.
+
+    `source` is a path or an already open file (the training datasets keep files open per process).
+    JPEG-compressed files decode only the requested rows, using ``/compress_len``.
+    """
+    if not isinstance(source, h5py.File):
+        with open_episode_file(source) as f:
+            return read_act_frames(f, steps, cameras)
+    f = source
+    name = f.filename
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    available = list(f["observations/images"].keys()) if "observations/images" in f else []
+    missing = [c for c in cameras if c not in available]
+    if missing:
+        raise EpisodeFileError(f"{name}: cameras {missing} not in the file (it has {available})")
+    compressed = bool(f.attrs.get("compress", False))
+    frames: dict[str, np.ndarray] = {}
+    try:
+        if compressed:
+            if "compress_len" not in f:
+                raise EpisodeFileError(f"{name}: compress=True but /compress_len is missing")
+            rows = _camera_row_order(f)
+            lengths = f["compress_len"]
+        for cam in cameras:
+            data = read_rows(f[f"observations/images/{cam}"], steps)
+            if compressed:
+                n = read_rows(lengths, [rows.index(cam)])[0][steps]
+                frames[cam] = _decode_jpeg(data, n, f"{name}:{cam} steps {steps.tolist()}")
+            else:
+                frames[cam] = data
+    except OSError as exc:
+        raise EpisodeFileError(f"{name}: truncated or corrupt image data ({exc})") from None
+    return frames
 
 
 def list_episode_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -7,7 +7,7 @@ Camera frames arrive as uint8 (H, W, 3) RGB numpy arrays: `frames_to_tensor` con
 `to_model_range` maps [0, 255] to the model's [-1, 1].
 
 The pipeline is the same at training and test time: resize the camera frame to the layout's image
-size (`resize_frames`, done once when episodes are loaded), then crop 90 % of the area (random while
+size (`resize_frames`, done as an item's frames are read), then crop 90 % of the area (random while
 training, centred at test time) and resize back. `prepare_observation_image` is the test-time path.
 The method specifies no colour jitter, so none is applied.
 """
@@ -33,7 +33,7 @@ def crop_size(height: int, width: int, area_fraction: float = CROP_AREA_FRACTION
 
 
 def resize_frames(frames: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Resize uint8 (..., H, W, 3) frames to size_hw with area interpolation (cheap, done at load)."""
+    """Resize uint8 (..., H, W, 3) frames to size_hw (area interpolation when shrinking)."""
     height, width = size_hw
     if frames.shape[-3:-1] == (height, width):
         return frames

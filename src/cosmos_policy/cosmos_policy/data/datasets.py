@@ -14,8 +14,11 @@ A file is read as the release layout when it has no `/observations/qvel`. The ta
 its `task_description` attr, else the task given on the command line, else its folder name (a split
 folder named train/val/test is skipped), with underscores as spaces.
 
-Episodes are held in memory with their frames already resized to the network's image size, as the
-release does; each item then crops 90 % of the area at random and resizes back (`data.augment`).
+Only the low-dimensional arrays (actions, proprio, value targets) are held in memory; building the
+dataset checks each file's structure and lengths from metadata without decoding an image. An item
+reads just the frames it needs (steps t and t + K) from its file, resizes them to the network's image
+size, then crops 90 % of the area at random and resizes back (`data.augment`). HDF5 files are opened
+lazily per process (DataLoader workers reopen their own) and at most `MAX_OPEN_FILES` stay open.
 
 Per item: the objective is drawn 50/25/25 (policy / world model / value, configurable); failed or
 partial rollouts never get the policy objective (their actions are not to be imitated), their draw is
@@ -29,9 +32,12 @@ the demos' range).
 from __future__ import annotations
 
 import logging
+import os
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import h5py
@@ -41,20 +47,137 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from cosmos_policy.config import LayoutConfig, NetworkConfig
-from cosmos_policy.data.act_episode import EpisodeFileError, read_act_episode
-from cosmos_policy.data.augment import (
-    center_crop_resize, frames_to_tensor, random_crop_resize, resize_frames, to_model_range)
+from cosmos_policy.data.act_episode import (
+    EpisodeFileError, attr_value, check_act_images, open_episode_file, read_act_episode, read_act_frames, read_rows)
+from cosmos_policy.data.augment import center_crop_resize, frames_to_tensor, random_crop_resize, resize_frames, to_model_range
 from cosmos_policy.data.statistics import compute_statistics, normalize
 from cosmos_policy.data.text import TextEmbeddingCache
 from cosmos_policy.data.values import episode_score_fraction, value_targets
+from cosmos_policy.objectives import POLICY, VALUE, WORLD_MODEL
 
 log = logging.getLogger(__name__)
 
-OBJECTIVE_POLICY, OBJECTIVE_WORLD_MODEL, OBJECTIVE_VALUE = 0, 1, 2
-OBJECTIVE_NAMES = ("policy", "world_model", "value")
 DEFAULT_OBJECTIVE_PROBS = (0.5, 0.25, 0.25)
 SPLIT_FOLDERS = ("train", "val", "test")
 EPISODE_SUFFIXES = (".hdf5", ".h5")
+MAX_OPEN_FILES = 64
+
+
+class OpenFiles:
+    """This process's read-only HDF5 handles, least recently used closed beyond `max_open`.
+
+    HDF5 handles must not cross a fork: a DataLoader worker sees a new pid and opens its own files.
+    """
+
+    def __init__(self, max_open: int = MAX_OPEN_FILES):
+        if max_open < 1:
+            raise ValueError(f"max_open={max_open}: expected >= 1")
+        self.max_open = max_open
+        self._pid = os.getpid()
+        self._files: OrderedDict[str, h5py.File] = OrderedDict()
+
+    def get(self, path: str | Path) -> h5py.File:
+        """The open file at `path`, opened now if needed."""
+        if self._pid != os.getpid():
+            # forked: the inherited handles belong to the parent's HDF5 state; forget them, never use them
+            self._files = OrderedDict()
+            self._pid = os.getpid()
+        key = str(path)
+        f = self._files.get(key)
+        if f is not None and f.id.valid:
+            self._files.move_to_end(key)
+            return f
+        f = open_episode_file(key)
+        self._files[key] = f
+        while len(self._files) > self.max_open:
+            _, oldest = self._files.popitem(last=False)
+            oldest.close()
+        return f
+
+    def __len__(self) -> int:
+        return len(self._files) if self._pid == os.getpid() else 0
+
+    def close(self) -> None:
+        """Close every handle this process opened."""
+        if self._pid == os.getpid():
+            for f in self._files.values():
+                f.close()
+        self._files = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_open": self.max_open}  # handles never travel to another process
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_open"])
+
+
+class FrameSource(Protocol):
+    """Reads the camera frames of some steps of one episode, at the recorded size."""
+
+    def read(self, steps: Sequence[int], files: OpenFiles | None = None) -> dict[str, np.ndarray]:
+        """{cam: (len(steps), H, W, 3) uint8}; `files` keeps HDF5 files open between calls."""
+        ...
+
+
+@dataclass(frozen=True)
+class ActFrames:
+    """Frames of an ACT file (raw or JPEG-compressed), read row by row."""
+
+    path: str
+    cameras: tuple[str, ...]
+
+    def read(self, steps: Sequence[int], files: OpenFiles | None = None) -> dict[str, np.ndarray]:
+        if files is None:
+            return read_act_frames(self.path, steps, self.cameras)
+        return read_act_frames(files.get(self.path), steps, self.cameras)
+
+
+@dataclass(frozen=True)
+class ReleaseFrames:
+    """Frames of a release-layout file: per camera an HDF5 image dataset or an MP4 next to the file."""
+
+    path: str
+    cameras: tuple[str, ...]
+    videos: dict[str, str] = field(default_factory=dict)
+
+    def read(self, steps: Sequence[int], files: OpenFiles | None = None) -> dict[str, np.ndarray]:
+        frames: dict[str, np.ndarray] = {}
+        stored = [c for c in self.cameras if c not in self.videos]
+        if stored:
+            f = files.get(self.path) if files is not None else open_episode_file(self.path)
+            try:
+                for cam in stored:
+                    frames[cam] = read_rows(f[f"observations/images/{cam}"], steps)
+            except OSError as exc:
+                raise EpisodeFileError(f"{self.path}: truncated or corrupt image data ({exc})") from None
+            finally:
+                if files is None:
+                    f.close()
+        for cam, video in self.videos.items():
+            frames[cam] = read_video_frames(Path(video), steps)
+        return {cam: frames[cam] for cam in self.cameras}
+
+
+def read_video_frames(path: Path, steps: Sequence[int]) -> np.ndarray:
+    """RGB frames (len(steps), H, W, 3) uint8 of an MP4, seeking to each distinct step."""
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    unique, inverse = np.unique(steps, return_inverse=True)
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise EpisodeFileError(f"{path}: video file missing or unreadable")
+    frames, position = [], 0
+    try:
+        for step in unique.tolist():
+            if step != position:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, step)
+            ok, bgr = capture.read()
+            if not ok:
+                raise EpisodeFileError(f"{path}: cannot read frame {step} (video shorter than the episode?)")
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            position = step + 1
+    finally:
+        capture.release()
+    return np.stack(frames)[inverse] if frames else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -80,13 +203,13 @@ class SampleSpec:
 
 @dataclass
 class LoadedEpisode:
-    """One episode in memory, frames resized to the item size, actions/proprio in robot units."""
+    """One episode: low-dimensional arrays in memory (robot units), frames read on demand."""
 
     source: str
     task: str
     is_demo: bool
     score: float
-    frames: dict[str, np.ndarray]
+    frames: FrameSource
     proprio: np.ndarray
     actions: np.ndarray
     values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -99,6 +222,16 @@ class LoadedEpisode:
     def policy_eligible(self) -> bool:
         """Demos and fully successful rollouts may be imitated."""
         return self.is_demo or self.score >= 1.0
+
+
+@dataclass
+class EpisodeRecord:
+    """What one episode file holds, images not read: (T, d) arrays, root attrs and a frame reader."""
+
+    actions: np.ndarray
+    proprio: np.ndarray
+    attrs: dict[str, Any]
+    frames: FrameSource
 
 
 def find_episode_files(root: str | Path, split: str | None = "train") -> list[Path]:
@@ -125,51 +258,29 @@ def task_from_path(path: Path) -> str:
     return folder.name.replace("_", " ").strip()
 
 
-def _open_hdf5(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise EpisodeFileError(f"{path}: not a readable HDF5 file ({exc}); the recording may have been "
-                               f"interrupted: re-record or delete it (or train with --skip-bad-episodes)") from None
-
-
-def is_release_layout(path: Path) -> bool:
+def is_release_layout(path: str | Path) -> bool:
     """True for the release's preprocessed files (no /observations/qvel), False for ACT files."""
-    with _open_hdf5(path) as f:
+    with open_episode_file(path) as f:
         return "observations/qvel" not in f
 
 
-def _read_mp4(path: Path) -> np.ndarray:
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise EpisodeFileError(f"{path}: video file missing or unreadable")
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    if not frames:
-        raise EpisodeFileError(f"{path}: video has no frames")
-    return np.stack(frames)
-
-
-def read_release_file(path: Path, cameras: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, dict, dict]:
-    """(actions, proprio, frames per camera, attrs) of one file in the release's preprocessed layout."""
-    with _open_hdf5(path) as f:
+def _release_record(path: Path, cameras: Sequence[str]) -> EpisodeRecord:
+    with open_episode_file(path) as f:
         try:
             actions = np.asarray(f["action"][()], dtype=np.float32)
             proprio = np.asarray(f["observations/qpos"][()], dtype=np.float32)
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            frames: dict[str, np.ndarray] = {}
-            for cam in cameras or ():
+            attrs = {k: attr_value(v) for k, v in f.attrs.items()}
+            videos: dict[str, str] = {}
+            for cam in cameras:
                 if f"observations/images/{cam}" in f:
-                    frames[cam] = np.asarray(f[f"observations/images/{cam}"][()])
+                    ds = f[f"observations/images/{cam}"]
+                    if ds.ndim != 4 or ds.shape[0] != actions.shape[0] or ds.shape[-1] != 3 or ds.dtype != np.uint8:
+                        raise EpisodeFileError(f"{path}: camera {cam} has {ds.shape} {ds.dtype}, expected "
+                                               f"({actions.shape[0]}, H, W, 3) uint8")
                 elif f"observations/video_paths/{cam}" in f:
                     rel = f[f"observations/video_paths/{cam}"][()]
                     rel = rel.decode() if isinstance(rel, bytes) else str(rel)
-                    frames[cam] = _read_mp4(path.parent / rel)
+                    videos[cam] = str(_check_video(path.parent / rel, actions.shape[0]))
                 else:
                     raise EpisodeFileError(f"{path}: camera {cam} has neither observations/images/{cam} nor "
                                            f"observations/video_paths/{cam} (check the layout's camera names)")
@@ -177,30 +288,53 @@ def read_release_file(path: Path, cameras: Sequence[str] | None) -> tuple[np.nda
             raise EpisodeFileError(f"{path}: missing dataset {exc} (expected /action and /observations/qpos)") from None
         except OSError as exc:
             raise EpisodeFileError(f"{path}: truncated or corrupt data ({exc})") from None
-    return actions, proprio, frames, attrs
+    return EpisodeRecord(actions, proprio, attrs, ReleaseFrames(str(path), tuple(cameras), videos))
+
+
+def _check_video(path: Path, num_steps: int) -> Path:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise EpisodeFileError(f"{path}: video file missing or unreadable")
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    if count != num_steps:
+        raise EpisodeFileError(f"{path}: video has {count} frames, expected {num_steps} (one per step)")
+    return path
+
+
+def read_episode_record(path: str | Path, cameras: Sequence[str] = ()) -> EpisodeRecord:
+    """Low-dimensional arrays, attrs and a lazy frame reader of an episode file of either layout.
+
+    The image datasets of `cameras` are checked from metadata (presence, shape, length, storage);
+    no image is read.
+    """
+    path = Path(path)
+    if is_release_layout(path):
+        return _release_record(path, cameras)
+    episode = read_act_episode(path, load_images=False)
+    if cameras:
+        with open_episode_file(path) as f:
+            try:
+                check_act_images(f, cameras, episode.num_steps)
+            except OSError as exc:
+                raise EpisodeFileError(f"{path}: truncated or corrupt data ({exc})") from None
+    return EpisodeRecord(episode.action.astype(np.float32), episode.qpos.astype(np.float32), episode.attrs,
+                         ActFrames(str(path), tuple(cameras)))
 
 
 def read_low_dim(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(actions, proprio) of an episode file of either layout, without images."""
-    path = Path(path)
-    if is_release_layout(path):
-        actions, proprio, _, _ = read_release_file(path, None)
-        return actions, proprio
-    episode = read_act_episode(path, load_images=False)
-    return episode.action.astype(np.float32), episode.qpos.astype(np.float32)
+    record = read_episode_record(path)
+    return record.actions, record.proprio
 
 
-def load_episode(path: str | Path, spec: SampleSpec, is_demo: bool, task: str | None = None,
-                 load_frames: bool = True) -> LoadedEpisode:
-    """Read one episode file (ACT or release layout) into memory, frames resized to spec.image_hw."""
+def load_episode(path: str | Path, spec: SampleSpec, is_demo: bool, task: str | None = None) -> LoadedEpisode:
+    """Read one episode file's low-dimensional arrays and check its images (ACT or release layout)."""
     path = Path(path)
-    cameras = list(spec.cameras) if load_frames else None
-    if is_release_layout(path):
-        actions, proprio, frames, attrs = read_release_file(path, cameras)
-    else:
-        episode = read_act_episode(path, cameras=cameras, load_images=load_frames)
-        actions, proprio, frames, attrs = episode.action, episode.qpos, episode.images, episode.attrs
-    source = str(path)
+    record = read_episode_record(path, spec.cameras)
+    actions, proprio, source = record.actions, record.proprio, str(path)
     steps = actions.shape[0]
     if steps == 0:
         raise EpisodeFileError(f"{source}: episode has no steps")
@@ -209,17 +343,10 @@ def load_episode(path: str | Path, spec: SampleSpec, is_demo: bool, task: str | 
                                f"(check --layout)")
     if proprio.shape != (steps, spec.proprio_dim):
         raise EpisodeFileError(f"{source}: qpos has shape {proprio.shape}, expected ({steps}, {spec.proprio_dim})")
-    resized = {}
-    for cam, video in frames.items():
-        if video.shape[0] != steps or video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
-            raise EpisodeFileError(f"{source}: camera {cam} has {video.shape} {video.dtype}, expected "
-                                   f"({steps}, H, W, 3) uint8")
-        resized[cam] = resize_frames(video, spec.image_hw)
-    task_text = str(attrs.get("task_description") or task or task_from_path(path))
-    score = episode_score_fraction(attrs, is_demo=is_demo, source=source)
-    return LoadedEpisode(source=source, task=task_text, is_demo=is_demo, score=score, frames=resized,
-                         proprio=np.asarray(proprio, np.float32), actions=np.asarray(actions, np.float32),
-                         values=value_targets(steps, score, spec.value_gamma))
+    task_text = str(record.attrs.get("task_description") or task or task_from_path(path))
+    score = episode_score_fraction(record.attrs, is_demo=is_demo, source=source)
+    return LoadedEpisode(source=source, task=task_text, is_demo=is_demo, score=score, frames=record.frames,
+                         proprio=proprio, actions=actions, values=value_targets(steps, score, spec.value_gamma))
 
 
 def load_episodes(paths: Iterable[str | Path], spec: SampleSpec, is_demo: bool, task: str | None = None,
@@ -260,9 +387,9 @@ def sample_objective(rng: np.random.Generator, probs: Sequence[float], policy_el
     p = np.asarray(probs, dtype=np.float64)
     if not policy_eligible:
         p = p.copy()
-        p[OBJECTIVE_POLICY] = 0.0
+        p[POLICY] = 0.0
         if p.sum() <= 0:
-            p[OBJECTIVE_WORLD_MODEL] = p[OBJECTIVE_VALUE] = 0.5
+            p[WORLD_MODEL] = p[VALUE] = 0.5
     return int(rng.choice(3, p=p / p.sum()))
 
 
@@ -289,11 +416,8 @@ class EpisodeDataset(Dataset):
         # the trainer's latent cache asks for a per-(episode, step) key in each item
         self.return_sample_key = False
         self.text_cache = text_cache
+        self.files = OpenFiles()
         for ep in self.demos + self.rollouts:
-            missing = [c for c in spec.cameras if c not in ep.frames]
-            if missing:
-                raise EpisodeFileError(f"{ep.source}: cameras {missing} missing "
-                                       f"(the layout needs {list(spec.cameras)})")
             text_cache.get(ep.task)
         self.action_lo, self.action_hi = stats["actions_min"], stats["actions_max"]
         self.proprio_lo, self.proprio_hi = stats["proprio_min"], stats["proprio_max"]
@@ -356,7 +480,8 @@ class EpisodeDataset(Dataset):
         return episode, t, objective, rng, key
 
     def _images(self, episode: LoadedEpisode, steps: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
-        frames = np.stack([np.stack([episode.frames[cam][s] for cam in self.spec.cameras]) for s in steps])
+        read = episode.frames.read(steps, self.files)
+        frames = np.stack([resize_frames(read[cam], self.spec.image_hw) for cam in self.spec.cameras], axis=1)
         images = frames_to_tensor(frames)  # (len(steps), n_cams, 3, H, W)
         if self.augment:
             generator = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 62)))
@@ -394,12 +519,13 @@ def describe(dataset: EpisodeDataset) -> str:
     """A few lines on what the dataset holds (for logs and the training summary)."""
     demo_steps = int(dataset._demo_offsets[-1])
     rollout_steps = int(dataset._rollout_offsets[-1])
-    mem_mb = sum(f.nbytes for e in dataset.episodes for f in e.frames.values()) / 2 ** 20
+    low_dim_mb = sum(e.actions.nbytes + e.proprio.nbytes + e.values.nbytes for e in dataset.episodes) / 2 ** 20
     lines = [f"demos: {len(dataset.demos)} episodes / {demo_steps} steps; rollouts: {len(dataset.rollouts)} "
              f"episodes / {rollout_steps} steps (demo sampling p={dataset.demo_sampling_prob:.2f})",
              f"tasks: {', '.join(dataset.tasks)}",
              f"objectives policy/world model/value: {'/'.join(f'{p:.2f}' for p in dataset.objective_probs)}; "
-             f"frames in memory: {mem_mb:.0f} MiB at {dataset.spec.image_hw[0]}x{dataset.spec.image_hw[1]}"]
+             f"low-dim arrays in memory: {low_dim_mb:.1f} MiB; frames read per item at "
+             f"{dataset.spec.image_hw[0]}x{dataset.spec.image_hw[1]}"]
     if dataset.rollouts:
         scores = [e.score for e in dataset.rollouts]
         successes = sum(s >= 1.0 for s in scores)
@@ -415,7 +541,7 @@ def expected_objective_fractions(dataset: EpisodeDataset) -> np.ndarray:
         eligible = sum(e.num_steps for e in pool if e.policy_eligible) / sum(e.num_steps for e in pool)
         p = dataset.objective_probs
         rest = p.copy()
-        rest[OBJECTIVE_POLICY] = 0
+        rest[POLICY] = 0
         rest = rest / rest.sum() if rest.sum() > 0 else np.array([0, 0.5, 0.5])
         return eligible * p + (1 - eligible) * rest
 
@@ -426,8 +552,8 @@ def expected_objective_fractions(dataset: EpisodeDataset) -> np.ndarray:
 
 
 __all__ = [
-    "OBJECTIVE_NAMES", "OBJECTIVE_POLICY", "OBJECTIVE_VALUE", "OBJECTIVE_WORLD_MODEL", "EpisodeDataset",
-    "LoadedEpisode", "SampleSpec", "compute_dataset_statistics", "describe", "expected_objective_fractions",
-    "find_episode_files", "is_release_layout", "load_episode", "load_episodes", "read_low_dim", "read_release_file",
-    "sample_objective", "task_from_path",
+    "ActFrames", "EpisodeDataset", "EpisodeRecord", "FrameSource", "LoadedEpisode", "OpenFiles", "ReleaseFrames",
+    "SampleSpec", "compute_dataset_statistics", "describe", "expected_objective_fractions", "find_episode_files",
+    "is_release_layout", "load_episode", "load_episodes", "read_episode_record", "read_low_dim",
+    "read_video_frames", "sample_objective", "task_from_path",
 ]
