@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -182,7 +183,8 @@ def cmd_train(args) -> int:
 
     from .checkpoint import STATISTICS_FILE, TEXT_FILE, load_checkpoint
     from .config import NetworkConfig, SamplerConfig, load_layout
-    from .data.datasets import EpisodeDataset, SampleSpec, compute_dataset_statistics, load_episodes
+    from .data.datasets import (EpisodeDataset, SampleSpec, camera_frame_hw, compute_dataset_statistics,
+                                load_episodes)
     from .data.statistics import load_statistics, statistics_from_dict
     from .data.text import TextEmbeddingCache, build_text_cache
     from .diffusion import CosmosPolicyModel
@@ -241,6 +243,14 @@ def cmd_train(args) -> int:
                                            max_length=network.text_max_tokens))
     dataset = EpisodeDataset(demos, spec, stats, text_cache, rollouts=rollouts, objective_probs=args.objective_mix,
                              demo_sampling_prob=args.demo_sampling_prob, augment=not args.no_augment, seed=args.seed)
+    recorded_hw = camera_frame_hw(dataset)
+    if layout.camera_hw is not None and tuple(layout.camera_hw) != recorded_hw:
+        # the checkpoint insists on the resolution it was trained on, so a deployment camera
+        # configured differently is refused instead of silently resized
+        log.info("camera frames are %dx%d (layout default %dx%d): the checkpoint records %dx%d",
+                 *recorded_hw, *layout.camera_hw, *recorded_hw)
+        layout = dataclasses.replace(layout, camera_hw=recorded_hw)
+        model.layout = layout
     trainer = Trainer(model, dataset, config, args.out, raw_stats, text_cache, sampler_config=sampler_config,
                       vae_base_dir=vae_base_dir, context=context,
                       extra_config={"data": [str(d) for d in args.data], "rollouts": [str(r) for r in args.rollouts]})

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from cosmos_policy.cli import main
 from cosmos_policy.config import load_layout
@@ -13,23 +12,14 @@ from cosmos_policy.policy import CosmosPolicy
 from data_synthetic import write_synthetic_episodes
 
 
-def _small_camera_layout(tmp_path):
-    layout = load_layout("aloha").to_dict()
-    layout["camera_hw"] = [48, 64]
-    path = tmp_path / "aloha_small.yaml"
-    path.write_text(yaml.safe_dump(layout))
-    return path
-
-
 @pytest.mark.slow
 def test_cli_train_writes_a_checkpoint_the_policy_runs(tmp_path, capsys):
     data = tmp_path / "demos" / "fold_shirt"
     paths = write_synthetic_episodes(data, count=2, steps=6, compress=True)
     bad = data / "episode_9.hdf5"
     bad.write_bytes(paths[0].read_bytes()[:2000])
-    layout = _small_camera_layout(tmp_path)
     out = tmp_path / "ckpt"
-    args = ["train", "--data", str(tmp_path / "demos"), "--layout", str(layout), "--network", "tiny",
+    args = ["train", "--data", str(tmp_path / "demos"), "--layout", "aloha", "--network", "tiny",
             "--steps", "2", "--batch-size", "2", "--warmup-steps", "1", "--out", str(out)]
     with pytest.raises(Exception, match="episode_9.hdf5"):
         main(args)
@@ -42,10 +32,15 @@ def test_cli_train_writes_a_checkpoint_the_policy_runs(tmp_path, capsys):
     assert json.loads((out / "trainer_state.json").read_text())["step"] == 3
 
     policy = CosmosPolicy.from_checkpoint(out)
+    # the checkpoint insists on the camera resolution it was trained on (48x64 here, not ALOHA's 480x640)
+    assert load_layout("aloha").camera_hw == (480, 640) and tuple(policy.layout.camera_hw) == (48, 64)
     episode = read_act_episode(paths[1])
     obs = {"images": {cam: episode.images[cam][2] for cam in policy.layout.cameras},
            "proprio": episode.qpos[2], "task": "fold shirt"}
     chunk = policy.act(obs, num_steps=2, seed=0)
+    wrong = {**obs, "images": {**obs["images"], "cam_left_wrist": np.zeros((480, 640, 3), np.uint8)}}
+    with pytest.raises(ValueError, match="cam_left_wrist: got 480x640 rgb8, expected 48x64"):
+        policy.act(wrong, num_steps=1, seed=0)
     assert chunk.actions.shape == (50, 14) and np.all(np.isfinite(chunk.actions)) and 0.0 <= chunk.value <= 1.0
     stats = json.loads((out / "dataset_statistics.json").read_text())
     assert np.all(chunk.actions >= np.array(stats["actions_min"]) - 1e-5)

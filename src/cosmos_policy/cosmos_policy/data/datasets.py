@@ -515,6 +515,23 @@ class EpisodeDataset(Dataset):
         return item
 
 
+def camera_frame_hw(dataset: EpisodeDataset) -> tuple[int, int]:
+    """The (height, width) of the recorded camera frames, read from one frame of the first episode.
+
+    Every camera of every episode must match: a policy is deployed on the resolution it was trained on.
+    """
+    episodes = dataset.demos + dataset.rollouts
+    sizes = set()
+    for episode in (episodes[0], episodes[-1]):
+        read = episode.frames.read([0], dataset.files)
+        sizes |= {(episode.source, cam, tuple(read[cam].shape[1:3])) for cam in dataset.spec.cameras}
+    if len({hw for _, _, hw in sizes}) != 1:
+        raise ValueError("camera frames of different sizes in the training data: "
+                         + ", ".join(f"{src}:{cam} {hw[0]}x{hw[1]}" for src, cam, hw in sorted(sizes))
+                         + " (record every camera at one resolution)")
+    return next(iter(sizes))[2]
+
+
 def describe(dataset: EpisodeDataset) -> str:
     """A few lines on what the dataset holds (for logs and the training summary)."""
     demo_steps = int(dataset._demo_offsets[-1])
