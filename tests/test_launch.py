@@ -7,11 +7,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from ros_harness import ROOT, NodeProcess
+from ros_harness import ROOT, NodeProcess, wait_until
 
 LAUNCH_FILES = sorted(p.name for p in (ROOT / "launch").glob("*.launch.py"))
 
@@ -73,6 +72,9 @@ def test_ctrl_c_stops_every_node(ros_domain):
     pids = [int(p) for p in re.findall(r"started \S+ \[pid (\d+)\]", launcher.output)]
     os.kill(launcher.proc.pid, signal.SIGINT)
     assert launcher.proc.wait(timeout=20) == 0, launcher.output
-    time.sleep(0.2)
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], pid
+
+    def gone(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+    assert pids and wait_until(lambda: all(gone(pid) for pid in pids), 5), pids

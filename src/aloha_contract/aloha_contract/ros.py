@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
@@ -31,6 +32,12 @@ def qos_profile(contract: Contract, stream: str) -> QoSProfile:
         depth=int(spec.get("depth", 10)),
         durability=_DURABILITY[spec.get("durability", "volatile")],
     )
+
+
+def time_msg(seconds: float) -> Time:
+    """Seconds (e.g. simulation time) -> builtin_interfaces/Time."""
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
 
 def image_to_rgb(msg: Image, camera: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 from aloha_contract import load_contract
-from aloha_contract.ros import qos_profile, vector_to_joint_state
+from aloha_contract.ros import qos_profile, time_msg, vector_to_joint_state
 from aloha_interfaces.msg import StageScore
 from aloha_interfaces.srv import ResetEpisode
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from .scripted import plan_episode
-from .sim_node import MODES, sim_time_msg
+from .sim_node import MODES
 
 SETTLE_S = 0.3  # after the last command, wait for the final stage score to arrive
 
@@ -82,7 +82,7 @@ class ScriptedDriver(Node):
         if self.mode == "lockstep":
             # the sim sits at t = 0 waiting for the first command; later ones answer each observation
             self.answered_stamp_ns = 0
-            self.send(self.plan[0], sim_time_msg(0.0))
+            self.send(self.plan[0], time_msg(0.0))
             self.step = 1
         return True
 

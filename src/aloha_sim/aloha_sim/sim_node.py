@@ -17,7 +17,8 @@ import time
 
 import rclpy
 from aloha_contract import InvalidCommand, check_joint_command, load_contract
-from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, rgb_to_image, vector_to_joint_state
+from aloha_contract.ros import (MessageError, joint_state_to_vector, qos_profile, rgb_to_image, time_msg,
+                                vector_to_joint_state)
 from aloha_interfaces.msg import StageScore
 from aloha_interfaces.srv import ResetEpisode
 from builtin_interfaces.msg import Time
@@ -32,11 +33,6 @@ from .tasks import TaskError, load_tasks
 
 MODES = ("realtime", "lockstep")
 MAX_CATCH_UP_STEPS = 5  # realtime: physics steps per tick when the loop fell behind the wall clock
-
-
-def sim_time_msg(seconds: float) -> Time:
-    sec = int(seconds)
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
 
 class SimNode(Node):
@@ -132,7 +128,7 @@ class SimNode(Node):
     # ---- observations ----
     def stamp(self) -> Time:
         if self.mode == "lockstep":
-            return sim_time_msg(self.env.sim_time_s)
+            return time_msg(self.env.sim_time_s)
         return self.get_clock().now().to_msg()
 
     def publish_observation(self, render: bool) -> None:

@@ -10,7 +10,6 @@ import pytest
 
 from cosmos_policy.policy import CosmosPolicy
 from data_synthetic import write_synthetic_episodes
-from test_cli_train import _small_camera_layout
 
 SRC = Path(__file__).resolve().parents[1]
 
@@ -30,7 +29,7 @@ def _torchrun(args, port):
 def test_torchrun_two_cpu_processes_train_save_and_resume(tmp_path, strategy, port):
     write_synthetic_episodes(tmp_path / "demos" / "fold_shirt", count=2, steps=6)
     out = tmp_path / "ckpt"
-    args = ["train", "--data", str(tmp_path / "demos"), "--layout", str(_small_camera_layout(tmp_path)),
+    args = ["train", "--data", str(tmp_path / "demos"), "--layout", "aloha",
             "--network", "tiny", "--batch-size", "1", "--warmup-steps", "1", "--out", str(out), "--device", "cpu",
             "--distributed", strategy]
     printed = _torchrun(args + ["--steps", "2"], port)
