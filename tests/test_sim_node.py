@@ -76,9 +76,16 @@ def test_publishes_every_contract_topic_at_the_control_rate(start_node, test_nod
     time.sleep(3.0)
 
     states = rec.get(state_topic)
-    rate_hz = (len(states) - 1) / (states[-1][0] - states[0][0])
-    # loose bound: a loaded 2-core CI machine must still be near 50 Hz (benchmarks report exact figures)
-    assert rate_hz > 0.6 * contract.control_rate_hz, f"joint_states at {rate_hz:.1f} Hz"
+    scores = rec.get(contract.topic("stage_score"))
+    elapsed_s = states[-1][0] - states[0][0]
+    # the simulation keeps wall-clock time at the control rate (it catches up when a tick is late) ...
+    steps_per_s = (scores[-1][1].episode_step - scores[0][1].episode_step) / (scores[-1][0] - scores[0][0])
+    assert abs(steps_per_s - contract.control_rate_hz) < 0.1 * contract.control_rate_hz, steps_per_s
+    # ... and publishes a fresh state each tick: near 50 Hz here, loose bound for a loaded 2-core machine
+    rate_hz = (len(states) - 1) / elapsed_s
+    assert rate_hz > 0.5 * contract.control_rate_hz, f"joint_states at {rate_hz:.1f} Hz"
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in states]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
     msg = states[-1][1]
     assert list(msg.name) == contract.joint_names and len(msg.position) == 14
     assert np.all(np.isfinite(msg.position)) and len(msg.velocity) == 14 and len(msg.effort) == 14
@@ -95,8 +102,7 @@ def test_publishes_every_contract_topic_at_the_control_rate(start_node, test_nod
         assert img.header.frame_id == contract.camera_frame_id(cam)
     frames = {cam: np.frombuffer(rec.get(contract.camera_topic(cam))[-1][1].data, np.uint8) for cam in contract.cameras}
     assert not np.array_equal(frames["cam_high"], frames["cam_left_wrist"])
-    scores = rec.get(contract.topic("stage_score"))
-    assert scores and scores[-1][1].task == "transfer_cube" and scores[-1][1].score == 0.0
+    assert scores[-1][1].task == "transfer_cube" and scores[-1][1].score == 0.0
     assert sim.proc.poll() is None
 
 
