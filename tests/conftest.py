@@ -57,7 +57,6 @@ def test_node(ros_domain):
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     yield node
-    executor.remove_node(node)
     executor.shutdown(timeout_sec=2.0)
     thread.join(timeout=2.0)
     node.destroy_node()
