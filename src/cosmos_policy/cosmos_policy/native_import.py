@@ -219,7 +219,7 @@ def load_t5_pickle(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def t5_pickle_to_cache(path: str | Path, max_length: int = 512):
-    """The release's T5 pickle as D's TextEmbeddingCache (embedding (L, d) zero-padded, mask of non-zero rows)."""
+    """The release's T5 pickle as a TextEmbeddingCache (embedding (L, d) zero-padded, mask of non-zero rows)."""
     from .data.text import TextEmbeddingCache
 
     entries = {}
