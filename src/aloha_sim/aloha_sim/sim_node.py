@@ -106,22 +106,25 @@ class SimNode(Node):
                                           f"[{self.refused} refused so far]")
                 self.last_refusal, self.last_refusal_log_s = reason, now
             return
-        self.target = command
         if self.mode == "lockstep":
             stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             if abs(stamp_s - self.env.sim_time_s) > 0.25 * self.period_s:
                 self.get_logger().debug(f"lockstep: ignoring command for t={stamp_s:.3f}, sim at {self.env.sim_time_s:.3f}")
                 return
+            self.target = command
             self.env.step(self.target, render=False)
             self.publish_observation(render=True)
+        else:
+            self.target = command
 
     def on_tick(self) -> None:
         due = int((time.monotonic() - self.t0) / self.period_s) - self.steps_since_t0
-        steps = min(max(due, 1), MAX_CATCH_UP_STEPS)
-        for _ in range(steps):
+        if due <= 0:
+            return  # an early tick: physics is already level with the wall clock
+        for _ in range(min(due, MAX_CATCH_UP_STEPS)):
             self.env.step(self.target, render=False)
-        # if we fell further behind than we can catch up, restart the schedule instead of spiralling
-        self.steps_since_t0 += steps if due <= MAX_CATCH_UP_STEPS else due
+        # further behind than we can catch up: drop the missed periods instead of spiralling
+        self.steps_since_t0 += due
         render = (self.env.sim_time_s - self.last_render_s) >= 1.0 / self.camera_rate_hz - 1e-6
         self.publish_observation(render=render)
 
