@@ -3,7 +3,7 @@
 On a robot computer `ros2 launch aloha_bringup policy.launch.py` runs the launch files with the real
 `launch` / `launch_ros`. Here those packages cannot be installed, so this module provides the small
 subset of their API that our launch files use (``LaunchDescription``, ``DeclareLaunchArgument``,
-``LaunchConfiguration``, ``PathJoinSubstitution``, ``IfCondition`` / ``UnlessCondition``,
+``LaunchConfiguration``, ``PathJoinSubstitution``, ``PythonExpression``, ``IfCondition`` / ``UnlessCondition``,
 ``launch_ros.actions.Node`` with ``on_exit=Shutdown()``, ``FindPackageShare``), evaluates the very same
 files, and supervises the node processes: output prefixed by node name, Ctrl-C forwarded to every node,
 the whole graph stopped when a node marked ``on_exit=Shutdown()`` ends.
@@ -77,6 +77,21 @@ class TextSubstitution:
 
     def perform(self, context: Context) -> str:
         return self.text
+
+
+class PythonExpression:
+    """Evaluates the concatenated text as a Python expression (launch does the same, with `math` in scope)."""
+
+    def __init__(self, expression: Any):
+        self.expression = expression
+
+    def perform(self, context: Context) -> str:
+        import math
+        text = perform(self.expression, context)
+        try:
+            return str(eval(text, {"__builtins__": {}, "math": math}, {}))  # launch files are trusted code
+        except Exception as exc:
+            raise LaunchError(f"PythonExpression {text!r}: {exc}") from None
 
 
 class FindPackageShare:
@@ -206,7 +221,8 @@ def install_shim() -> None:
                       IncludeLaunchDescription=IncludeLaunchDescription)
     sources = _module("launch.launch_description_sources", PythonLaunchDescriptionSource=PythonLaunchDescriptionSource)
     substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
-                            PathJoinSubstitution=PathJoinSubstitution, TextSubstitution=TextSubstitution)
+                            PathJoinSubstitution=PathJoinSubstitution, TextSubstitution=TextSubstitution,
+                            PythonExpression=PythonExpression)
     conditions = _module("launch.conditions", IfCondition=IfCondition, UnlessCondition=UnlessCondition)
     launch_mod = _module("launch", LaunchDescription=LaunchDescription, actions=actions,
                          substitutions=substitutions, conditions=conditions, launch_description_sources=sources)

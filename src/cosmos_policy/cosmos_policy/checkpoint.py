@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .config import LayoutConfig, NetworkConfig, SamplerConfig
+from .deploy import DeployConfig, default_deploy, deploy_from_checkpoint_config
 from .diffusion import CosmosPolicyModel
 from .networks import build_transformer, build_vae, load_state_strict, load_vae_from_diffusers
 
@@ -36,6 +37,7 @@ class LoadedCheckpoint:
     statistics: dict[str, Any] | None
     text_cache: Any | None
     config: dict[str, Any]
+    deploy: DeployConfig
 
 
 def save_checkpoint(
@@ -48,8 +50,11 @@ def save_checkpoint(
     vae_base_dir: str | Path | None = None,
     extra_config: dict[str, Any] | None = None,
     dit_state: dict[str, torch.Tensor] | None = None,
+    deploy: DeployConfig | None = None,
 ) -> Path:
     """Write a checkpoint directory (weights, config, statistics, text embeddings when given).
+
+    `deploy`: control rate and chunk execution the checkpoint is meant for (default: the layout's).
 
     `dit_state`: the DiT weights to write instead of `model.dit.state_dict()`, e.g. the full state an
     FSDP run gathered on rank 0 (its `model.dit` holds only shards).
@@ -71,6 +76,7 @@ def save_checkpoint(
         "network": model.network_config.to_dict(),
         "layout": model.layout.to_dict(),
         "sampler": (sampler or SamplerConfig()).to_dict(),
+        "deploy": (deploy or default_deploy(model.layout)).to_dict(),
         "vae_base_dir": str(vae_base_dir) if vae_base_dir is not None else None,
         "vae_latents_mean": list(model.vae.config.latents_mean),
         "vae_latents_std": list(model.vae.config.latents_std),
@@ -110,8 +116,13 @@ def load_checkpoint(
     expected_layout: str | None = None,
     require_statistics: bool = False,
     require_text: bool = False,
+    vae_base_dir: str | Path | None = None,
 ) -> LoadedCheckpoint:
-    """Load a checkpoint directory; the DiT is cast to `dtype` (VAE too) and moved to `device`."""
+    """Load a checkpoint directory; the DiT is cast to `dtype` (VAE too) and moved to `device`.
+
+    `vae_base_dir` overrides the diffusers base folder the checkpoint names for its VAE: a checkpoint moved
+    to another machine finds the base model where that machine keeps it.
+    """
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -133,8 +144,16 @@ def load_checkpoint(
     with torch.device("meta"):
         transformer = build_transformer(network)
     load_state_strict_meta(transformer, dit_state, f"checkpoint {directory}: dit")
-    if config.get("vae_base_dir"):
-        vae = load_vae_from_diffusers(config["vae_base_dir"], network)
+    deploy = deploy_from_checkpoint_config(config, layout)
+    base_dir = vae_base_dir or config.get("vae_base_dir")
+    if base_dir:
+        if not Path(base_dir).is_dir():
+            hint = "pass vae_base_dir= (node parameter vae_base_dir)" if vae_base_dir is None else "check the path"
+            raise FileNotFoundError(
+                f"checkpoint {directory}: its VAE comes from the diffusers base folder {base_dir}, which is not a "
+                f"directory here ({hint})"
+            )
+        vae = load_vae_from_diffusers(base_dir, network)
     else:
         if not vae_state:
             raise ValueError(
@@ -147,7 +166,7 @@ def load_checkpoint(
     model.to(device=device, dtype=dtype)
     statistics = _load_statistics(directory, require_statistics)
     text_cache = _load_text(directory, require_text)
-    return LoadedCheckpoint(model, network, layout, sampler, statistics, text_cache, config)
+    return LoadedCheckpoint(model, network, layout, sampler, statistics, text_cache, config, deploy)
 
 
 def _mismatch(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:

@@ -250,6 +250,7 @@ def import_release_checkpoint(
     from .checkpoint import save_checkpoint
     from .config import NetworkConfig, load_layout
     from .data.statistics import load_statistics
+    from .deploy import RELEASE_DEPLOY, default_deploy
     from .diffusion import CosmosPolicyModel
     from .networks import build_transformer, build_vae, load_vae_from_diffusers
 
@@ -257,7 +258,11 @@ def import_release_checkpoint(
     transformer = build_transformer(network)
     load_native_into(transformer, load_release_state_dict(pt_path))
     vae = load_vae_from_diffusers(vae_base_dir, network) if vae_base_dir is not None else build_vae(network)
-    model = CosmosPolicyModel(network, load_layout(layout), transformer=transformer, vae=vae)
+    layout_config = load_layout(layout)
+    model = CosmosPolicyModel(network, layout_config, transformer=transformer, vae=vae)
     statistics = load_statistics(statistics_path) if statistics_path is not None else None
     cache = t5_pickle_to_cache(t5_pickle, max_length=network.text_max_tokens) if t5_pickle is not None else None
-    return save_checkpoint(out_dir, model, statistics=statistics, text_cache=cache, vae_base_dir=vae_base_dir)
+    # the release's deploy values (ALOHA: 25 Hz, 10 action steps, the whole 50-step chunk open loop)
+    deploy = RELEASE_DEPLOY.get(layout_config.name) or default_deploy(layout_config)
+    return save_checkpoint(out_dir, model, statistics=statistics, text_cache=cache, vae_base_dir=vae_base_dir,
+                           deploy=deploy)

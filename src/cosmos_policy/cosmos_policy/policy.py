@@ -13,6 +13,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .config import LayoutConfig, SamplerConfig
+from .deploy import DeployConfig, default_deploy
 from .diffusion import CosmosPolicyModel
 from .injection import extract, extract_value, value_to_unit
 from .latent_sequence import encode_sequence, inject_vectors, prefix_slots
@@ -31,6 +32,7 @@ class ActionChunk:
     value: float
     future_images: dict[str, np.ndarray] | None
     latency_s: float
+    candidate_values: np.ndarray | None = None  # planning: every candidate's aggregated value
 
 
 @dataclass
@@ -47,6 +49,18 @@ class ActionCandidates:
         i = int(np.argmax(self.values))
         future = self.future_images[i] if self.future_images is not None else None
         return ActionChunk(self.actions[i], float(self.values[i]), future, self.latency_s)
+
+
+@dataclass
+class PreparedObservation:
+    """An observation checked and turned into model inputs on the CPU (see `CosmosPolicy.prepare`).
+
+    images: (1, n_cams, 3, S, S) in [-1, 1], cameras in layout order; proprio: (1, d) normalised to [-1, 1].
+    """
+
+    images: torch.Tensor
+    proprio: torch.Tensor
+    task: str
 
 
 @dataclass
@@ -76,12 +90,15 @@ class CosmosPolicy:
         *,
         text_encoder: TextEncoder | None = None,
         camera_hw: tuple[int, int] | None | str = "layout",
+        deploy: DeployConfig | None = None,
     ) -> None:
         self.model = model.eval()
         self.layout: LayoutConfig = model.layout
         # Camera frames must have this size (None: any size); "layout" takes the layout's camera_hw.
         self.camera_hw = self.layout.camera_hw if camera_hw == "layout" else camera_hw
         self.sampler = sampler
+        # control rate, steps executed per chunk and the action denoising steps the checkpoint deploys with
+        self.deploy = deploy or default_deploy(self.layout)
         self.statistics = statistics
         self.text_cache = text_cache
         self.text_encoder = text_encoder
@@ -98,15 +115,18 @@ class CosmosPolicy:
         layout: str | None = None,
         text_encoder: TextEncoder | None = None,
         camera_hw: tuple[int, int] | None | str = "layout",
+        vae_base_dir: str | Path | None = None,
     ) -> "CosmosPolicy":
         """Load a checkpoint directory (see checkpoint.py); `layout` checks the embodiment.
 
         camera_hw: the camera frame size to insist on ("layout": the layout's, e.g. 480 x 640 for ALOHA;
         None: any size, e.g. a simulator rendering smaller frames).
+        vae_base_dir: where this machine keeps the diffusers base folder the checkpoint's VAE comes from.
         """
-        loaded = load_checkpoint(directory, device=device, dtype=dtype, expected_layout=layout)
+        loaded = load_checkpoint(directory, device=device, dtype=dtype, expected_layout=layout,
+                                 vae_base_dir=vae_base_dir)
         return cls(loaded.model, loaded.sampler, loaded.statistics, loaded.text_cache, text_encoder=text_encoder,
-                   camera_hw=camera_hw)
+                   camera_hw=camera_hw, deploy=loaded.deploy)
 
     @property
     def device(self) -> torch.device:
@@ -154,7 +174,9 @@ class CosmosPolicy:
         self._text_memo[task] = text
         return text
 
-    def _validate(self, obs: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def prepare(self, obs: Mapping[str, Any]) -> PreparedObservation:
+        """Check an observation and turn it into model inputs, on the CPU: the part of inference that a robot
+        node can run in its own thread while the device is busy. Raises ValueError naming the bad input."""
         from .data.augment import prepare_observation_image
 
         if not isinstance(obs, Mapping):
@@ -194,8 +216,16 @@ class CosmosPolicy:
             raise ValueError(f"task: got {task!r}, expected a non-empty task description")
         proprio_n = torch.as_tensor(self._normalizer("proprio").normalize(proprio.astype(np.float32)))
         self._normalizer("actions")
-        image_tensor = torch.stack(frames)[None].to(self.device)
-        return image_tensor, proprio_n[None].float().to(self.device), self._text(task)[None]
+        self._text(task)
+        return PreparedObservation(torch.stack(frames)[None], proprio_n[None].float(), task)
+
+    def _validate(self, obs: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, proprio, text) on the device, batch 1."""
+        return self._to_device(self.prepare(obs))
+
+    def _to_device(self, prepared: PreparedObservation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (prepared.images.to(self.device), prepared.proprio.to(self.device),
+                self._text(prepared.task)[None])
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
         if seed is None:
@@ -217,6 +247,12 @@ class CosmosPolicy:
         x[:, :, :p] = prefix
         return x
 
+    def placeholder_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Latents (B, 16, T, h, w) of the whole placeholder sequence (blank frames in the injected slots,
+        current images as future-image placeholders), before anything is injected: what the decoder sees in
+        the injected slots when predicted future images are decoded."""
+        return encode_sequence(self.model.vae, self.layout, images)
+
     @torch.no_grad()
     def _run(
         self, x_clean: torch.Tensor, text: torch.Tensor, action_steps: int, generator: torch.Generator | None
@@ -230,7 +266,13 @@ class CosmosPolicy:
         x3 = generate(self.model, x2, self._clean_mask(VALUE, b), text, cfg.value_steps, cfg, generator)
         return _Generated(x3, x1, x3)
 
-    def _future_images(self, latents: torch.Tensor) -> list[dict[str, np.ndarray]]:
+    def _future_images(self, latents: torch.Tensor, placeholders: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        # The causal decoder carries every earlier latent frame into later ones: decoding the injected
+        # vectors (tiled actions, proprio, value) would distort the images, so their slots get back the
+        # placeholder latents first, as the release does.
+        latents = latents.clone()
+        injected = [i for i, slot in enumerate(self.layout.slots) if slot.kind not in ("image", "future_image")]
+        latents[:, :, injected] = placeholders[:, :, injected].to(latents.dtype).expand(latents.shape[0], -1, -1, -1, -1)
         pixels = decode_normalised(self.model.vae, latents).float()
         out = []
         for i in range(latents.shape[0]):
@@ -244,16 +286,18 @@ class CosmosPolicy:
 
     def _sample_actions(
         self, x_prefix: torch.Tensor, text: torch.Tensor, steps: int, n: int,
-        generator: torch.Generator | None, with_future: bool,
+        generator: torch.Generator | None, placeholders: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, np.ndarray]] | None]:
-        """(normalised actions (n, K, d), values in [0, 1] (n,), future images or None) from one encoded prefix."""
+        """(normalised actions (n, K, d), values in [0, 1] (n,), future images or None) from one encoded prefix.
+
+        Future images are decoded when the placeholder latents are given (see `placeholder_latents`)."""
         layout = self.layout
         x_clean = x_prefix.expand(n, -1, -1, -1, -1).contiguous()
         out = self._run(x_clean, text.expand(n, -1, -1), steps, generator)
         flat = extract(out.action_latents, layout.index("action"), layout.vector_length("action"))
         actions = flat.reshape(n, layout.action_chunk, layout.action_dim).clamp(-1.0, 1.0)
         values = value_to_unit(extract_value(out.value_latents, layout.index("value")))
-        future = self._future_images(out.latents) if with_future else None
+        future = self._future_images(out.latents, placeholders) if placeholders is not None else None
         return actions, values, future
 
     def _score(
@@ -284,20 +328,40 @@ class CosmosPolicy:
     ) -> ActionChunk | ActionCandidates:
         """Predict an action chunk (robot units) and its value in [0, 1] from one observation.
 
-        num_steps overrides the sampler's action steps; num_candidates > 1 samples that many chunks in
+        num_steps overrides the checkpoint's deploy action steps; num_candidates > 1 samples that many chunks in
         one batch and returns ActionCandidates. Future images are decoded only when asked (expensive).
         """
         if num_candidates < 1:
             raise ValueError(f"num_candidates={num_candidates}: expected >= 1")
-        steps = self.sampler.action_steps if num_steps is None else int(num_steps)
+        steps = self.deploy.action_steps if num_steps is None else int(num_steps)
         if steps < 1:
             raise ValueError(f"num_steps={num_steps}: expected >= 1")
         start = time.perf_counter()
-        images, proprio, text = self._validate(obs)
+        return self.infer(self.prepare(obs), num_steps=steps, return_future_images=return_future_images,
+                          seed=seed, num_candidates=num_candidates, _start=start)
+
+    @torch.no_grad()
+    def infer(
+        self,
+        prepared: PreparedObservation,
+        *,
+        num_steps: int | None = None,
+        return_future_images: bool = False,
+        seed: int | None = None,
+        num_candidates: int = 1,
+        _start: float | None = None,
+    ) -> ActionChunk | ActionCandidates:
+        """The device part of `act`: from a `prepare`d observation to the chunk (see `act` for the options)."""
+        start = time.perf_counter() if _start is None else _start
+        steps = self.deploy.action_steps if num_steps is None else int(num_steps)
+        if steps < 1 or num_candidates < 1:
+            raise ValueError(f"num_steps={num_steps}, num_candidates={num_candidates}: expected >= 1")
+        images, proprio, text = self._to_device(prepared)
         with torch.no_grad():
             x_prefix = self.encode_observation(images, proprio)
+            placeholders = self.placeholder_latents(images) if return_future_images else None
             actions, values, future = self._sample_actions(
-                x_prefix, text, steps, num_candidates, self._generator(seed), return_future_images
+                x_prefix, text, steps, num_candidates, self._generator(seed), placeholders
             )
             actions_np = self._normalizer("actions").unnormalize(actions).float().cpu().numpy().astype(np.float32)
             values_np = values.float().cpu().numpy()
@@ -356,8 +420,8 @@ class CosmosPolicy:
         generator = self._generator(seed)
         x_prefix = self.encode_observation(images, proprio)
         if proposer is None:
-            actions, _, _ = self._sample_actions(x_prefix, text, self.sampler.action_steps, num_candidates,
-                                                 generator, False)
+            actions, _, _ = self._sample_actions(x_prefix, text, self.deploy.action_steps, num_candidates,
+                                                 generator, None)
         else:
             proposals = proposer.act(obs, seed=seed, num_candidates=num_candidates)
             chunks = proposals.actions if num_candidates > 1 else proposals.actions[None]
@@ -365,4 +429,21 @@ class CosmosPolicy:
         values = self._score(x_prefix, text, actions, world_model_samples, value_samples, generator)
         best = int(torch.argmax(values))
         chunk = self._normalizer("actions").unnormalize(actions[best]).float().cpu().numpy().astype(np.float32)
-        return ActionChunk(chunk, float(values[best]), None, time.perf_counter() - start)
+        return ActionChunk(chunk, float(values[best]), None, time.perf_counter() - start,
+                           values.float().cpu().numpy())
+
+    def warmup(self, task: str | None = None, runs: int = 2, num_steps: int | None = None) -> float:
+        """Run inference on a synthetic observation so that the first real chunk is not slow (lazy
+        allocations, kernel selection); returns the median latency in seconds of the runs."""
+        if task is None:
+            if self.text_cache is None or not list(self.text_cache.texts):
+                raise ValueError("warmup: no task given and the checkpoint caches no task text")
+            task = list(self.text_cache.texts)[0]
+        h, w = self.camera_hw or (self.model.network_config.image_size_px,) * 2
+        proprio = np.zeros(self.layout.proprio_dim, dtype=np.float32)
+        if self.statistics is not None and "proprio_min" in self.statistics:
+            proprio = (np.asarray(self.statistics["proprio_min"]) + np.asarray(self.statistics["proprio_max"])) / 2
+        obs = {"images": {cam: np.zeros((h, w, 3), np.uint8) for cam in self.layout.cameras},
+               "proprio": proprio, "task": task}
+        latencies = [self.act(obs, num_steps=num_steps, seed=0).latency_s for _ in range(max(1, runs))]
+        return float(np.median(latencies))

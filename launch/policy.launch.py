@@ -1,0 +1,83 @@
+"""The policy driving the robot: the simulated ALOHA (robot:=sim, default) or the real one (robot:=real),
+and the policy node serving the RunPolicy action with the embedded default checkpoint.
+
+With the simulator and episodes:=N > 0, `run_policy` then runs N seeded episodes per task through the action,
+prints each episode's stage score and a summary, and the graph shuts down. With episodes:=0 (the default on
+the real robot) the graph stays up and waits for goals: `ros2 run cosmos_policy_ros run_policy --task ...`.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Shutdown
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    robot = LaunchConfiguration("robot")
+    is_sim = PythonExpression(["'", robot, "' == 'sim'"])
+    share = FindPackageShare("aloha_bringup")
+    args = [
+        DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "real"],
+                              description="sim: MuJoCo ALOHA; real: the Interbotix arms and RealSense cameras"),
+        DeclareLaunchArgument("checkpoint",
+                              default_value=PathJoinSubstitution([FindPackageShare("cosmos_policy_ros"),
+                                                                  "checkpoints", "aloha_sim_default"]),
+                              description="policy checkpoint directory (default: the shipped sim checkpoint)"),
+        DeclareLaunchArgument("planning_checkpoint", default_value="",
+                              description="checkpoint that scores proposals in planning mode ('' = no planning)"),
+        DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N"),
+        DeclareLaunchArgument("task", default_value="transfer_cube,insertion",
+                              description="comma-separated tasks of config/tasks.yaml that run_policy runs"),
+        DeclareLaunchArgument("episodes", default_value="2",
+                              description="sim: episodes per task run through the action, then shut down "
+                                          "(0: wait for goals)"),
+        DeclareLaunchArgument("seed_start", default_value="1000",
+                              description="object pose seed of the first episode (demos use seeds < 1000)"),
+        DeclareLaunchArgument("mode", default_value="realtime", choices=["realtime", "lockstep"],
+                              description="sim clock: realtime 50 Hz, or lockstep (one step per command)"),
+        DeclareLaunchArgument("image_height", default_value="96",
+                              description="sim camera height: the checkpoint's training size"),
+        DeclareLaunchArgument("image_width", default_value="128",
+                              description="sim camera width: the checkpoint's training size"),
+    ]
+    sim = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "sim.launch.py"])),
+        launch_arguments=[("seed", LaunchConfiguration("seed_start")), ("mode", LaunchConfiguration("mode")),
+                          ("image_height", LaunchConfiguration("image_height")),
+                          ("image_width", LaunchConfiguration("image_width"))],
+        condition=IfCondition(is_sim),
+    )
+    real = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "robot.launch.py"])),
+        condition=IfCondition(PythonExpression(["'", robot, "' == 'real'"])),
+    )
+    policy = Node(
+        package="cosmos_policy_ros",
+        executable="policy_node",
+        name="policy_node",
+        output="screen",
+        parameters=[
+            PathJoinSubstitution([share, "config", "policy.yaml"]),
+            {
+                "checkpoint": LaunchConfiguration("checkpoint"),
+                "planning_checkpoint": LaunchConfiguration("planning_checkpoint"),
+                "device": LaunchConfiguration("device"),
+                "clock_mode": LaunchConfiguration("mode"),
+            },
+        ],
+        on_exit=Shutdown(reason="the policy node ended"),
+    )
+    runner = Node(
+        package="cosmos_policy_ros",
+        executable="run_policy",
+        name="run_policy",
+        output="screen",
+        parameters=[{"tasks": LaunchConfiguration("task"), "episodes": LaunchConfiguration("episodes"),
+                     "seed_start": LaunchConfiguration("seed_start")}],
+        condition=IfCondition(PythonExpression([is_sim, " and ", LaunchConfiguration("episodes"), " > 0"])),
+        on_exit=Shutdown(reason="run_policy finished"),
+    )
+    return LaunchDescription([*args, sim, real, policy, runner])

@@ -1,0 +1,157 @@
+"""Which action to command at control tick k, and when to ask for the next chunk. Plain Python, no ROS.
+
+Ticks count control periods since the run started (wall clock in realtime, executed steps in lockstep).
+A chunk computed from the observation of tick `obs_tick` holds the target for tick `obs_tick + i` at row i,
+so a chunk that arrives late is used from the row of the current tick: the steps that elapsed during
+inference are skipped and the chunk stays aligned to time.
+
+Prefetch: the next chunk is requested `lead_ticks` before the current one's switch tick
+(`obs_tick + execute_steps`), from the observation of that moment, so that it is ready when the switch
+comes; the lead follows the measured inference latency. A chunk that arrives after its switch tick finds the
+current chunk still running (rows past `execute_steps` are valid targets too); the arm waits ("stall tick")
+only when no chunk has a row for the current tick.
+
+Optional smoothing at the seam: `blend_steps` cross-fades from the old chunk to the new one; or ACT-style
+temporal ensembling, where every chunk that covers a tick votes with weight exp(-coeff * age rank).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Chunk:
+    """An action chunk (K, d) in robot units, aligned to the tick of the observation it was computed from."""
+
+    actions: np.ndarray
+    obs_tick: int
+    index: int = 0
+    value: float = float("nan")
+    latency_s: float = 0.0
+    value_spread: float = 0.0
+
+    def covers(self, tick: int) -> bool:
+        return self.obs_tick <= tick < self.obs_tick + len(self.actions)
+
+    def row(self, tick: int) -> np.ndarray:
+        return self.actions[tick - self.obs_tick]
+
+
+class ChunkScheduler:
+    """Args:
+        execute_steps: rows of each chunk executed before the next chunk takes over.
+        period_s: control period, to turn inference latency into ticks.
+        prefetch: request the next chunk early enough to be ready at the switch (False: at the switch, as
+            the release's blocking client does; the arm then waits for every chunk).
+        lead_margin_ticks: extra ticks of lead on top of the latency estimate (observation transport, jitter).
+        blend_steps: ticks over which the old chunk fades into the new one after a switch (0: hard switch).
+        temporal_ensemble_coeff: if set, ACT temporal ensembling over all chunks covering a tick (replaces
+            blending); weights exp(-coeff * i), i = 0 for the oldest chunk.
+        latency_window: number of recent chunk latencies the lead estimate looks at (their maximum).
+    """
+
+    def __init__(self, execute_steps: int, period_s: float, *, prefetch: bool = True, lead_margin_ticks: int = 1,
+                 blend_steps: int = 0, temporal_ensemble_coeff: float | None = None,
+                 initial_latency_s: float = 0.0, latency_window: int = 5) -> None:
+        if execute_steps < 1:
+            raise ValueError(f"execute_steps={execute_steps}: expected >= 1")
+        if not period_s > 0:
+            raise ValueError(f"period_s={period_s}: expected > 0")
+        if blend_steps < 0 or lead_margin_ticks < 0:
+            raise ValueError(f"blend_steps={blend_steps}, lead_margin_ticks={lead_margin_ticks}: expected >= 0")
+        self.execute_steps = int(execute_steps)
+        self.period_s = float(period_s)
+        self.prefetch = prefetch
+        self.lead_margin_ticks = int(lead_margin_ticks)
+        self.blend_steps = int(blend_steps)
+        self.ensemble_coeff = temporal_ensemble_coeff
+        self._latencies: deque[float] = deque([float(initial_latency_s)], maxlen=max(1, latency_window))
+        self.current: Chunk | None = None
+        self.previous: Chunk | None = None  # the chunk the current one took over from (for blending)
+        self.switch_tick: int | None = None  # tick at which the current chunk took over
+        self.pending: Chunk | None = None  # arrived, waiting for the current chunk's switch tick
+        self.active: list[Chunk] = []  # chunks that may still cover a tick (temporal ensembling)
+        self.request_in_flight = False
+        self.stall_ticks = 0
+        self.chunks_started = 0
+
+    # ---- requests ----
+    @property
+    def lead_ticks(self) -> int:
+        """Ticks before the switch at which the next chunk is requested."""
+        if not self.prefetch:
+            return 0
+        return math.ceil(max(self._latencies) / self.period_s) + self.lead_margin_ticks
+
+    def next_switch_tick(self) -> int | None:
+        return None if self.current is None else self.current.obs_tick + self.execute_steps
+
+    def should_request(self, tick: int) -> bool:
+        """True when an observation taken now should be sent for the next chunk."""
+        if self.request_in_flight or self.pending is not None:
+            return False
+        if self.current is None:
+            return True
+        return tick >= self.next_switch_tick() - self.lead_ticks
+
+    def mark_requested(self) -> None:
+        self.request_in_flight = True
+
+    def on_chunk(self, chunk: Chunk) -> None:
+        """A requested chunk arrived (its latency feeds the lead estimate)."""
+        self.request_in_flight = False
+        self._latencies.append(chunk.latency_s)
+        self.pending = chunk
+
+    def on_request_failed(self) -> None:
+        self.request_in_flight = False
+
+    # ---- commands ----
+    def action_for(self, tick: int) -> np.ndarray | None:
+        """The target to command at `tick`, or None when no chunk covers it (the caller holds; a stall)."""
+        self._maybe_switch(tick)
+        if self.ensemble_coeff is not None:
+            target = self._ensembled(tick)
+        else:
+            target = self._blended(tick)
+        if target is None and self.current is not None:
+            self.stall_ticks += 1
+        return target
+
+    def _maybe_switch(self, tick: int) -> None:
+        new = self.pending
+        if new is None:
+            return
+        current = self.current
+        due = current is None or tick >= current.obs_tick + self.execute_steps or not current.covers(tick)
+        if not due:
+            return
+        self.pending = None
+        self.previous, self.current, self.switch_tick = current, new, tick
+        self.chunks_started += 1
+        self.active = [c for c in self.active + [new] if c.obs_tick + len(c.actions) > tick]
+
+    def _blended(self, tick: int) -> np.ndarray | None:
+        current = self.current
+        if current is None or not current.covers(tick):
+            return None
+        target = current.row(tick).astype(np.float64)
+        previous = self.previous
+        since = tick - (self.switch_tick or 0)
+        if self.blend_steps and previous is not None and since < self.blend_steps and previous.covers(tick):
+            w = (since + 1) / (self.blend_steps + 1)  # weight of the new chunk rises to 1 over the blend
+            target = (1 - w) * previous.row(tick) + w * target
+        return target
+
+    def _ensembled(self, tick: int) -> np.ndarray | None:
+        covering = [c for c in self.active if c.covers(tick)]
+        if not covering:
+            return None
+        weights = np.exp(-float(self.ensemble_coeff) * np.arange(len(covering)))  # oldest first, as ACT
+        rows = np.stack([c.row(tick) for c in covering]).astype(np.float64)
+        return (weights[:, None] * rows).sum(0) / weights.sum()

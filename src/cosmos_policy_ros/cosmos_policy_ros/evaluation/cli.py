@@ -1,0 +1,264 @@
+"""``aloha_eval``: N seeded episodes per task through ROS, a JSON report, a summary and a PNG plot.
+
+    aloha_eval --driver scripted --task transfer_cube,insertion --episodes 10          # upper bound
+    aloha_eval --driver replay --replay-episode data/demos/episode_0.hdf5 --task transfer_cube
+    aloha_eval --driver policy --episodes 50 --min-success 0.8 --out eval/policy.json
+    aloha_eval --merge eval/policy.json eval/scripted.json eval/replay.json --out docs/results.md
+
+The simulator (``aloha_sim sim_node``) must be running, and for ``--driver policy`` the policy node;
+``launch/eval.launch.py`` brings up both and this evaluator in one command. Seeds start at 1000 by
+default: demonstrations for training use seeds from 0, so evaluation episodes are unseen layouts.
+Exit status: 0 done; 1 the graph failed (no simulator or policy server, a goal rejected, a run
+faulted, no episode ran); 2 bad arguments; 3 a task's success rate below ``--min-success``;
+130 interrupted (the running goal is cancelled, the episodes so far are reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .report import ReportError, below_min_success, build_report, format_summary, load_report, merge_table, \
+    write_report
+
+DEFAULT_SEED_START = 1000
+EXIT_FAILED, EXIT_USAGE, EXIT_BELOW_MIN_SUCCESS, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def comma_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"'{text}': expected one or more comma-separated names")
+    return items
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: expected a success rate between 0 and 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aloha_eval", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="ROS arguments go after --ros-args (e.g. --ros-args -r __ns:=/robot1).")
+    p.add_argument("--driver", choices=("policy", "scripted", "replay"), default="policy",
+                   help="policy: goals to the running policy node; scripted: the scripted demonstration "
+                        "(upper bound); replay: a demonstration's actions open loop (lower bound)")
+    p.add_argument("--task", "--tasks", dest="tasks", type=comma_list, default=["transfer_cube"],
+                   help="comma-separated tasks of config/tasks.yaml (default: transfer_cube)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
+    p.add_argument("--seed-start", type=int, default=DEFAULT_SEED_START,
+                   help=f"seed of each task's first episode; episode i uses seed-start + i (default "
+                        f"{DEFAULT_SEED_START}: never used for training demonstrations)")
+    p.add_argument("--clock", choices=("auto", "realtime", "lockstep"), default="auto",
+                   help="the simulator's clock mode; auto: lockstep when /clock is published (default)")
+    p.add_argument("--out", default="", help="report path (default eval/<label>.json); the plot is written "
+                                             "next to it as .png. With --merge: the markdown path")
+    p.add_argument("--label", default="", help="column name of this report in merged tables (default: the driver)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    p.add_argument("--min-success", type=fraction, default=None,
+                   help="exit 3 when any task's success rate is below this (0-1)")
+    p.add_argument("--reset-timeout", type=float, default=60.0,
+                   help="seconds to wait for the simulator's reset service (default 60)")
+    p.add_argument("--episode-timeout", type=float, default=0.0,
+                   help="cancel an episode without a result after this many seconds (default: 60 s + 50x "
+                        "the episode's duration)")
+    g = p.add_argument_group("policy driver")
+    g.add_argument("--mode", choices=("direct", "planning"), default="direct", help="RunPolicy mode (default direct)")
+    g.add_argument("--max-steps", type=int, default=0, help="steps per episode (default: the task's length)")
+    g.add_argument("--num-candidates", type=int, default=0, help="planning proposals per chunk (0: node default)")
+    g.add_argument("--action-steps", type=int, default=0, help="denoising steps (0: node default)")
+    g.add_argument("--server-timeout", type=float, default=300.0,
+                   help="seconds to wait for the policy node's action server (model loading; default 300)")
+    g = p.add_argument_group("replay driver")
+    g.add_argument("--replay-episode", action="append", default=[], metavar="PATH.hdf5",
+                   help="a demonstration whose /action is replayed open loop (one per task; repeatable)")
+    g = p.add_argument_group("merging reports")
+    g.add_argument("--merge", nargs="+", metavar="REPORT.json", default=None,
+                   help="merge reports (policy, scripted, replay) into one markdown table and a PNG; "
+                        "nothing runs over ROS")
+    return p
+
+
+def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    # launch passes every argument, empty when unused
+    args.replay_episode = [p for p in args.replay_episode if p]
+    if args.merge is not None:
+        return
+    if args.episodes < 1:
+        parser.error(f"--episodes {args.episodes}: expected at least 1")
+    if args.max_steps < 0 or args.num_candidates < 0 or args.action_steps < 0:
+        parser.error("--max-steps, --num-candidates and --action-steps must be >= 0 (0: the default)")
+    from aloha_sim.tasks import TaskError, load_tasks
+    try:
+        known = load_tasks()
+    except TaskError as exc:
+        parser.error(str(exc))
+    unknown = [t for t in args.tasks if t not in known]
+    if unknown:
+        parser.error(f"--task: unknown {unknown} (known: {sorted(known)}; see config/tasks.yaml)")
+    if args.driver == "replay" and not args.replay_episode:
+        parser.error("--driver replay needs --replay-episode PATH.hdf5 (one per task)")
+    if args.driver != "replay" and args.replay_episode:
+        parser.error(f"--replay-episode is only for --driver replay (got --driver {args.driver})")
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from .plots import plot_merged
+    try:
+        reports = [load_report(p) for p in args.merge]
+        table = merge_table(reports)
+    except ReportError as exc:
+        print(f"aloha_eval: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out or "eval/results.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sources = "\n".join(f"- {r['label']}: `{p}` ({r['created']})" for r, p in zip(reports, args.merge))
+    out.write_text(table + "\nReports:\n" + sources + "\n")
+    print(table, end="")
+    written = [str(out)]
+    if not args.no_plot:
+        written.append(str(plot_merged(reports, out.with_suffix(".png"))))
+    print(f"written: {', '.join(written)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    from rclpy.utilities import remove_ros_args
+
+    parser = build_parser()
+    args = parser.parse_args(remove_ros_args(argv)[1:])
+    validate(args, parser)
+    if args.merge is not None:
+        return run_merge(args)
+    return run_eval(args, argv)
+
+
+def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
+    import rclpy
+    from aloha_contract import load_contract
+    from aloha_sim.plan_streamer import PlanStreamer, SimEpisodes
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
+
+    from ..client import RunPolicyClient, format_progress
+    from .drivers import (PlanDriver, PolicyDriver, ProgressLine, ReplayError, detect_clock_mode,
+                          format_batch_progress, format_record, load_replay_actions, replay_plan, scripted_plan,
+                          task_levels)
+
+    # our own Ctrl-C handling: the context must stay up to cancel the running goal
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("aloha_eval")
+    contract = load_contract()
+    label = args.label or args.driver
+    out = Path(args.out or f"eval/{label}.json")
+    line = ProgressLine()
+    records, exit_code, driver, clock = [], 0, None, args.clock
+    t_start = time.monotonic()
+    try:
+        actions = None
+        if args.driver == "replay":
+            actions = load_replay_actions(args.replay_episode, args.tasks, len(contract.joint_names))
+        sim = SimEpisodes(node, contract)
+        if not sim.wait_for_service(args.reset_timeout):
+            node.get_logger().error(f"simulator reset service {sim.service_name} not available after "
+                                    f"{args.reset_timeout:.0f} s: start the sim (./scripts/launch.sh aloha_bringup "
+                                    f"sim.launch.py mode:=lockstep) or use launch/eval.launch.py")
+            exit_code = EXIT_FAILED
+            return exit_code
+        if clock == "auto":
+            clock = detect_clock_mode(node, contract)
+        if args.driver == "policy":
+            client = RunPolicyClient(node, contract)
+            line.print(f"waiting for the policy node's action server {client.action_name} ...")
+            if not client.wait_for_server(args.server_timeout):
+                node.get_logger().error(f"no RunPolicy action server at {client.action_name} after "
+                                        f"{args.server_timeout:.0f} s: is the policy node running (and its "
+                                        f"checkpoint loaded)?")
+                exit_code = EXIT_FAILED
+                return exit_code
+            driver = PolicyDriver(node, contract, client, sim, clock,
+                                  goal_options={"mode": args.mode, "max_steps": args.max_steps,
+                                                "num_candidates": args.num_candidates,
+                                                "action_steps": args.action_steps},
+                                  episode_timeout_s=args.episode_timeout or None)
+        else:
+            make_plan = scripted_plan(contract) if args.driver == "scripted" else replay_plan(actions)
+            driver = PlanDriver(args.driver, node, contract, sim, PlanStreamer(node, contract, clock), make_plan,
+                                episode_timeout_s=args.episode_timeout or None)
+        line.print(f"aloha_eval: driver {args.driver}, clock {clock}, tasks {args.tasks}, {args.episodes} episodes "
+                   f"each, seeds {args.seed_start}-{args.seed_start + args.episodes - 1}")
+
+        total = len(args.tasks) * args.episodes
+        for task in args.tasks:
+            for i in range(args.episodes):
+                seed = args.seed_start + i
+                head = f"{task} seed {seed}"
+                if args.driver == "policy":
+                    def show(progress, max_steps, head=head):
+                        line.update(f"{head}: {format_progress(progress, max_steps)}")
+                else:
+                    def show(step, steps, head=head):
+                        if step % 25 == 0 or step == steps:
+                            line.update(f"{head}: step {step}/{steps}")
+                record = driver.run_episode(task, seed, show)
+                records.append(record)
+                batch = format_batch_progress(len(records), total, time.monotonic() - t_start)
+                line.print(f"{batch} {format_record(record)}")
+                if record.status in ("no_server", "reset_failed"):
+                    exit_code = EXIT_FAILED
+                    break
+            if exit_code:
+                break
+    except ReplayError as exc:
+        print(f"aloha_eval: {exc}", file=sys.stderr)
+        exit_code = EXIT_USAGE
+        return exit_code
+    except (KeyboardInterrupt, ExternalShutdownException):
+        line.clear()
+        if driver is not None:
+            try:
+                driver.cancel()
+            except Exception as exc:  # noqa: BLE001  (the graph may be going down with us)
+                print(f"aloha_eval: could not cancel the running episode: {exc}", file=sys.stderr)
+        print(f"aloha_eval: interrupted after {len(records)} episodes", flush=True)
+        exit_code = EXIT_INTERRUPTED
+    finally:
+        if records:
+            config = {key: getattr(args, key) for key in ("tasks", "episodes", "seed_start", "mode", "max_steps",
+                                                         "num_candidates", "action_steps", "replay_episode")}
+            config["interrupted"] = exit_code == EXIT_INTERRUPTED
+            report = build_report(args.driver, records, tasks=args.tasks,
+                                  levels_by_task={t: task_levels(t) for t in args.tasks}, clock=clock, label=label,
+                                  config=config, nominal_period_ms=contract.control_period_s * 1e3)
+            write_report(report, out)
+            written = [str(out)]
+            if not args.no_plot:
+                from .plots import plot_report
+                written.append(str(plot_report(report, out.with_suffix(".png"))))
+            print(format_summary(report), flush=True)
+            print(f"report: {', '.join(written)}", flush=True)
+            if exit_code == 0:
+                if any(r.failed for r in records):
+                    exit_code = EXIT_FAILED
+                elif args.min_success is not None:
+                    below = below_min_success(report, args.min_success)
+                    for sentence in below:
+                        print(f"aloha_eval: {sentence}", flush=True)
+                    exit_code = EXIT_BELOW_MIN_SUCCESS if below else 0
+        elif exit_code == 0:
+            print("aloha_eval: no episode ran", file=sys.stderr, flush=True)
+            exit_code = EXIT_FAILED
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

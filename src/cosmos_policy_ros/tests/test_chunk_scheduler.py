@@ -1,0 +1,119 @@
+"""Chunk scheduling without ROS: alignment to time, prefetch lead, stalls, blending, temporal ensembling."""
+
+import numpy as np
+import pytest
+from cosmos_policy_ros.chunk_scheduler import Chunk, ChunkScheduler
+
+PERIOD = 0.02
+
+
+def ramp_chunk(obs_tick, length=50, index=0, latency_s=0.0, offset=0.0):
+    """Row i holds the value obs_tick + i (+ offset) in every joint: the commanded value reveals its tick."""
+    rows = (obs_tick + np.arange(length, dtype=np.float64) + offset)[:, None].repeat(14, axis=1)
+    return Chunk(rows, obs_tick, index, latency_s=latency_s)
+
+
+def simulate(scheduler, latency_ticks, ticks, length=50):
+    """Drive a scheduler whose chunks take `latency_ticks` to compute; return the commanded targets."""
+    in_flight = None  # (ready_tick, chunk)
+    targets = []
+    for tick in range(ticks):
+        if in_flight is not None and tick >= in_flight[0]:
+            scheduler.on_chunk(in_flight[1])
+            in_flight = None
+        if scheduler.should_request(tick):
+            scheduler.mark_requested()
+            in_flight = (tick + latency_ticks, ramp_chunk(tick, length, latency_s=latency_ticks * PERIOD))
+        targets.append(scheduler.action_for(tick))
+    return targets
+
+
+def test_late_chunk_is_aligned_to_the_current_tick():
+    s = ChunkScheduler(50, PERIOD)
+    s.on_chunk(ramp_chunk(obs_tick=10))
+    # computed from the observation of tick 10, arriving at tick 17: row 7 is the target of tick 17
+    assert s.action_for(17)[0] == 17
+
+
+def test_prefetch_with_slow_policy_never_stalls():
+    # latency = 30% of a 50-step chunk = 15 ticks
+    s = ChunkScheduler(50, PERIOD, prefetch=True, initial_latency_s=15 * PERIOD)
+    targets = simulate(s, latency_ticks=15, ticks=400)
+    started = next(i for i, t in enumerate(targets) if t is not None)
+    assert s.stall_ticks == 0
+    assert all(t is not None for t in targets[started:])
+    # every commanded value equals its tick: chunks stay aligned to time across every seam
+    assert all(t[0] == tick for tick, t in enumerate(targets) if t is not None)
+    assert s.chunks_started >= 8
+
+
+def test_without_prefetch_the_arm_waits_at_every_boundary():
+    s = ChunkScheduler(50, PERIOD, prefetch=False)
+    simulate(s, latency_ticks=15, ticks=400)
+    # each switch after the first waits for one full inference (the release's blocking client)
+    assert s.stall_ticks >= 15 * 5
+
+
+def test_lead_follows_measured_latency():
+    s = ChunkScheduler(50, PERIOD, lead_margin_ticks=1)
+    assert s.lead_ticks == 1
+    s.on_chunk(ramp_chunk(0, latency_s=0.1))  # 5 ticks
+    assert s.lead_ticks == 6
+    s.action_for(0)
+    assert not s.should_request(43) and s.should_request(44)
+
+
+def test_late_next_chunk_keeps_running_the_current_one_past_execute_steps():
+    s = ChunkScheduler(25, PERIOD, prefetch=False)
+    s.on_chunk(ramp_chunk(0))
+    assert s.action_for(0)[0] == 0
+    for tick in range(1, 40):  # next chunk not there: rows beyond execute_steps keep the arm moving
+        assert s.action_for(tick)[0] == tick
+    assert s.stall_ticks == 0
+    assert s.action_for(50) is None and s.stall_ticks == 1  # the chunk ran out: hold
+
+
+def test_hard_switch_happens_at_execute_steps():
+    s = ChunkScheduler(20, PERIOD)
+    s.on_chunk(ramp_chunk(0))
+    s.action_for(0)
+    s.on_chunk(ramp_chunk(15, offset=1000.0, index=1))  # arrived early, distinguishable
+    assert s.action_for(19)[0] == 19
+    assert s.action_for(20)[0] == 1020  # new chunk from its row 5 (tick 20 - obs tick 15)
+
+
+def test_blend_crossfades_over_the_seam():
+    s = ChunkScheduler(20, PERIOD, blend_steps=3)
+    s.on_chunk(ramp_chunk(0))
+    s.action_for(0)
+    s.on_chunk(ramp_chunk(15, offset=100.0, index=1))
+    values = [s.action_for(t)[0] for t in range(20, 25)]
+    assert values[0] == pytest.approx(20 * 0.75 + 120 * 0.25)
+    assert values[1] == pytest.approx(21 * 0.5 + 121 * 0.5)
+    assert values[2] == pytest.approx(22 * 0.25 + 122 * 0.75)
+    assert values[3:] == [123, 124]
+
+
+def test_temporal_ensembling_weights_older_chunks_higher():
+    s = ChunkScheduler(10, PERIOD, temporal_ensemble_coeff=0.5)
+    s.on_chunk(ramp_chunk(0))
+    s.action_for(0)
+    s.on_chunk(ramp_chunk(5, offset=10.0, index=1))
+    w = np.exp(-0.5 * np.arange(2))
+    expected = (w[0] * 12 + w[1] * 22) / w.sum()
+    assert s.action_for(12)[0] == pytest.approx(expected)
+
+
+def test_chunk_entirely_in_the_past_stalls():
+    s = ChunkScheduler(50, PERIOD)
+    s.on_chunk(ramp_chunk(0, length=10))
+    s.action_for(0)
+    s.on_chunk(ramp_chunk(1, length=10, index=1))
+    assert s.action_for(30) is None
+    assert s.stall_ticks == 1
+
+
+@pytest.mark.parametrize("bad", [dict(execute_steps=0, period_s=PERIOD), dict(execute_steps=5, period_s=0.0)])
+def test_bad_arguments_are_refused(bad):
+    with pytest.raises(ValueError):
+        ChunkScheduler(**bad)

@@ -1,0 +1,297 @@
+"""The policy node across processes, with test-double policies: goals, cancel, preemption, faults, prefetch.
+
+Each test runs the node in its own process on a private ROS domain, against either the MuJoCo sim node or a
+fake robot published from the test process (to make a camera go stale or publish the wrong size).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from ros_harness import wait_until
+
+pytestmark = pytest.mark.ros
+
+SMALL = {"image_height": 48, "image_width": 64}
+
+
+@pytest.fixture
+def contract():
+    from aloha_contract import load_contract
+    return load_contract()
+
+
+class CommandLog:
+    """Every /aloha/joint_commands message with its arrival time."""
+
+    def __init__(self, node, contract):
+        from aloha_contract.ros import joint_state_to_vector, qos_profile
+        from sensor_msgs.msg import JointState
+        self.lock = threading.Lock()
+        self.items: list[tuple[float, np.ndarray]] = []
+        names = contract.joint_names
+
+        def store(msg):
+            with self.lock:
+                self.items.append((time.monotonic(), joint_state_to_vector(msg, names)))
+        # a deep queue (the contract's depth 1 is for drivers, which want only the newest): log every message
+        qos = qos_profile(contract, "joint_commands")
+        qos.depth = 100
+        self.sub = node.create_subscription(JointState, contract.topic("joint_commands"), store, qos)
+
+    def since(self, t: float) -> list[np.ndarray]:
+        with self.lock:
+            return [v for at, v in self.items if at > t]
+
+    def all(self) -> list[np.ndarray]:
+        with self.lock:
+            return [v for _, v in self.items]
+
+
+class FakeRobot:
+    """Joint states and three cameras at 50 Hz from the test process; a camera can be silenced."""
+
+    def __init__(self, node, contract, *, hw=(48, 64), best_effort=False, wrong_size_camera=None):
+        from aloha_contract.ros import qos_profile
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image, JointState
+        self.node, self.contract, self.hw = node, contract, hw
+        self.silenced: set[str] = set()
+        self.wrong_size_camera = wrong_size_camera
+        image_qos = qos_profile(contract, "images")
+        if best_effort:
+            image_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.pub_state = node.create_publisher(JointState, contract.topic("joint_states"),
+                                               qos_profile(contract, "joint_states"))
+        self.pub_images = {cam: node.create_publisher(Image, contract.camera_topic(cam), image_qos)
+                           for cam in contract.cameras}
+        self.qpos = np.zeros(14)
+        self.qpos[[6, 13]] = 0.5
+        self.timer = node.create_timer(0.02, self.tick)
+
+    def tick(self):
+        from aloha_contract.ros import rgb_to_image, vector_to_joint_state
+        stamp = self.node.get_clock().now().to_msg()
+        self.pub_state.publish(vector_to_joint_state(self.qpos, self.contract.joint_names, stamp))
+        for cam, pub in self.pub_images.items():
+            if cam in self.silenced:
+                continue
+            hw = (24, 32) if cam == self.wrong_size_camera else self.hw
+            pub.publish(rgb_to_image(np.zeros((*hw, 3), np.uint8), stamp, cam))
+
+
+def action_client(node, contract):
+    from aloha_interfaces.action import RunPolicy
+    from rclpy.action import ActionClient
+    client = ActionClient(node, RunPolicy, contract.action("run_policy"))
+    return client
+
+
+def send_goal(client, feedback=None, **fields):
+    from aloha_interfaces.action import RunPolicy
+    goal = RunPolicy.Goal(task=fields.pop("task", "transfer_cube"), **fields)
+    future = client.send_goal_async(goal, feedback_callback=(lambda fb: feedback.append(fb.feedback))
+                                    if feedback is not None else None)
+    assert wait_until(future.done, 15)
+    handle = future.result()
+    assert handle.accepted
+    return handle
+
+
+def wait_result(handle, timeout_s=60):
+    future = handle.get_result_async()
+    assert wait_until(future.done, timeout_s), "no result"
+    return future.result()
+
+
+# Staleness limits for tests that are not about staleness: the machine running the suite may be loaded
+# enough to pause a 50 Hz publisher for a few hundred ms, which would (rightly) abort a goal.
+RELAXED = {"joint_stale_s": 2.0, "camera_stale_s": 2.0}
+
+
+def reset_sim(node, contract, task="transfer_cube", seed=1000):
+    """Reset the simulator: in lockstep it publishes the first observation only then (volatile topics)."""
+    from aloha_interfaces.srv import ResetEpisode
+    client = node.create_client(ResetEpisode, contract.service("reset_episode"))
+    assert client.wait_for_service(timeout_sec=30)
+    future = client.call_async(ResetEpisode.Request(task=task, seed=seed))
+    assert wait_until(future.done, 30) and future.result().success
+    return future.result()
+
+
+def start_policy(start_node, fake, **params):
+    params = {**RELAXED, **params}
+    node = start_node("cosmos_policy_ros", "policy_node", params={"fake_policy": fake, **params})
+    assert node.wait_for_output("policy ready", 30), node.output
+    return node
+
+
+def start_sim(start_node, mode="realtime"):
+    sim = start_node("aloha_sim", "sim_node", params={**SMALL, "mode": mode})
+    assert sim.wait_for_output("ALOHA sim ready", 60), sim.output
+    return sim
+
+
+def test_goal_runs_chunks_to_a_result(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node)
+    policy = start_policy(start_node, "hold:execute_steps=25")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30), policy.output
+    commands = CommandLog(test_node, contract)
+    feedback: list = []
+    result = wait_result(send_goal(client, feedback, max_steps=120, seed=3)).result
+    assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
+    assert result.steps_executed == 120
+    assert result.chunks_executed >= 5  # 120 steps / 25 per chunk
+    assert len(feedback) >= 4 and [f.chunk_index for f in feedback] == sorted(f.chunk_index for f in feedback)
+    assert len(result.chunk_latency_ms) == result.chunks_executed
+    assert len(result.tick_period_ms) == 119
+    assert 0 <= result.final_stage_score <= 100  # the sim's stage score reached the result
+    assert wait_until(lambda: len(commands.all()) >= 110, 5)
+    waist = np.array([c[0] for c in commands.all()])
+    assert np.ptp(waist) > 0.02  # the fake policy's sine: the arm was commanded to move
+
+
+def test_lockstep_runs_one_command_per_sim_step(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node, mode="lockstep")
+    policy = start_policy(start_node, "hold:execute_steps=20", clock_mode="lockstep")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    # in lockstep the sim publishes an observation only after a reset or a command: subscribe first
+    assert wait_until(lambda: policy.output.count("subscribed to") == 3, 30), policy.output
+    reset_sim(test_node, contract)
+    result = wait_result(send_goal(client, max_steps=60)).result
+    assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
+    assert result.steps_executed == 60 and result.chunks_executed == 3
+    assert result.stall_ticks == 0
+
+
+def test_cancel_stops_commands_within_a_tick(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node)
+    start_policy(start_node, "hold")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    commands = CommandLog(test_node, contract)
+    handle = send_goal(client, max_steps=100000)
+    assert wait_until(lambda: len(commands.all()) > 20, 20)
+    cancel = handle.cancel_goal_async()
+    assert wait_until(cancel.done, 5)
+    accepted_at = time.monotonic()
+    assert len(cancel.result().goals_canceling) == 1
+    result = wait_result(handle)
+    assert result.result.end_reason == RunPolicy.Result.END_CANCELED
+    time.sleep(0.3)  # any late command would have arrived by now
+    assert len(commands.since(accepted_at)) <= 1
+
+
+def test_new_goal_preempts_the_running_one(start_node, test_node, contract):
+    from action_msgs.msg import GoalStatus
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node)
+    start_policy(start_node, "hold")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    first = send_goal(client, max_steps=100000)
+    first_result = first.get_result_async()
+    time.sleep(0.5)
+    second = send_goal(client, max_steps=60)
+    assert wait_until(first_result.done, 10)
+    assert first_result.result().status == GoalStatus.STATUS_ABORTED
+    assert first_result.result().result.end_reason == RunPolicy.Result.END_PREEMPTED
+    assert wait_result(second).result.end_reason == RunPolicy.Result.END_MAX_STEPS
+
+
+def test_stale_camera_holds_and_aborts(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    robot = FakeRobot(test_node, contract)
+    policy = start_policy(start_node, "hold", camera_stale_s=0.5)
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    commands = CommandLog(test_node, contract)
+    handle = send_goal(client, max_steps=100000)
+    assert wait_until(lambda: len(commands.all()) > 10, 20), policy.output
+    robot.silenced.add("cam_left_wrist")
+    silenced_at = time.monotonic()
+    result = wait_result(handle, 10).result
+    assert result.end_reason == RunPolicy.Result.END_STALE_SENSOR
+    assert "cam_left_wrist" in result.end_detail
+    time.sleep(0.3)
+    stale_s = 0.5
+    # commands stop once the camera is stale: at most the staleness window plus a tick of commands after it
+    assert len(commands.since(silenced_at)) <= stale_s / contract.control_period_s + 3
+
+
+def test_best_effort_cameras_are_matched(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    FakeRobot(test_node, contract, best_effort=True)
+    policy = start_policy(start_node, "hold")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    result = wait_result(send_goal(client, max_steps=40)).result
+    assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
+    assert "best_effort" in policy.output
+
+
+def test_wrong_image_size_names_the_camera(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    FakeRobot(test_node, contract, wrong_size_camera="cam_right_wrist")
+    start_policy(start_node, "hold:image_height=48,image_width=64")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    result = wait_result(send_goal(client, max_steps=40)).result
+    assert result.end_reason == RunPolicy.Result.END_INFERENCE_ERROR
+    assert result.end_detail.startswith("cam_right_wrist: got 24x32 rgb8, expected 48x64 rgb8"), result.end_detail
+
+
+@pytest.mark.parametrize("fault, text", [("nan_at_chunk=1", "NaN"), ("jump_at_chunk=1", "left_shoulder")])
+def test_unsafe_model_output_is_refused_and_the_arm_holds(start_node, test_node, contract, fault, text):
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node)
+    start_policy(start_node, f"hold:execute_steps=20,{fault}")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    commands = CommandLog(test_node, contract)
+    result = wait_result(send_goal(client, max_steps=200)).result
+    assert result.end_reason == RunPolicy.Result.END_UNSAFE_COMMAND
+    assert text in result.end_detail
+    time.sleep(1.0)  # the hold command left before the result: let a loaded machine deliver it
+    sent = commands.all()
+    assert sent and all(np.isfinite(c).all() for c in sent)
+    steps = np.abs(np.diff(np.array(sent), axis=0)).max()
+    assert steps < 0.2  # the 1 rad jump never reached the robot
+    # the fault sits in the second chunk: the first ran, nothing after the fault
+    assert 5 <= result.steps_executed < 45 and result.chunks_executed == 2
+    np.testing.assert_allclose(sent[-1], sent[-2])  # the last message is the hold of the last safe target
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_slow_policy_stalls_only_without_prefetch(start_node, test_node, contract, prefetch):
+    """Latency 0.3 s = 30% of a 50-step chunk at 50 Hz."""
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node)
+    start_policy(start_node, "hold:latency_s=0.3", prefetch=prefetch)
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    result = wait_result(send_goal(client, max_steps=250)).result
+    assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
+    if prefetch:
+        assert result.stall_ticks == 0
+    else:
+        assert result.stall_ticks >= 3 * 10  # >= 10 ticks of waiting at each of at least 3 boundaries
+
+
+def test_planning_goal_refused_without_planning_checkpoint(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    FakeRobot(test_node, contract)
+    start_policy(start_node, "hold")
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    future = client.send_goal_async(RunPolicy.Goal(task="x", mode=RunPolicy.Goal.MODE_PLANNING))
+    assert wait_until(future.done, 10)
+    assert not future.result().accepted
