@@ -169,3 +169,6 @@ def test_import_release_checkpoint_writes_a_loadable_directory(tmp_path):
     loaded = load_checkpoint(out, require_statistics=True, require_text=True)
     assert torch.equal(_outputs(loaded.model.dit.eval()), _outputs(source))
     assert "fold the shirt" in loaded.text_cache
+    # the release's deploy values: 25 Hz, 10 action steps, the whole 50-step chunk, pause above 0.15 rad
+    assert (loaded.deploy.control_hz, loaded.deploy.action_steps, loaded.deploy.execute_steps,
+            loaded.deploy.max_joint_jump_rad) == (25.0, 10, 50, 0.15)
