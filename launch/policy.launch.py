@@ -38,6 +38,9 @@ def generate_launch_description():
                               description="object pose seed of the first episode (demos use seeds < 1000)"),
         DeclareLaunchArgument("mode", default_value="realtime", choices=["realtime", "lockstep"],
                               description="sim clock: realtime 50 Hz, or lockstep (one step per command)"),
+        DeclareLaunchArgument("hardware", default_value="real", choices=["real", "fake"],
+                              description="robot:=real only: the Interbotix/RealSense drivers, or the fake "
+                                          "Interbotix driver (no cameras) to try the graph without a robot"),
         DeclareLaunchArgument("image_height", default_value="96",
                               description="sim camera height: the checkpoint's training size"),
         DeclareLaunchArgument("image_width", default_value="128",
@@ -52,6 +55,7 @@ def generate_launch_description():
     )
     real = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "robot.launch.py"])),
+        launch_arguments=[("hardware", LaunchConfiguration("hardware"))],
         condition=IfCondition(PythonExpression(["'", robot, "' == 'real'"])),
     )
     policy = Node(

@@ -92,15 +92,36 @@ export RMW_IMPLEMENTATION="\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export MUJOCO_GL="\${MUJOCO_GL:-egl}"
 EOF
 
+# interbotix_xs_msgs: the real package comes with the Interbotix stack on a robot computer. Where it is not
+# on AMENT_PREFIX_PATH (here: the venv, or whatever the caller sourced; our own install/ excluded), the
+# stand-in in src/fallback_interfaces/ (COLCON_IGNORE'd, so plain `colcon build` never sees it) is added to
+# the build so that the driver and its fake Interbotix node can run and be tested.
+colcon_paths=(--base-paths .)
+interbotix_msgs="real"
+has_real_interbotix_msgs() {
+  local prefix prefixes
+  IFS=: read -r -a prefixes <<< "$VENV:${AMENT_PREFIX_PATH:-}"
+  for prefix in "${prefixes[@]}"; do
+    case "$prefix" in ""|"$ROOT/install"|"$ROOT/install/"*) continue ;; esac
+    [ -e "$prefix/share/ament_index/resource_index/packages/interbotix_xs_msgs" ] && return 0
+  done
+  return 1
+}
+if ! has_real_interbotix_msgs; then
+  interbotix_msgs="fallback"
+  colcon_paths+=(src/fallback_interfaces/interbotix_xs_msgs)
+fi
+
 build_key=$(find src -type f \( -name package.xml -o -name setup.py -o -name setup.cfg -o -name CMakeLists.txt \
   -o -name '*.msg' -o -name '*.srv' -o -name '*.action' -o -path '*/resource/*' \) | sort | xargs cat | sha256sum | cut -d' ' -f1)
-build_key="$build_key-$(find src launch config -type f | sort | sha256sum | cut -d' ' -f1)"
+build_key="$build_key-$( { find src launch config checkpoints -type f 2>/dev/null || true; } | sort | sha256sum | cut -d' ' -f1)"
+build_key="$build_key-interbotix_xs_msgs:$interbotix_msgs"
 if [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$build_key" ] || [ ! -f install/setup.bash ]; then
-  say "colcon build (first run: ~1 min)"
+  say "colcon build (first run: ~1 min; interbotix_xs_msgs: $interbotix_msgs)"
   (
     export PATH="$VENV/bin:$PATH" AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
     # --symlink-install: edits to Python sources, launch files and config take effect without rebuilding.
-    colcon build --symlink-install --event-handlers console_cohesion- summary+ \
+    colcon build "${colcon_paths[@]}" --symlink-install --event-handlers console_cohesion- summary+ \
       --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VPY" -Wno-dev
   ) || die "colcon build failed: see the log above (and log/latest_build/)"
   echo "$build_key" > "$STAMPS/build"

@@ -15,11 +15,15 @@ setup(
         (f"share/{package_name}/launch", sorted(glob("launch/*.launch.py"))),
         (f"share/{package_name}/config", sorted(glob("config/*.yaml"))),
     ],
-    install_requires=["setuptools", "pyyaml"],
+    install_requires=["setuptools", "numpy", "pyyaml"],
     zip_safe=False,
     maintainer="Cosmos Policy ROS maintainers",
     maintainer_email="maintainers@cosmos-policy-ros.invalid",
     description="Launch files and configuration of the Cosmos Policy ALOHA stack.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["wheel_launch = aloha_bringup.wheel_launch:main"]},
+    entry_points={"console_scripts": [
+        "wheel_launch = aloha_bringup.wheel_launch:main",
+        "aloha_driver = aloha_bringup.aloha_driver:main",
+        "fake_interbotix = aloha_bringup.fake_interbotix:main",
+    ]},
 )

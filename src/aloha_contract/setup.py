@@ -6,7 +6,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["tests"]),
-    package_data={package_name: ["aloha_contract.yaml"]},
+    package_data={package_name: ["aloha_contract.yaml", "aloha_robot.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),

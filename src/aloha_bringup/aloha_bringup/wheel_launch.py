@@ -274,7 +274,8 @@ def _param_args(parameters: list[Any], context: Context) -> list[str]:
                 if isinstance(value, (bool, int, float, list)):
                     text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
                 else:
-                    text = perform(value, context)
+                    # an empty value is an empty string parameter (rcl refuses a bare `-p key:=`)
+                    text = perform(value, context) or "''"
                 args += ["-p", f"{key}:={text}"]
         else:
             args += ["--params-file", perform(entry, context)]
@@ -348,16 +349,50 @@ def evaluate(description: LaunchDescription, overrides: dict[str, str],
     return nodes, env
 
 
+class _OutputPrefixer:
+    """Whole lines of one node's output, prefixed with its name, read unbuffered: a node that prints several
+    lines at once and then goes quiet still shows all of them."""
+
+    def __init__(self, label: str, fd: int):
+        self.label, self.fd, self.pending = label, fd, b""
+
+    def read(self) -> bool:
+        """Print the complete lines available now; False at end of file."""
+        try:
+            data = os.read(self.fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return True
+        if not data:
+            self.flush()
+            return False
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for line in lines:
+            sys.stdout.write(f"[{self.label}] {line.decode(errors='replace')}\n")
+        sys.stdout.flush()
+        return True
+
+    def flush(self) -> None:
+        if self.pending:
+            sys.stdout.write(f"[{self.label}] {self.pending.decode(errors='replace')}\n")
+            sys.stdout.flush()
+            self.pending = b""
+
+    def drain(self) -> None:
+        while self.read():
+            pass
+
+
 def supervise(nodes: list[NodeProcess], env: dict[str, str], stop_timeout_s: float = 10.0) -> int:
     """Run the nodes, prefix their output, stop them all on Ctrl-C or when a shutdown node exits."""
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-    procs: dict[int, tuple[NodeProcess, subprocess.Popen]] = {}
+    procs: dict[int, tuple[NodeProcess, subprocess.Popen, _OutputPrefixer]] = {}
     selector = selectors.DefaultSelector()
     for node in nodes:
         proc = subprocess.Popen(node.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env,
-                                start_new_session=True)
-        procs[proc.pid] = (node, proc)
-        selector.register(proc.stdout, selectors.EVENT_READ, node.label)
+                                start_new_session=True, bufsize=0)
+        output = _OutputPrefixer(node.label, proc.stdout.fileno())
+        procs[proc.pid] = (node, proc, output)
+        selector.register(proc.stdout, selectors.EVENT_READ, output)
         print(f"[launch] started {node.label} [pid {proc.pid}]", flush=True)
 
     interrupted = False
@@ -372,17 +407,14 @@ def supervise(nodes: list[NodeProcess], env: dict[str, str], stop_timeout_s: flo
         running = set(procs)
         while running and not interrupted:
             for key, _ in selector.select(timeout=0.1):
-                line = key.fileobj.readline()
-                if line:
-                    sys.stdout.write(f"[{key.data}] {line.decode(errors='replace')}")
-                    sys.stdout.flush()
+                if not key.data.read():
+                    selector.unregister(key.fileobj)
             for pid in list(running):
-                node, proc = procs[pid]
+                node, proc, output = procs[pid]
                 if proc.poll() is None:
                     continue
                 running.discard(pid)
-                for line in proc.stdout:
-                    sys.stdout.write(f"[{node.label}] {line.decode(errors='replace')}")
+                output.drain()
                 print(f"[launch] {node.label} exited with code {proc.returncode}", flush=True)
                 if proc.returncode:
                     exit_code = exit_code or proc.returncode
@@ -390,17 +422,18 @@ def supervise(nodes: list[NodeProcess], env: dict[str, str], stop_timeout_s: flo
                     interrupted = True
                     exit_code = proc.returncode
     finally:
-        for pid, (node, proc) in procs.items():
+        for pid, (node, proc, _) in procs.items():
             if proc.poll() is None:
                 os.killpg(pid, signal.SIGINT)  # SIGINT lets rclpy nodes shut down cleanly
         deadline = time.monotonic() + stop_timeout_s
-        for pid, (node, proc) in procs.items():
+        for pid, (node, proc, output) in procs.items():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 print(f"[launch] {node.label} ignored SIGINT for {stop_timeout_s} s: killing", flush=True)
                 os.killpg(pid, signal.SIGKILL)
                 proc.wait()
+            output.drain()  # what a node printed while shutting down, as ros2 launch shows it
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return exit_code

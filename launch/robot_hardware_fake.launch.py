@@ -1,0 +1,21 @@
+"""Included by robot.launch.py with hardware:=fake: the fake Interbotix driver in place of the arms, no cameras."""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    args = [
+        DeclareLaunchArgument("launch_leaders", default_value="false", choices=["true", "false"],
+                              description="also fake the two leader arms"),
+    ]
+    fake = Node(
+        package="aloha_bringup",
+        executable="fake_interbotix",
+        name="fake_interbotix",
+        output="screen",
+        parameters=[{"with_leaders": LaunchConfiguration("launch_leaders")}],
+    )
+    return LaunchDescription([*args, fake])

@@ -1,0 +1,83 @@
+"""policy.launch.py: what it starts for the sim and the real robot, and the main job end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+def evaluate(**overrides):
+    from aloha_bringup import wheel_launch as wl
+    description = wl.load_description(wl.find_launch_file("aloha_bringup", "policy.launch.py"))
+    return wl.evaluate(description, {k: str(v) for k, v in overrides.items()})
+
+
+def labels(nodes):
+    return {n.label: n for n in nodes}
+
+
+def test_sim_graph_with_the_shipped_checkpoint_by_default():
+    nodes = labels(evaluate()[0])
+    assert {"aloha_sim", "policy_node", "run_policy"} <= set(nodes)
+    policy_args = " ".join(nodes["policy_node"].argv)
+    assert re.search(r"checkpoint:=\S+/cosmos_policy_ros/checkpoints/aloha_sim_default", policy_args)
+    assert "clock_mode:=realtime" in policy_args
+    assert re.search(r"--params-file \S+/aloha_bringup/config/policy.yaml", policy_args)
+    assert nodes["run_policy"].shutdown_on_exit and nodes["policy_node"].shutdown_on_exit
+
+
+def test_arguments_reach_the_nodes():
+    nodes = labels(evaluate(mode="lockstep", checkpoint="/x/ckpt", device="cuda", task="insertion", episodes=3,
+                            image_height=48, image_width=64)[0])
+    policy_args = " ".join(nodes["policy_node"].argv)
+    assert "checkpoint:=/x/ckpt" in policy_args and "device:=cuda" in policy_args
+    assert "clock_mode:=lockstep" in policy_args
+    sim_args = " ".join(nodes["aloha_sim"].argv)
+    assert "mode:=lockstep" in sim_args and "image_height:=48" in sim_args
+    runner = " ".join(nodes["run_policy"].argv)
+    assert "tasks:=insertion" in runner and "episodes:=3" in runner and "seed_start:=1000" in runner
+
+
+def test_episodes_zero_waits_for_goals():
+    assert "run_policy" not in labels(evaluate(episodes=0)[0])
+
+
+def test_real_robot_starts_no_simulator_and_no_episodes():
+    nodes = labels(evaluate(robot="real", hardware="fake")[0])  # the Interbotix packages are absent here
+    assert "aloha_sim" not in nodes and "run_policy" not in nodes
+    assert {"policy_node", "aloha_driver"} <= set(nodes)
+
+
+@pytest.mark.ros
+def test_policy_launch_runs_episodes_through_the_action(ros_domain, tmp_path):
+    """The README's main job with a tiny random checkpoint at small size in lockstep: exits 0 with scores."""
+    from aloha_sim.tasks import load_tasks
+    from cosmos_policy.checkpoint import save_checkpoint
+    from cosmos_policy.config import NetworkConfig, load_layout
+    from cosmos_policy.data.text import build_text_cache
+    from cosmos_policy.deploy import DeployConfig
+    from cosmos_policy.diffusion import CosmosPolicyModel
+
+    network = NetworkConfig.preset_config("tiny")
+    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
+    model = CosmosPolicyModel(network, layout)
+    texts = [spec.description for spec in load_tasks().values()]
+    stats = {"actions_min": [-1.0] * 14, "actions_max": [1.0] * 14, "proprio_min": [-1.0] * 14,
+             "proprio_max": [1.0] * 14}
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, statistics=stats,
+                           text_cache=build_text_cache(texts, d_text=network.text_embed_dim,
+                                                       max_length=network.text_max_tokens),
+                           deploy=DeployConfig(control_hz=50.0, execute_steps=50, action_steps=1))
+    cmd = [sys.executable, "-m", "aloha_bringup.wheel_launch", "aloha_bringup", "policy.launch.py",
+           f"checkpoint:={ckpt}", "episodes:=1", "mode:=lockstep", "image_height:=48", "image_width:=64"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env={**os.environ})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    assert "policy ready" in out
+    for task in ("transfer_cube", "insertion"):
+        assert re.search(rf"{task}.*stage score", out), out[-5000:]
