@@ -120,6 +120,10 @@ def test_commands_move_the_arms_and_bad_commands_are_refused(start_node, test_no
     target[0] += 0.3   # left waist
     target[7] -= 0.2   # right waist
     assert wait_until(lambda: pub.get_subscription_count() > 0, 10)
+    # the safety gate takes at most velocity limit x period per step: ramp there, 0.02 rad per command
+    for s in np.linspace(0.0, 1.0, 16)[1:]:
+        send_command(pub, contract, start + s * (target - start))
+        time.sleep(0.03)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         send_command(pub, contract, target)
@@ -141,8 +145,9 @@ def test_commands_move_the_arms_and_bad_commands_are_refused(start_node, test_no
     np.testing.assert_allclose(held[[0, 7]], target[[0, 7]], atol=0.02)
     assert sim.proc.poll() is None, "the sim node died on a bad command"
     refusals = [line for line in sim.output.splitlines() if "refused joint command" in line]
-    for reason in ("NaN", "malformed", "gripper range", "outside joint limits"):
-        assert any(reason in line for line in refusals), (reason, refusals)
+    # logged per reason key (malformed message / invalid values), each with its first detail
+    assert any("[malformed]" in line and "NaN" in line for line in refusals), refusals
+    assert any("[invalid]" in line and "gripper range" in line for line in refusals), refusals
 
 
 def test_reset_service_randomises_objects_by_seed(start_node, test_node):
@@ -169,3 +174,218 @@ def test_reset_service_randomises_objects_by_seed(start_node, test_node):
     assert insertion.success and set(insertion.object_names) == {"peg", "socket"}
     unknown = reset("fold_towel", 0)
     assert not unknown.success and "unknown task" in unknown.message
+
+
+# ---- safety gate, diagnostics, parameters, shutdown, faults, lockstep (issue 8) ----
+
+class Diagnostics:
+    """The latest /diagnostics status of one node, as a dict of its values (plus level and message)."""
+
+    def __init__(self, node, contract, name="aloha_sim"):
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.name, self.lock, self.statuses = name, threading.Lock(), []
+        self.sub = node.create_subscription(DiagnosticArray, contract.topic("diagnostics"), self._store, 10)
+
+    def _store(self, msg):
+        with self.lock:
+            self.statuses += [s for s in msg.status if s.name == self.name]
+
+    def latest(self) -> dict:
+        with self.lock:
+            if not self.statuses:
+                return {}
+            s = self.statuses[-1]
+        return {"level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level),
+                "message": s.message, **{kv.key: kv.value for kv in s.values}}
+
+    def wait(self, predicate, timeout_s) -> dict:
+        wait_until(lambda: predicate(self.latest()), timeout_s, poll_s=0.1)
+        return self.latest()
+
+
+def refusal_lines(sim) -> list[str]:
+    return [line for line in sim.output.splitlines() if "refused joint command" in line]
+
+
+def test_single_step_jump_is_refused_and_counted_in_diagnostics(start_node, test_node):
+    """Measured defect: a 3-rad single-step waist jump was accepted and the arm swung 3.77 rad."""
+    from aloha_contract import load_contract
+    contract = load_contract()
+    rec, _ = subscribe_contract_topics(test_node, contract)
+    diag = Diagnostics(test_node, contract)
+    pub = command_publisher(test_node, contract)
+    sim = start_node("aloha_sim", "sim_node", params={**SMALL, "camera_rate_hz": 5.0})
+    state_topic = contract.topic("joint_states")
+    assert wait_until(lambda: len(rec.get(state_topic)) > 5 and pub.get_subscription_count() > 0, 40), sim.output
+    start = np.array(rec.get(state_topic)[-1][1].position)
+    jump = start.copy()
+    jump[0] += 3.0  # within the joint limits, far beyond velocity limit x period
+    for _ in range(10):
+        send_command(pub, contract, jump)
+        time.sleep(0.02)
+    status = diag.wait(lambda d: int(d.get("refused_step", 0)) >= 10, 15)
+    assert int(status.get("refused_step", 0)) >= 10, (status, sim.output)
+    assert status["level"] >= 1 and "[step]" in status["last_fault"]
+    held = np.array(rec.get(state_topic)[-1][1].position)
+    assert abs(held[0] - start[0]) < 0.02, (held[0], start[0])
+    lines = refusal_lines(sim)
+    assert lines and "[step]" in lines[0] and "left_waist" in lines[0], lines
+    for key in ("joint_states_rate_hz", "camera_rate_hz", "refused_commands", "dropped_catch_up_steps", "last_fault"):
+        assert key in status, status
+
+
+def test_refusal_log_is_throttled_by_reason_not_text(start_node, test_node):
+    """Measured defect: alternating bad commands gave 2,008 warning lines in 20 s (one per distinct text)."""
+    from aloha_contract import load_contract
+    contract = load_contract()
+    rec, _ = subscribe_contract_topics(test_node, contract)
+    diag = Diagnostics(test_node, contract)
+    pub = command_publisher(test_node, contract)
+    sim = start_node("aloha_sim", "sim_node", params={**SMALL, "camera_rate_hz": 5.0})
+    state_topic = contract.topic("joint_states")
+    assert wait_until(lambda: len(rec.get(state_topic)) > 5 and pub.get_subscription_count() > 0, 40), sim.output
+    start = np.array(rec.get(state_topic)[-1][1].position)
+    t0 = time.monotonic()
+    sent = 300
+    for i in range(sent):
+        bad = start.copy()
+        bad[i % 6] = 10.0 + 0.001 * i if i % 2 else -10.0 - 0.001 * i  # a different text every time
+        send_command(pub, contract, bad)
+        time.sleep(0.005)
+    status = diag.wait(lambda d: int(d.get("refused_commands", 0)) >= sent * 0.9, 15)
+    elapsed_s = time.monotonic() - t0
+    refused = int(status.get("refused_commands", 0))
+    # depth-1 QoS may replace a command that was not taken yet: nearly all arrive, every arrival is refused
+    assert refused >= sent * 0.9, status
+    lines = refusal_lines(sim)
+    # one reason key ("invalid"): at most one line per second of sending, plus the first
+    assert 1 <= len(lines) <= elapsed_s + 2, (len(lines), elapsed_s, lines[:5])
+    assert "more like it" in sim.output or len(lines) == 1
+
+
+@pytest.mark.parametrize("param,value", [("camera_rate_hz", "0.0"), ("image_height", "abc"), ("image_width", "3"),
+                                         ("mode", "fast")])
+def test_out_of_range_parameter_is_refused_at_start_naming_it(start_node, param, value):
+    sim = start_node("aloha_sim", "sim_node", params={**SMALL, param: value})
+    rc = sim.proc.wait(timeout=60)
+    sim.stop()
+    assert rc != 0, sim.output
+    assert f"parameter {param}" in sim.output, sim.output
+    assert "Traceback" not in sim.output, sim.output
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signals_end_the_sim_cleanly(start_node, test_node, sig):
+    """Measured defect: SIGTERM gave exit 1 with an ExternalShutdownException traceback, and the camera
+    thread published into the dead context (RCLError: publisher's context is invalid)."""
+    import os
+    import signal
+
+    from aloha_contract import load_contract
+    contract = load_contract()
+    rec, _ = subscribe_contract_topics(test_node, contract)
+    sim = start_node("aloha_sim", "sim_node", params=SMALL)
+    cam_topic = contract.camera_topic(contract.cameras[0])
+    assert wait_until(lambda: len(rec.get(cam_topic)) > 3, 40), sim.output  # the camera thread is busy
+    os.killpg(sim.proc.pid, getattr(signal, sig))
+    rc = sim.proc.wait(timeout=20)
+    sim.stop()
+    assert rc == 0, sim.output
+    for bad in ("Traceback", "RCLError", "context is invalid", "ExternalShutdownException"):
+        assert bad not in sim.output, sim.output
+
+
+CAMERA_FAULT_SCRIPT = """
+import os, sys
+from aloha_sim import camera_worker
+render = camera_worker.CameraRenderer.render
+def failing_render(self, data):
+    if os.path.exists(os.environ["FAIL_RENDER_FLAG"]):
+        raise RuntimeError("injected render failure (test)")
+    return render(self, data)
+camera_worker.CameraRenderer.render = failing_render
+from aloha_sim.sim_node import main
+sys.exit(main())
+"""
+
+
+def test_camera_worker_death_is_reported_and_stops_the_sim(ros_domain, test_node, tmp_path):
+    import os
+    import sys
+
+    from aloha_contract import load_contract
+    from ros_harness import NodeProcess
+    contract = load_contract()
+    rec, _ = subscribe_contract_topics(test_node, contract)
+    diag = Diagnostics(test_node, contract)
+    flag = tmp_path / "fail_render"
+    sim = NodeProcess([sys.executable, "-c", CAMERA_FAULT_SCRIPT, "--ros-args", "-p", "image_height:=64",
+                       "-p", "image_width:=64"],
+                      {**os.environ, "PYTHONUNBUFFERED": "1", "FAIL_RENDER_FLAG": str(flag)})
+    try:
+        cam_topic = contract.camera_topic(contract.cameras[0])
+        assert wait_until(lambda: len(rec.get(cam_topic)) > 3 and diag.latest(), 40), sim.output
+        flag.touch()  # from now on every render fails
+        rc = sim.proc.wait(timeout=30)
+    finally:
+        sim.stop()
+    assert rc != 0, sim.output
+    assert "camera render worker died" in sim.output and "injected render failure" in sim.output, sim.output
+    assert "Traceback" not in sim.output, sim.output
+    status = diag.wait(lambda d: d.get("level") == 2, 5)
+    assert status.get("level") == 2 and "camera render worker died" in status["message"], status
+
+
+def test_lockstep_reports_stale_stamps_and_scores_carry_their_step(start_node, test_node):
+    from aloha_contract import load_contract
+    from aloha_interfaces.srv import ResetEpisode
+    from builtin_interfaces.msg import Time
+    contract = load_contract()
+    rec, _ = subscribe_contract_topics(test_node, contract)
+    diag = Diagnostics(test_node, contract)
+    pub = command_publisher(test_node, contract)
+    sim = start_node("aloha_sim", "sim_node", params={**SMALL, "mode": "lockstep"})
+    client = test_node.create_client(ResetEpisode, contract.service("reset_episode"))
+    assert client.wait_for_service(timeout_sec=40), sim.output
+    state_topic, score_topic = contract.topic("joint_states"), contract.topic("stage_score")
+    assert wait_until(lambda: pub.get_subscription_count() > 0, 10)
+    future = client.call_async(ResetEpisode.Request(task="transfer_cube", seed=0))
+    assert wait_until(future.done, 30) and future.result().success
+    assert wait_until(lambda: len(rec.get(state_topic)) >= 1, 10)
+    start = np.array(rec.get(state_topic)[-1][1].position)
+
+    period = 1.0 / contract.control_rate_hz
+    for step in range(3):  # three good steps, each stamped with the sim time it answers
+        n = len(rec.get(state_topic))
+        send_command(pub, contract, start, Time(sec=0, nanosec=int(round(step * period * 1e9))))
+        assert wait_until(lambda: len(rec.get(state_topic)) > n, 10), sim.output
+    assert wait_until(lambda: rec.get(score_topic) and rec.get(score_topic)[-1][1].episode_step == 3, 5)
+    score = rec.get(score_topic)[-1][1]
+    assert abs(score.header.stamp.sec + score.header.stamp.nanosec * 1e-9 - 3 * period) < 1e-6
+
+    for _ in range(50):  # stale: for t = 5 s while the sim is at 0.06 s
+        send_command(pub, contract, start, Time(sec=5, nanosec=0))
+        time.sleep(0.003)
+    status = diag.wait(lambda d: int(d.get("stale_lockstep_commands", 0)) >= 40, 10)
+    assert int(status.get("stale_lockstep_commands", 0)) >= 40, status
+    stale_lines = [line for line in sim.output.splitlines() if "lockstep: ignoring a command" in line]
+    assert 1 <= len(stale_lines) <= 3, stale_lines
+
+    # a refused command stamped now still advances one period, holding the last safe target
+    jump = start.copy()
+    jump[0] += 3.0
+    n = len(rec.get(state_topic))
+    send_command(pub, contract, jump, Time(sec=0, nanosec=int(round(3 * period * 1e9))))
+    assert wait_until(lambda: len(rec.get(state_topic)) > n, 10), sim.output
+    assert abs(rec.get(state_topic)[-1][1].position[0] - start[0]) < 0.02
+    assert wait_until(lambda: rec.get(score_topic)[-1][1].episode_step == 4, 5)
+    assert any("[step]" in line for line in refusal_lines(sim))
+
+
+def test_reason_log_counts_every_event_and_logs_each_reason_once_per_interval():
+    from aloha_sim.sim_node import ReasonLog
+    log = ReasonLog(interval_s=1.0)
+    due = [log.record("invalid" if i % 2 else "step", now_s=i * 0.01) for i in range(200)]  # 2 s of events
+    assert log.counts == {"invalid": 100, "step": 100} and log.total == 200
+    assert sum(d is not None for d in due) == 4  # each reason at t=0 and again after 1 s
+    assert due[0] == 0 and max(d for d in due if d is not None) > 0  # the repeat says how many were suppressed

@@ -1,28 +1,46 @@
 """ROS node exposing the MuJoCo ALOHA simulator through the robot contract, as the real robot would.
 
 Publishes the 14-D joint state, each follower arm's Interbotix joint_states, the three RealSense-style
-camera topics and the stage score; takes 14-D joint commands; resets episodes through a service.
+camera topics, the stage score and ``/diagnostics``; takes 14-D joint commands; resets episodes through
+a service.
 
 Two clocks:
 - ``realtime`` (default): physics follows the wall clock at the contract's 50 Hz; cameras render at
   ``camera_rate_hz`` when the CPU allows it (a real camera is not synchronous with the arms either).
+  When the loop falls further behind than it can catch up, the missed periods are dropped and counted.
 - ``lockstep``: for batch evaluation. The simulator advances exactly one control period per command
-  stamped with the current sim time, publishes /clock, and runs as fast as the controller answers.
-A malformed or unsafe command is refused with a log line and the arms hold their last valid target.
+  stamped with the current sim time, publishes /clock, and runs as fast as the controller answers. A
+  command with another stamp is ignored and reported (throttled warning, counted in /diagnostics).
+
+Every command passes the shared safety gate (:class:`aloha_contract.safety.SafetyGate`), as on the robot:
+joint limits, consecutive targets within velocity limit x period, and the target within the tracking bound
+of the measured position. A refused command is logged (throttled per reason), counted, and the arms hold
+their last safe target. If the camera worker dies, the node reports it on /diagnostics and in the log and
+stops: it never publishes joint states without images.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import dataclass, field
 
 import rclpy
-from aloha_contract import InvalidCommand, check_joint_command, load_contract
+from aloha_contract import ContractError, load_contract
 from aloha_contract.ros import (MessageError, joint_state_to_vector, qos_profile, rgb_to_image, time_msg,
                                 vector_to_joint_state)
+from aloha_contract.safety import SafetyGate
 from aloha_interfaces.msg import StageScore
 from aloha_interfaces.srv import ResetEpisode
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
@@ -33,35 +51,84 @@ from .tasks import TaskError, load_tasks
 
 MODES = ("realtime", "lockstep")
 MAX_CATCH_UP_STEPS = 5  # realtime: physics steps per tick when the loop fell behind the wall clock
+DIAGNOSTICS_PERIOD_S = 1.0
+LOG_INTERVAL_S = 1.0  # repeats of one reason (refusal, stale stamp, dropped steps) are logged at most this often
+
+
+class ParameterError(ValueError):
+    """A node parameter out of its range or of the wrong type (refused at start, one line, exit 1)."""
+
+
+class CameraFault(RuntimeError):
+    """The camera render worker died: the node stops rather than publish joint states without images."""
+
+
+@dataclass
+class ReasonLog:
+    """Counts events per stable reason key; says when to log: the first of a key at once, repeats at most
+    once per `interval_s` with how many were suppressed meanwhile. Keyed on the reason, never on the text."""
+
+    interval_s: float = LOG_INTERVAL_S
+    counts: dict[str, int] = field(default_factory=dict)
+    _last_log_s: dict[str, float] = field(default_factory=dict)
+    _suppressed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def record(self, reason: str, now_s: float, count: int = 1) -> int | None:
+        """Count; the number suppressed since the last line if a line is due now, else None."""
+        self.counts[reason] = self.counts.get(reason, 0) + count
+        last = self._last_log_s.get(reason)
+        if last is not None and now_s - last < self.interval_s:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return None
+        self._last_log_s[reason] = now_s
+        return self._suppressed.pop(reason, 0)
+
+    def summary(self) -> str:
+        return ", ".join(f"{reason} {n}" for reason, n in sorted(self.counts.items())) or "none"
 
 
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("aloha_sim")
-        contract_file = self.declare_parameter("contract_file", "").value
+        contract_file = self._param("contract_file", "", "robot contract YAML; empty: $ALOHA_CONTRACT or the shipped one")
         self.contract = load_contract(contract_file or None)
         c = self.contract
-        self.task = self.declare_parameter("task", "transfer_cube").value
-        seed = int(self.declare_parameter("seed", 0).value)
-        height = int(self.declare_parameter("image_height", c.image_height).value)
-        width = int(self.declare_parameter("image_width", c.image_width).value)
-        self.cameras = list(self.declare_parameter("cameras", c.cameras).value)
-        self.mode = self.declare_parameter("mode", "realtime").value
-        self.camera_rate_hz = float(self.declare_parameter("camera_rate_hz", c.control_rate_hz).value)
-        if self.mode not in MODES:
-            raise ValueError(f"parameter mode:={self.mode} must be one of {MODES}")
-        unknown = [cam for cam in self.cameras if cam not in c.cameras]
-        if unknown:
-            raise ValueError(f"parameter cameras: {unknown} not in the contract's cameras {c.cameras}")
-
         self.known_tasks = load_tasks()
+        self.task = self._param("task", "transfer_cube", "task of config/tasks.yaml", choices=sorted(self.known_tasks))
+        seed = self._param("seed", 0, "object pose seed of the first episode", lo=0, hi=2**31 - 1)
+        height = self._param("image_height", c.image_height, "camera image height (pixels)", lo=16, hi=4096)
+        width = self._param("image_width", c.image_width, "camera image width (pixels)", lo=16, hi=4096)
+        self.cameras = self._param("cameras", list(c.cameras), "cameras to render (names from the contract)")
+        self.mode = self._param("mode", "realtime", "realtime (wall clock) | lockstep (one step per command)",
+                                choices=MODES)
+        self.camera_rate_hz = self._param("camera_rate_hz", float(c.control_rate_hz),
+                                          "cameras render at most this often (Hz)", lo=0.1, hi=1000.0)
+        unknown = [cam for cam in self.cameras if cam not in c.cameras]
+        if unknown or not self.cameras:
+            raise ParameterError(f"parameter cameras:={self.cameras}: expected a non-empty list of the contract's "
+                                 f"cameras {c.cameras}")
+
         self.image_size = (height, width)
+        self.period_s = c.control_period_s
+        self.steady = RosClock(clock_type=ClockType.STEADY_TIME)  # timers on the wall clock whatever use_sim_time
+        self.refusals = ReasonLog()   # refused commands per reason key
+        self.reports = ReasonLog()    # other throttled reports: stale lockstep stamps, dropped catch-up steps
+        self.dropped_steps = 0
+        self.last_fault = ""
+        self.published_states = 0
+        self.camera_fault: BaseException | None = None
+        self.fault_reported = False
+        self._last_diag = (time.monotonic(), 0, 0)
+
         self.env = AlohaSimEnv(self.task, cameras=self.cameras, image_size=self.image_size, render=False, contract=c)
         self.env.reset(seed)
-        self.camera_worker = self.start_camera_worker()
+        self.gate = SafetyGate(c)
+        self.gate.reset(self.env.qpos())
         self.target = self.env.start_command()
-        self.refused = 0
-        self.last_refusal, self.last_refusal_log_s = "", 0.0
 
         self.pub_state = self.create_publisher(JointState, c.topic("joint_states"), qos_profile(c, "joint_states"))
         self.pub_follower = {arm: self.create_publisher(JointState, c.follower_joint_states_topic(arm),
@@ -71,53 +138,102 @@ class SimNode(Node):
         self.pub_score = self.create_publisher(StageScore, c.topic("stage_score"), qos_profile(c, "stage_score"))
         self.pub_clock = (self.create_publisher(Clock, c.topic("clock"), qos_profile(c, "clock"))
                           if self.mode == "lockstep" else None)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, c.topic("diagnostics"), 10)
+        self.camera_worker = self.start_camera_worker()
         self.create_subscription(JointState, c.topic("joint_commands"), self.on_command, qos_profile(c, "joint_commands"))
         self.create_service(ResetEpisode, c.service("reset_episode"), self.on_reset)
 
-        self.period_s = c.control_period_s
         self.last_render_s = -1.0
         if self.mode == "realtime":
             self.t0 = time.monotonic()
             self.steps_since_t0 = 0
-            self.create_timer(self.period_s, self.on_tick)
+            self.create_timer(self.period_s, self.on_tick, clock=self.steady)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock=self.steady)
         self.publish_observation(render=True)
         self.get_logger().info(
             f"ALOHA sim ready: task={self.task} seed={seed} mode={self.mode} cameras={self.cameras} "
             f"{height}x{width} control {c.control_rate_hz:.0f} Hz")
 
+    # ---- parameters ----
+    def _param(self, name: str, default, description: str, *, lo=None, hi=None, choices=None):
+        """Declare a parameter with its descriptor (type, range); a wrong value raises ParameterError naming it."""
+        descriptor = ParameterDescriptor(description=description)
+        if isinstance(default, bool):
+            kind = "true or false"
+        elif isinstance(default, int):
+            kind = "an integer"
+            if lo is not None:
+                descriptor.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        elif isinstance(default, float):
+            kind = "a number with a decimal point (e.g. 5.0)"
+            if lo is not None:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        elif isinstance(default, list):
+            kind, descriptor.type = "a list of strings", ParameterType.PARAMETER_STRING_ARRAY
+        else:
+            kind = "a string"
+        if lo is not None:
+            kind += f" in [{lo}, {hi}]"
+        if choices is not None:
+            kind += f", one of {list(choices)}"
+            descriptor.additional_constraints = f"one of {list(choices)}"
+        try:
+            value = self.declare_parameter(name, default, descriptor).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            raise ParameterError(f"parameter {name}: {exc}; expected {kind} ({description})") from None
+        if choices is not None and value not in choices:
+            raise ParameterError(f"parameter {name}:={value!r}: expected {kind} ({description})")
+        if lo is not None and not lo <= value <= hi:  # the descriptor's range, for rclpy versions that skip it
+            raise ParameterError(f"parameter {name}:={value!r} out of range: expected {kind} ({description})")
+        return list(value) if isinstance(default, list) else value
+
     def start_camera_worker(self) -> CameraWorker:
-        worker = CameraWorker(self.env.model, self.cameras, self.image_size, self.publish_images)
+        worker = CameraWorker(self.env.model, self.cameras, self.image_size, self.publish_images,
+                              on_error=self.on_camera_error)
         worker.start()
         return worker
 
     # ---- commands ----
     def on_command(self, msg: JointState) -> None:
-        try:
-            command = joint_state_to_vector(msg, self.contract.joint_names, what=self.contract.topic("joint_commands"))
-            # validate on arrival so that a bad command is refused once, with its reason, and never stored
-            command = check_joint_command(command, self.contract)
-        except (MessageError, InvalidCommand) as exc:
-            self.refused += 1
-            reason = str(exc)
-            now = time.monotonic()
-            # a controller gone wrong can send 50 bad commands a second: log each new reason, repeats once a second
-            if reason != self.last_refusal or now - self.last_refusal_log_s > 1.0:
-                self.get_logger().warning(f"refused joint command ({reason}); holding the last valid target "
-                                          f"[{self.refused} refused so far]")
-                self.last_refusal, self.last_refusal_log_s = reason, now
-            return
+        self.check_camera()
+        lockstep_now = False
         if self.mode == "lockstep":
             stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             if abs(stamp_s - self.env.sim_time_s) > 0.25 * self.period_s:
-                self.get_logger().debug(f"lockstep: ignoring command for t={stamp_s:.3f}, sim at {self.env.sim_time_s:.3f}")
+                more = self.reports.record("stale_stamp", time.monotonic())
+                if more is not None:
+                    self.get_logger().warning(
+                        f"lockstep: ignoring a command stamped t={stamp_s:.3f} s, sim time is {self.env.sim_time_s:.3f} s "
+                        f"(stamp commands with the observation they answer; ignored so far: "
+                        f"{self.reports.counts['stale_stamp']})")
                 return
-            self.target = command
+            lockstep_now = True
+        try:
+            command = joint_state_to_vector(msg, self.contract.joint_names, what=self.contract.topic("joint_commands"))
+        except MessageError as exc:
+            self.refuse("malformed", str(exc))
+        else:
+            violation = self.gate.check(command, self.env.qpos())
+            if violation is None:
+                self.target = command
+            else:
+                self.refuse(violation.reason, violation.detail)
+        if lockstep_now:
+            # one period per command stamped now, with the new target or, if refused, holding the last safe one
             self.env.step(self.target, render=False)
             self.publish_observation(render=True)
-        else:
-            self.target = command
+
+    def refuse(self, reason: str, detail: str) -> None:
+        self.last_fault = f"refused command [{reason}]: {detail}"
+        more = self.refusals.record(reason, time.monotonic())
+        if more is None:
+            return
+        also = f", {more} more like it since the last report" if more else ""
+        self.get_logger().warning(f"refused joint command [{reason}]: {detail}; holding the last safe target "
+                                  f"(refused so far: {self.refusals.summary()}{also})")
 
     def on_tick(self) -> None:
+        self.check_camera()
         due = int((time.monotonic() - self.t0) / self.period_s) - self.steps_since_t0
         if due <= 0:
             return  # an early tick: physics is already level with the wall clock
@@ -125,6 +241,14 @@ class SimNode(Node):
             self.env.step(self.target, render=False)
         # further behind than we can catch up: drop the missed periods instead of spiralling
         self.steps_since_t0 += due
+        dropped = due - MAX_CATCH_UP_STEPS
+        if dropped > 0:
+            self.dropped_steps += dropped
+            more = self.reports.record("dropped_steps", time.monotonic(), count=dropped)
+            if more is not None:
+                self.get_logger().warning(
+                    f"realtime: {due} control periods behind the wall clock, dropped {dropped} (sim time now lags "
+                    f"the wall clock; {self.dropped_steps} dropped so far): the CPU is overloaded")
         render = (self.env.sim_time_s - self.last_render_s) >= 1.0 / self.camera_rate_hz - 1e-6
         self.publish_observation(render=render)
 
@@ -135,12 +259,14 @@ class SimNode(Node):
         return self.get_clock().now().to_msg()
 
     def publish_observation(self, render: bool) -> None:
+        self.check_camera()
         c = self.contract
         stamp = self.stamp()
         if self.pub_clock is not None:
             self.pub_clock.publish(Clock(clock=stamp))
         self.pub_state.publish(vector_to_joint_state(self.env.qpos(), c.joint_names, stamp,
                                                      velocity=self.env.qvel(), effort=self.env.effort()))
+        self.published_states += 1
         for arm, state in self.env.follower_joint_states().items():
             msg = vector_to_joint_state(state.position, state.names, stamp, velocity=state.velocity, effort=state.effort)
             self.pub_follower[arm].publish(msg)
@@ -148,7 +274,9 @@ class SimNode(Node):
             self.last_render_s = self.env.sim_time_s
             self.camera_worker.submit(self.env.data, stamp)
             if self.mode == "lockstep" and not self.camera_worker.wait_published():
+                self.check_camera()
                 self.get_logger().error("camera rendering stalled for 10 s")
+        # the score of the state just published: episode_step is the number of steps simulated in this episode
         score = self.env.stage_score()
         msg = StageScore(task=self.task, episode_step=self.env.step_count, score=float(score.score),
                          stage=score.stage or "", stages_reached=list(score.reached), success=score.success,
@@ -159,10 +287,68 @@ class SimNode(Node):
     def publish_images(self, images: dict, stamp: Time) -> None:
         """Called from the camera worker thread (rclpy publishers are thread-safe)."""
         for cam, rgb in images.items():
-            self.pub_images[cam].publish(rgb_to_image(rgb, stamp, self.contract.camera_frame_id(cam)))
+            try:
+                self.pub_images[cam].publish(rgb_to_image(rgb, stamp, self.contract.camera_frame_id(cam)))
+            except Exception:
+                if not self.context.ok():
+                    return  # shutting down (SIGTERM): the context went away under the worker
+                raise
+
+    # ---- faults and diagnostics ----
+    def on_camera_error(self, exc: BaseException) -> None:
+        """Camera worker thread: remember the fault; the executor thread reports it and stops the node."""
+        self.camera_fault = exc
+
+    def check_camera(self) -> None:
+        """Raise CameraFault (ends spin) once the camera worker has died, after reporting it."""
+        exc = self.camera_worker.error if hasattr(self, "camera_worker") else None
+        if exc is None:
+            return
+        if not self.fault_reported:
+            self.fault_reported = True
+            self.last_fault = f"camera render worker died: {type(exc).__name__}: {exc}"
+            self.get_logger().error(f"{self.last_fault}; stopping the simulator (no joint states without images)")
+            self.publish_diagnostics()
+            try:  # the process ends next: let subscribers have the report first
+                self.pub_diagnostics.wait_for_all_acked(Duration(seconds=1.0))
+            except Exception:  # noqa: BLE001 - best effort; the log line is already out
+                pass
+        raise CameraFault(self.last_fault)
+
+    def publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        t_prev, states_prev, frames_prev = self._last_diag
+        worker = getattr(self, "camera_worker", None)
+        frames = worker.frames_published if worker is not None else 0
+        dt = max(now - t_prev, 1e-6)
+        self._last_diag = (now, self.published_states, frames)
+        status = DiagnosticStatus(name="aloha_sim", hardware_id=self.contract.robot)
+        if self.fault_reported:
+            status.level, status.message = DiagnosticStatus.ERROR, self.last_fault
+        elif self.refusals.total or self.dropped_steps or self.reports.counts.get("stale_stamp"):
+            status.level, status.message = DiagnosticStatus.WARN, self.last_fault or "commands ignored or steps dropped"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        values = {
+            "mode": self.mode, "task": self.task, "episode_step": str(self.env.step_count),
+            "sim_time_s": f"{self.env.sim_time_s:.3f}",
+            "joint_states_rate_hz": f"{(self.published_states - states_prev) / dt:.1f}",
+            "camera_rate_hz": f"{(frames - frames_prev) / dt:.1f}",
+            "camera_frames_skipped": str(worker.dropped if worker is not None else 0),
+            "refused_commands": str(self.refusals.total),
+            **{f"refused_{reason}": str(n) for reason, n in sorted(self.refusals.counts.items())},
+            "stale_lockstep_commands": str(self.reports.counts.get("stale_stamp", 0)),
+            "dropped_catch_up_steps": str(self.dropped_steps),
+            "last_fault": self.last_fault,
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diagnostics.publish(msg)
 
     # ---- episodes ----
     def on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> ResetEpisode.Response:
+        self.check_camera()
         task = request.task or self.task
         if task not in self.known_tasks:
             response.success = False
@@ -182,6 +368,7 @@ class SimNode(Node):
             response.message = f"reset failed: {exc}"
             return response
         self.target = self.env.start_command()
+        self.gate.reset(self.env.qpos())  # a new episode starts from the measured start pose
         if self.mode == "realtime":
             self.t0, self.steps_since_t0 = time.monotonic(), 0
         self.publish_observation(render=True)
@@ -198,28 +385,45 @@ class SimNode(Node):
         self.get_logger().info(f"episode reset: {response.message}")
         return response
 
-    def destroy_node(self) -> None:
+    def close(self) -> None:
+        """Stop the camera worker (no publishing into a dead context), then release the renderer."""
         if hasattr(self, "camera_worker"):
             self.camera_worker.stop()
         if hasattr(self, "env"):
             self.env.close()
+
+    def destroy_node(self) -> None:
+        self.close()
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
+    """Run the node; 0 on SIGINT/SIGTERM, 1 (one line, no traceback) on a bad parameter or a camera fault."""
     rclpy.init(args=args)
     node = None
+    status = 0
     try:
         node = SimNode()
         rclpy.spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (ParameterError, ContractError, TaskError) as exc:
+        if rclpy.ok():  # else a signal stopped the start-up
+            print(f"[aloha_sim] error: {exc}", file=sys.stderr, flush=True)
+            status = 1
+    except CameraFault:
+        status = 1  # already reported on /diagnostics and in the log
+    except Exception:
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
+            node.close()  # worker threads end before the context does
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

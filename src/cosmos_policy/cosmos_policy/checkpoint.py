@@ -26,6 +26,41 @@ STATISTICS_FILE = "dataset_statistics.json"
 TEXT_FILE = "text_embeddings.safetensors"
 
 
+class CheckpointFileError(ValueError):
+    """A checkpoint file that cannot be read (truncated, not JSON, not safetensors): the message names the
+    file and the fix. A ValueError, so callers that catch those keep working."""
+
+
+def read_safetensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """All tensors of a .safetensors file, or CheckpointFileError naming the file (truncated, empty, not one)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointFileError(f"{what}: {path} is empty (0 bytes): the save was interrupted or the copy failed; "
+                                  f"copy the file again from where the checkpoint was written")
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own SafetensorError (and OSError) for damaged files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointFileError(
+            f"{what}: {path} ({size} bytes) is not a readable safetensors file ({reason}): it is probably truncated "
+            f"(an interrupted save or copy); copy it again, or use another checkpoint") from None
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """A JSON file, or CheckpointFileError naming the file, line and column."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise CheckpointFileError(f"{what}: {path} is not a text file (expected JSON)") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointFileError(f"{what}: {path} is not valid JSON ({error.msg} at line {error.lineno} column "
+                                  f"{error.colno}): fix or restore the file") from None
+
+
 @dataclass
 class LoadedCheckpoint:
     """Everything a checkpoint directory holds, loaded."""
@@ -99,7 +134,10 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {directory}: missing {CONFIG_FILE} (not a cosmos_policy checkpoint?)")
-    config = json.loads(path.read_text())
+    config = read_json(path, f"checkpoint {directory}")
+    if not isinstance(config, dict):
+        raise CheckpointFileError(f"checkpoint {directory}: {CONFIG_FILE} holds a JSON {type(config).__name__}, "
+                                  f"expected an object")
     if config.get("format") != FORMAT:
         raise ValueError(f"checkpoint {directory}: {CONFIG_FILE} format {config.get('format')!r}, expected {FORMAT!r}")
     for key in ("network", "layout", "sampler"):
@@ -123,8 +161,6 @@ def load_checkpoint(
     `vae_base_dir` overrides the diffusers base folder the checkpoint names for its VAE: a checkpoint moved
     to another machine finds the base model where that machine keeps it.
     """
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config = read_checkpoint_config(directory)
     network = NetworkConfig.from_dict(config["network"])
@@ -138,7 +174,7 @@ def load_checkpoint(
     weights_path = directory / MODEL_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"checkpoint {directory}: missing {MODEL_FILE}")
-    tensors = load_file(str(weights_path))
+    tensors = read_safetensors(weights_path, f"checkpoint {directory}")
     dit_state = {k[4:]: v for k, v in tensors.items() if k.startswith("dit.")}
     vae_state = {k[4:]: v for k, v in tensors.items() if k.startswith("vae.")}
     with torch.device("meta"):

@@ -129,22 +129,38 @@ def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: release checkpoint not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: release checkpoint is empty (0 bytes): the download or copy failed; fetch it again")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from .checkpoint import read_safetensors
 
-        return load_file(str(path))
+        return read_safetensors(path, "release checkpoint")
     try:
         # TransformerEngine `_extra_state` entries may be BytesIO blobs: they only hold bytes (and are skipped).
         with torch.serialization.safe_globals([io.BytesIO]):
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        # PyTorch's own message suggests weights_only=False, i.e. running the file's code: never pass that on
         raise ValueError(
-            f"{path}: refused, it holds objects that torch.load(weights_only=True) will not build ({error}). "
-            f"Only plain tensor checkpoints are imported: convert it to .safetensors on a trusted machine"
+            f"{path}: refused, it holds objects that torch.load(weights_only=True) will not build "
+            f"({_first_reason(error)}). Only plain tensor checkpoints are imported: convert it to .safetensors "
+            f"on a trusted machine"
         ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_first_reason(error)}): it is probably "
+                         f"truncated or not a .pt file; fetch it again") from None
     if not isinstance(state, dict) or not any(str(k).startswith(NATIVE_PREFIX) for k in state):
         raise ValueError(f"{path}: expected a flat dict of 'net.<name>' tensors (the release's DiT checkpoint)")
     return state
+
+
+def _first_reason(error: BaseException) -> str:
+    """The cause in PyTorch's error text, without its advice to load with weights_only=False."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    keep = [line for line in lines if "weights_only" not in line and "WeightsUnpickler" not in line
+            and "trust" not in line.lower() and "documentation" not in line.lower()]
+    text = "; ".join(line.split(". ")[0].rstrip(".") for line in keep[:2]) or type(error).__name__
+    return text[:300]
 
 
 def _load_storage_bytes(data: bytes):
