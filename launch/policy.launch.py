@@ -48,7 +48,9 @@ def generate_launch_description():
     ]
     sim = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "sim.launch.py"])),
-        launch_arguments=[("seed", LaunchConfiguration("seed_start")), ("mode", LaunchConfiguration("mode")),
+        # the sim starts on the first task (run_policy resets to each task in turn)
+        launch_arguments=[("task", PythonExpression(["'", LaunchConfiguration("task"), "'.split(',')[0]"])),
+                          ("seed", LaunchConfiguration("seed_start")), ("mode", LaunchConfiguration("mode")),
                           ("image_height", LaunchConfiguration("image_height")),
                           ("image_width", LaunchConfiguration("image_width"))],
         condition=IfCondition(is_sim),

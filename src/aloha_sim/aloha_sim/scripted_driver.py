@@ -4,6 +4,7 @@ For each episode: reset the simulator through its service (which also reports th
 poses), plan the scripted joint trajectory from those poses, stream it as 14-D joint commands at the
 control rate (or one per observation in lockstep mode), read the stage score from its topic, and
 print a line per episode and a summary at the end. Exits when all episodes are done.
+The streaming and the stage score reading live in ``plan_streamer`` (shared with ``aloha_eval``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 from aloha_contract import load_contract
-from aloha_contract.ros import qos_profile, time_msg, vector_to_joint_state
-from aloha_interfaces.msg import StageScore
-from aloha_interfaces.srv import ResetEpisode
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
 
+from .plan_streamer import CLOCK_MODES, PlanStreamer, ResetError, SimEpisodes, object_poses_from_reset
 from .scripted import plan_episode
-from .sim_node import MODES
-
-SETTLE_S = 0.3  # after the last command, wait for the final stage score to arrive
 
 
 @dataclass
@@ -41,88 +37,31 @@ class ScriptedDriver(Node):
     def __init__(self) -> None:
         super().__init__("scripted_driver")
         self.contract = load_contract(self.declare_parameter("contract_file", "").value or None)
-        c = self.contract
         # comma-separated task names; the simulator switches task on reset
         self.tasks = [t.strip() for t in str(self.declare_parameter("tasks", "transfer_cube").value).split(",") if t.strip()]
         self.task = self.tasks[0]
         self.episodes = int(self.declare_parameter("episodes", 3).value)
         self.seed_start = int(self.declare_parameter("seed_start", 0).value)
         self.mode = self.declare_parameter("mode", "realtime").value
-        if self.mode not in MODES:
-            raise ValueError(f"parameter mode:={self.mode} must be one of {MODES}")
-
-        self.pub_command = self.create_publisher(JointState, c.topic("joint_commands"), qos_profile(c, "joint_commands"))
-        self.create_subscription(StageScore, c.topic("stage_score"), self.on_score, qos_profile(c, "stage_score"))
-        self.create_subscription(JointState, c.topic("joint_states"), self.on_state, qos_profile(c, "joint_states"))
-        self.reset_client = self.create_client(ResetEpisode, c.service("reset_episode"))
-
-        self.latest_score: StageScore | None = None
-        self.plan: np.ndarray | None = None
-        self.step = 0
-        self.answered_stamp_ns = -1
-        self.done = False
-        self.timer = self.create_timer(c.control_period_s, self.on_tick) if self.mode == "realtime" else None
-
-    # ---- episode control (called from main) ----
-    def start_episode(self, seed: int) -> bool:
-        request = ResetEpisode.Request(task=self.task, seed=seed)
-        future = self.reset_client.call_async(request)
-        rclpy.spin_until_future_complete(self, future, timeout_sec=30.0)
-        response = future.result()
-        if response is None or not response.success:
-            why = response.message if response is not None else "no answer from the simulator within 30 s"
-            self.get_logger().error(f"reset of {self.task} seed {seed} failed: {why}")
-            return False
-        poses = {name: (np.array([p.position.x, p.position.y, p.position.z]),
-                        np.array([p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z]))
-                 for name, p in zip(response.object_names, response.object_poses)}
-        self.plan = plan_episode(self.task, poses, self.contract)[:response.episode_steps]
-        self.step = 0
-        self.latest_score = None
-        if self.mode == "lockstep":
-            # the sim sits at t = 0 waiting for the first command; later ones answer each observation
-            self.answered_stamp_ns = 0
-            self.send(self.plan[0], time_msg(0.0))
-            self.step = 1
-        return True
-
-    def send(self, command: np.ndarray, stamp) -> None:
-        self.pub_command.publish(vector_to_joint_state(command, self.contract.joint_names, stamp))
-
-    def on_tick(self) -> None:
-        if self.plan is not None and self.step < len(self.plan):
-            self.send(self.plan[self.step], self.get_clock().now().to_msg())
-            self.step += 1
-
-    def on_state(self, msg: JointState) -> None:
-        if self.mode != "lockstep" or self.plan is None or self.step >= len(self.plan):
-            return
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if stamp_ns <= self.answered_stamp_ns:
-            return
-        self.answered_stamp_ns = stamp_ns
-        self.send(self.plan[self.step], msg.header.stamp)
-        self.step += 1
-
-    def on_score(self, msg: StageScore) -> None:
-        self.latest_score = msg
+        if self.mode not in CLOCK_MODES:
+            raise ValueError(f"parameter mode:={self.mode} must be one of {CLOCK_MODES}")
+        self.sim = SimEpisodes(self, self.contract)
+        self.streamer = PlanStreamer(self, self.contract, self.mode)
 
     def run_episode(self, seed: int) -> EpisodeResult | None:
         t0 = time.monotonic()
-        if not self.start_episode(seed):
+        try:
+            response = self.sim.reset(self.task, seed)
+        except ResetError as exc:
+            self.get_logger().error(str(exc))
             return None
-        while rclpy.ok() and self.step < len(self.plan):
-            rclpy.spin_once(self, timeout_sec=0.1)
-        settle_until = time.monotonic() + SETTLE_S
-        while rclpy.ok() and time.monotonic() < settle_until:
-            rclpy.spin_once(self, timeout_sec=0.05)
-        score = self.latest_score
-        steps = len(self.plan)
-        self.plan = None
+        plan = plan_episode(self.task, object_poses_from_reset(response), self.contract)[:response.episode_steps]
+        self.streamer.play(plan)
+        score = self.sim.final_score(self.task, len(plan), self.mode)
         if score is None:
             self.get_logger().error("no stage score received from the simulator")
-            return EpisodeResult(seed, float("nan"), "", False, steps, time.monotonic() - t0)
-        return EpisodeResult(seed, score.score, score.stage, score.success, steps, time.monotonic() - t0)
+            return EpisodeResult(seed, float("nan"), "", False, len(plan), time.monotonic() - t0)
+        return EpisodeResult(seed, score.score, score.stage, score.success, len(plan), time.monotonic() - t0)
 
 
 def format_summary(task: str, results: list[EpisodeResult]) -> str:
@@ -141,8 +80,8 @@ def main(args: list[str] | None = None) -> None:
     node = ScriptedDriver()
     exit_code = 0
     try:
-        if not node.reset_client.wait_for_service(timeout_sec=30.0):
-            node.get_logger().error(f"simulator reset service {node.contract.service('reset_episode')} not "
+        if not node.sim.wait_for_service(30.0):
+            node.get_logger().error(f"simulator reset service {node.sim.service_name} not "
                                     f"available after 30 s: is the sim node running?")
             exit_code = 1
         else:
@@ -164,7 +103,7 @@ def main(args: list[str] | None = None) -> None:
                 if exit_code:
                     break
             print("\n".join(["scripted episodes over ROS:", *summaries]), flush=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         exit_code = 130
     finally:
         node.destroy_node()

@@ -7,7 +7,7 @@ inference are skipped and the chunk stays aligned to time.
 
 Prefetch: the next chunk is requested `lead_ticks` before the current one's switch tick
 (`obs_tick + execute_steps`), from the observation of that moment, so that it is ready when the switch
-comes; the lead follows the measured inference latency. A chunk that arrives after its switch tick finds the
+comes; the lead follows the measured delay from request to arrival (inference plus queueing, in ticks). A chunk that arrives after its switch tick finds the
 current chunk still running (rows past `execute_steps` are valid targets too); the arm waits ("stall tick")
 only when no chunk has a row for the current tick.
 
@@ -52,7 +52,8 @@ class ChunkScheduler:
         blend_steps: ticks over which the old chunk fades into the new one after a switch (0: hard switch).
         temporal_ensemble_coeff: if set, ACT temporal ensembling over all chunks covering a tick (replaces
             blending); weights exp(-coeff * i), i = 0 for the oldest chunk.
-        latency_window: number of recent chunk latencies the lead estimate looks at (their maximum).
+        initial_latency_s: request-to-arrival delay assumed until one is measured (e.g. the warm-up latency).
+        latency_window: number of recent request-to-arrival delays the lead estimate looks at (their maximum).
     """
 
     def __init__(self, execute_steps: int, period_s: float, *, prefetch: bool = True, lead_margin_ticks: int = 1,
@@ -70,7 +71,9 @@ class ChunkScheduler:
         self.lead_margin_ticks = int(lead_margin_ticks)
         self.blend_steps = int(blend_steps)
         self.ensemble_coeff = temporal_ensemble_coeff
-        self._latencies: deque[float] = deque([float(initial_latency_s)], maxlen=max(1, latency_window))
+        self._delays_ticks: deque[int] = deque([math.ceil(float(initial_latency_s) / self.period_s)],
+                                               maxlen=max(1, latency_window))
+        self._requested_tick: int | None = None
         self.current: Chunk | None = None
         self.previous: Chunk | None = None  # the chunk the current one took over from (for blending)
         self.switch_tick: int | None = None  # tick at which the current chunk took over
@@ -86,7 +89,7 @@ class ChunkScheduler:
         """Ticks before the switch at which the next chunk is requested."""
         if not self.prefetch:
             return 0
-        return math.ceil(max(self._latencies) / self.period_s) + self.lead_margin_ticks
+        return max(self._delays_ticks) + self.lead_margin_ticks
 
     def next_switch_tick(self) -> int | None:
         return None if self.current is None else self.current.obs_tick + self.execute_steps
@@ -99,13 +102,15 @@ class ChunkScheduler:
             return True
         return tick >= self.next_switch_tick() - self.lead_ticks
 
-    def mark_requested(self) -> None:
+    def mark_requested(self, tick: int) -> None:
         self.request_in_flight = True
+        self._requested_tick = tick
 
-    def on_chunk(self, chunk: Chunk) -> None:
-        """A requested chunk arrived (its latency feeds the lead estimate)."""
+    def on_chunk(self, chunk: Chunk, tick: int) -> None:
+        """A requested chunk arrived at `tick` (its delay since the request feeds the lead estimate)."""
         self.request_in_flight = False
-        self._latencies.append(chunk.latency_s)
+        if self._requested_tick is not None:
+            self._delays_ticks.append(max(0, tick - self._requested_tick))
         self.pending = chunk
 
     def on_request_failed(self) -> None:

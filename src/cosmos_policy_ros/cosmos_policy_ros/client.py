@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, Literal
 
+SERVER_GONE_S = 3.0  # an action server missing from the graph this long during a run has died
+
 
 class EndReason(IntEnum):
     """``RunPolicy.Result.END_*``: why the policy node ended a run (values mirror the action file)."""
@@ -344,10 +346,26 @@ class RunPolicyClient:
         """The result once the run ends (spinning meanwhile); None if ``timeout_s`` passed first."""
         if self._result_future is None:
             raise RuntimeError("no goal was accepted: call send_goal first")
-        if not self._wait(self._result_future.done, timeout_s):
+        gone_since: list[float] = []
+
+        def ended() -> bool:
+            # a server that died mid-run never answers: notice it instead of waiting out the timeout
+            if self._result_future.done():
+                return True
+            if self._client.server_is_ready():
+                gone_since.clear()
+            elif not gone_since:
+                gone_since.append(time.monotonic())
+            return bool(gone_since) and time.monotonic() - gone_since[0] > SERVER_GONE_S
+
+        if not self._wait(ended, timeout_s):
             return None
-        wrapped = self._result_future.result()
         wall_s = time.monotonic() - self._sent_s
+        if not self._result_future.done():
+            self._result_future = None
+            return RunResult.failure(RunStatus.LOST, f"the action server {self.action_name} went away during the "
+                                     f"run (did the policy node crash? see its log)", wall_s)
+        wrapped = self._result_future.result()
         if wrapped is None:
             return RunResult.failure(RunStatus.LOST, "the action server returned no result", wall_s)
         return RunResult.from_message(wrapped.result, wrapped.status, wall_s)

@@ -118,34 +118,38 @@ class ObservationAssembler:
             return None
         return self._joint_values[-1], self._joint_stamps[-1]
 
-    def check_fresh(self, now_s: float, *, use_receipt_time: bool = False) -> None:
+    def check_fresh(self, now_s: float, *, use_receipt_time: bool = False, stale_after_s: float | None = None) -> None:
         """Raise ObservationError("stale" | "not_ready" | "bad_input") unless every stream is fresh.
 
         `now_s` is on the stamps' clock; with `use_receipt_time` it is compared with the local receipt times
         instead (lockstep: the sim's clock stands still while it waits, so only arrival can go stale).
+        `stale_after_s` replaces both staleness limits (lockstep: the simulator also waits for inference).
         """
+        joint_limit = self.joint_stale_s if stale_after_s is None else stale_after_s
+        camera_limit = self.camera_stale_s if stale_after_s is None else stale_after_s
         if self.bad_input is not None:
             raise ObservationError("bad_input", self.bad_input)
         if not self._joint_stamps:
             raise ObservationError("not_ready", "joint_states: nothing received yet")
         joint_t = self._joint_received_s if use_receipt_time else self._joint_stamps[-1]
-        if now_s - joint_t > self.joint_stale_s:
+        if now_s - joint_t > joint_limit:
             raise ObservationError("stale", f"joint_states: no message for {now_s - joint_t:.2f} s "
-                                            f"(limit {self.joint_stale_s} s)")
+                                            f"(limit {joint_limit} s)")
         for cam in self.cameras:
             frame = self._frames.get(cam)
             if frame is None:
                 raise ObservationError("not_ready", f"{cam}: no image received yet")
             t = frame.received_s if use_receipt_time else frame.stamp_s
-            if now_s - t > self.camera_stale_s:
-                raise ObservationError("stale", f"{cam}: no image for {now_s - t:.2f} s (limit {self.camera_stale_s} s)")
+            if now_s - t > camera_limit:
+                raise ObservationError("stale", f"{cam}: no image for {now_s - t:.2f} s (limit {camera_limit} s)")
 
-    def snapshot(self, now_s: float, *, use_receipt_time: bool = False, latest_joint_state: bool = False) -> Observation:
+    def snapshot(self, now_s: float, *, use_receipt_time: bool = False, latest_joint_state: bool = False,
+                 stale_after_s: float | None = None) -> Observation:
         """The current observation, or ObservationError saying why there is none.
 
         latest_joint_state: pair the frames with the newest joint state instead of the nearest one (lockstep:
         the observation of the step the simulator waits on, whose frames may still be on their way)."""
-        self.check_fresh(now_s, use_receipt_time=use_receipt_time)
+        self.check_fresh(now_s, use_receipt_time=use_receipt_time, stale_after_s=stale_after_s)
         image_stamps = {cam: self._frames[cam].stamp_s for cam in self.cameras}
         target = float(np.mean(list(image_stamps.values())))
         stamps = list(self._joint_stamps)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from .policy_backend import ChunkResult, InferenceRequest
 
 R = RunPolicy.Result
 CLOCK_MODES = ("realtime", "lockstep")
+LOCKSTEP_FRAME_WAIT_S = 1.0  # lockstep: how long to wait for a step's frames before holding one step
+LOCKSTEP_HOLDS_FOR_FRAMES = 3  # ... and how many such holds before the cameras count as stale
 
 
 def stamp_seconds(stamp) -> float:
@@ -102,7 +105,7 @@ class PolicyNode(Node):
         self.blend_steps = self._param("blend_steps", 0, "ticks to cross-fade old -> new chunk", minimum=0)
         coeff = self._param("temporal_ensemble_coeff", -1.0, "ACT temporal ensembling coefficient; < 0 = off")
         self.ensemble_coeff = coeff if coeff >= 0 else None
-        self.lead_margin_ticks = self._param("lead_margin_ticks", 1, "extra prefetch lead (ticks)", minimum=0)
+        self.lead_margin_ticks = self._param("lead_margin_ticks", 2, "extra prefetch lead (ticks)", minimum=0)
         self.default_candidates = self._param("num_candidates", 8, "planning proposals per chunk", minimum=1)
         self.default_max_steps = self._param("default_max_steps", 1000, "steps when the goal and task give none",
                                              minimum=1)
@@ -406,6 +409,7 @@ class PolicyNode(Node):
         not_ready_since = None
         answered_stamp = -math.inf
         chunk_first_tick: dict[int, float] = {}  # chunk index -> observation stamp, until its first command
+        held_for_frames, hold_tick = 0, False
         tick = 0
         while True:
             # ---- wait for the tick ----
@@ -433,7 +437,8 @@ class PolicyNode(Node):
             with self.sensor_lock:
                 try:
                     if lockstep:
-                        self.assembler.check_fresh(time.monotonic(), use_receipt_time=True)
+                        self.assembler.check_fresh(time.monotonic(), use_receipt_time=True,
+                                                   stale_after_s=self.lockstep_timeout_s)
                     else:
                         self.assembler.check_fresh(now_stamp)
                 except ObservationError as exc:
@@ -447,14 +452,23 @@ class PolicyNode(Node):
                 with self.sensor_lock:
                     try:
                         obs = self.assembler.snapshot(time.monotonic() if lockstep else now_stamp,
-                                                      use_receipt_time=lockstep, latest_joint_state=lockstep)
+                                                      use_receipt_time=lockstep, latest_joint_state=lockstep,
+                                                      stale_after_s=self.lockstep_timeout_s if lockstep else None)
                     except ObservationError as exc:
                         obs, waited = None, exc
                 if obs is None:
                     if lockstep:  # the frames of this step are still on their way: the sim waits for us
-                        if not self._wait_lockstep_images(run):
+                        if self._wait_lockstep_images(run, LOCKSTEP_FRAME_WAIT_S):
+                            continue
+                        if held_for_frames >= LOCKSTEP_HOLDS_FOR_FRAMES:
                             return self._end(run, R.END_STALE_SENSOR, str(waited))
-                        continue
+                        # this step's frames went out before we subscribed: hold the measured pose for one step,
+                        # so that the simulator steps and publishes a complete observation
+                        held_for_frames += 1
+                        self._publish(measured, now_stamp, lockstep)
+                        run.steps += 1
+                        hold_tick = True
+                        break
                     not_ready_since = not_ready_since if not_ready_since is not None else time.monotonic()
                     if time.monotonic() - not_ready_since > self.assembler.camera_stale_s:
                         return self._end(run, R.END_STALE_SENSOR, str(waited))
@@ -464,13 +478,16 @@ class PolicyNode(Node):
                 request = InferenceRequest(obs, run.task, None if run.seed is None else run.seed + run.chunks,
                                            run.planning, run.action_steps, run.num_candidates,
                                            self._want_predicted_images())
-                scheduler.mark_requested()
+                scheduler.mark_requested(tick)
                 self.inference_requests.put((run, request, obs_tick))
                 if lockstep:  # the simulator waits for this step's command: wait for the chunk here
-                    if not self._wait_inference(run, scheduler, chunk_first_tick, obs.stamp_s):
+                    if not self._wait_inference(run, scheduler, chunk_first_tick, tick):
                         return self._end(run, run.end_reason or R.END_INFERENCE_ERROR, run.end_detail)
                 break
-            if not lockstep and not self._collect_inference(run, scheduler, chunk_first_tick, block=False):
+            if hold_tick:
+                hold_tick = False
+                continue
+            if not lockstep and not self._collect_inference(run, scheduler, chunk_first_tick, tick, block=False):
                 return
             if run.end_reason is not None:
                 return
@@ -531,7 +548,7 @@ class PolicyNode(Node):
         return bool(self.pub_predicted) and time.monotonic() - self.last_predicted_publish_s >= \
             self.predicted_images_period_s
 
-    def _collect_inference(self, run: Run, scheduler: ChunkScheduler, firsts: dict, block: bool,
+    def _collect_inference(self, run: Run, scheduler: ChunkScheduler, firsts: dict, tick: int, block: bool,
                            timeout_s: float = 0.0) -> bool:
         """Move finished chunks of this run into the scheduler; False (and the run ended) on an error."""
         while True:
@@ -550,21 +567,19 @@ class PolicyNode(Node):
             run.value = result.value
             run.chunk_latency_ms.append(result.latency_s * 1000)
             self.last_latency_ms = result.latency_s * 1000
-            # lockstep: the simulator waited for the chunk, so no ticks elapsed during inference
-            latency_ticks_s = 0.0 if self.clock_mode == "lockstep" else result.latency_s
             chunk = Chunk(np.asarray(result.actions, dtype=np.float64), obs_tick, index, result.value,
-                          latency_ticks_s, result.value_spread)
-            scheduler.on_chunk(chunk)
+                          result.latency_s, result.value_spread)
+            scheduler.on_chunk(chunk, tick)
             firsts[index] = request.observation.stamp_s
             self._publish_live_view(result)
             if not block:
                 continue
             return True
 
-    def _wait_inference(self, run: Run, scheduler: ChunkScheduler, firsts: dict, obs_stamp: float) -> bool:
+    def _wait_inference(self, run: Run, scheduler: ChunkScheduler, firsts: dict, tick: int) -> bool:
         while run.stop_reason is None:
             before = run.chunks
-            if not self._collect_inference(run, scheduler, firsts, block=True, timeout_s=0.05):
+            if not self._collect_inference(run, scheduler, firsts, tick, block=True, timeout_s=0.05):
                 return False
             if run.chunks > before:
                 return True
@@ -586,13 +601,15 @@ class PolicyNode(Node):
                 self.new_joint_state.wait(0.02)
         return answered + self.period_s  # stop requested: let the loop see it
 
-    def _wait_lockstep_images(self, run: Run) -> bool:
-        deadline = time.monotonic() + self.lockstep_timeout_s
+    def _wait_lockstep_images(self, run: Run, timeout_s: float) -> bool:
+        """True once the frames of the newest simulator step are here (or a stop was requested)."""
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and run.stop_reason is None:
             time.sleep(0.002)
             with self.sensor_lock:
                 try:
-                    self.assembler.snapshot(time.monotonic(), use_receipt_time=True, latest_joint_state=True)
+                    self.assembler.snapshot(time.monotonic(), use_receipt_time=True, latest_joint_state=True,
+                                            stale_after_s=self.lockstep_timeout_s)
                     return True
                 except ObservationError as exc:
                     if exc.reason != "not_ready":
@@ -665,6 +682,7 @@ class PolicyNode(Node):
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = None
+    exit_code = 0
     executor = MultiThreadedExecutor(num_threads=4)
     try:
         node = PolicyNode()
@@ -672,6 +690,9 @@ def main(args: list[str] | None = None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (ValueError, FileNotFoundError) as exc:  # a bad parameter or checkpoint: say which, no traceback
+        print(f"[policy_node] error: {exc}", file=sys.stderr, flush=True)
+        exit_code = 1
     finally:
         if node is not None:
             node.close()
@@ -679,6 +700,7 @@ def main(args: list[str] | None = None) -> None:
         executor.shutdown()
         if rclpy.ok():
             rclpy.shutdown()
+    sys.exit(exit_code)
 
 
 if __name__ == "__main__":

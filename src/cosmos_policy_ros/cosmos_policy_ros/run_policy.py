@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from .client import POLICY_MODES, RunStatus, format_progress
 from .evaluation.drivers import format_record
@@ -168,6 +167,8 @@ def run(node, args: argparse.Namespace) -> int:
                                             "max_duration_s": args.max_duration,
                                             "num_candidates": args.num_candidates, "action_steps": args.action_steps},
                               episode_timeout_s=args.episode_timeout or None)
+        if use_sim and not driver.wait_until_subscribed(timeout_s=10.0):
+            node.get_logger().warning("the policy node does not subscribe to the joint state and cameras yet")
         where = f"simulator ({clock})" if use_sim else "robot (no reset service: a person resets the scene)"
         line.print(f"run_policy: {args.mode} policy on {where}, tasks {args.task_list}, {args.episodes} episodes each")
 
@@ -205,9 +206,9 @@ def run(node, args: argparse.Namespace) -> int:
     if records:
         report = build_report("policy", records, tasks=args.task_list,
                               levels_by_task={t: task_levels(t) for t in args.task_list},
-                              clock=clock, label="run_policy",
+                              clock=clock, label=f"{args.mode} policy",
                               nominal_period_ms=contract.control_period_s * 1e3)
-        print(format_summary(report), flush=True)
+        print(format_summary(report, title="run_policy"), flush=True)
         if args.report:
             print(f"report: {write_report(report, args.report)}", flush=True)
     elif exit_code == 0:

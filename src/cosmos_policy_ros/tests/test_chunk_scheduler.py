@@ -19,10 +19,10 @@ def simulate(scheduler, latency_ticks, ticks, length=50):
     targets = []
     for tick in range(ticks):
         if in_flight is not None and tick >= in_flight[0]:
-            scheduler.on_chunk(in_flight[1])
+            scheduler.on_chunk(in_flight[1], tick)
             in_flight = None
         if scheduler.should_request(tick):
-            scheduler.mark_requested()
+            scheduler.mark_requested(tick)
             in_flight = (tick + latency_ticks, ramp_chunk(tick, length, latency_s=latency_ticks * PERIOD))
         targets.append(scheduler.action_for(tick))
     return targets
@@ -30,7 +30,7 @@ def simulate(scheduler, latency_ticks, ticks, length=50):
 
 def test_late_chunk_is_aligned_to_the_current_tick():
     s = ChunkScheduler(50, PERIOD)
-    s.on_chunk(ramp_chunk(obs_tick=10))
+    s.on_chunk(ramp_chunk(obs_tick=10), 17)
     # computed from the observation of tick 10, arriving at tick 17: row 7 is the target of tick 17
     assert s.action_for(17)[0] == 17
 
@@ -54,18 +54,19 @@ def test_without_prefetch_the_arm_waits_at_every_boundary():
     assert s.stall_ticks >= 15 * 5
 
 
-def test_lead_follows_measured_latency():
-    s = ChunkScheduler(50, PERIOD, lead_margin_ticks=1)
-    assert s.lead_ticks == 1
-    s.on_chunk(ramp_chunk(0, latency_s=0.1))  # 5 ticks
-    assert s.lead_ticks == 6
-    s.action_for(0)
-    assert not s.should_request(43) and s.should_request(44)
+def test_lead_follows_the_measured_request_to_arrival_delay():
+    s = ChunkScheduler(50, PERIOD, lead_margin_ticks=1, initial_latency_s=0.05)
+    assert s.lead_ticks == 3 + 1
+    s.mark_requested(0)
+    s.on_chunk(ramp_chunk(0), tick=7)  # inference plus queueing: 7 ticks
+    assert s.lead_ticks == 8
+    s.action_for(7)
+    assert not s.should_request(41) and s.should_request(42)
 
 
 def test_late_next_chunk_keeps_running_the_current_one_past_execute_steps():
     s = ChunkScheduler(25, PERIOD, prefetch=False)
-    s.on_chunk(ramp_chunk(0))
+    s.on_chunk(ramp_chunk(0), 0)
     assert s.action_for(0)[0] == 0
     for tick in range(1, 40):  # next chunk not there: rows beyond execute_steps keep the arm moving
         assert s.action_for(tick)[0] == tick
@@ -75,18 +76,18 @@ def test_late_next_chunk_keeps_running_the_current_one_past_execute_steps():
 
 def test_hard_switch_happens_at_execute_steps():
     s = ChunkScheduler(20, PERIOD)
-    s.on_chunk(ramp_chunk(0))
+    s.on_chunk(ramp_chunk(0), 0)
     s.action_for(0)
-    s.on_chunk(ramp_chunk(15, offset=1000.0, index=1))  # arrived early, distinguishable
+    s.on_chunk(ramp_chunk(15, offset=1000.0, index=1), 16)  # arrived early, distinguishable
     assert s.action_for(19)[0] == 19
     assert s.action_for(20)[0] == 1020  # new chunk from its row 5 (tick 20 - obs tick 15)
 
 
 def test_blend_crossfades_over_the_seam():
     s = ChunkScheduler(20, PERIOD, blend_steps=3)
-    s.on_chunk(ramp_chunk(0))
+    s.on_chunk(ramp_chunk(0), 0)
     s.action_for(0)
-    s.on_chunk(ramp_chunk(15, offset=100.0, index=1))
+    s.on_chunk(ramp_chunk(15, offset=100.0, index=1), 16)
     values = [s.action_for(t)[0] for t in range(20, 25)]
     assert values[0] == pytest.approx(20 * 0.75 + 120 * 0.25)
     assert values[1] == pytest.approx(21 * 0.5 + 121 * 0.5)
@@ -96,9 +97,9 @@ def test_blend_crossfades_over_the_seam():
 
 def test_temporal_ensembling_weights_older_chunks_higher():
     s = ChunkScheduler(10, PERIOD, temporal_ensemble_coeff=0.5)
-    s.on_chunk(ramp_chunk(0))
+    s.on_chunk(ramp_chunk(0), 0)
     s.action_for(0)
-    s.on_chunk(ramp_chunk(5, offset=10.0, index=1))
+    s.on_chunk(ramp_chunk(5, offset=10.0, index=1), 6)
     w = np.exp(-0.5 * np.arange(2))
     expected = (w[0] * 12 + w[1] * 22) / w.sum()
     assert s.action_for(12)[0] == pytest.approx(expected)
@@ -106,9 +107,9 @@ def test_temporal_ensembling_weights_older_chunks_higher():
 
 def test_chunk_entirely_in_the_past_stalls():
     s = ChunkScheduler(50, PERIOD)
-    s.on_chunk(ramp_chunk(0, length=10))
+    s.on_chunk(ramp_chunk(0, length=10), 0)
     s.action_for(0)
-    s.on_chunk(ramp_chunk(1, length=10, index=1))
+    s.on_chunk(ramp_chunk(1, length=10, index=1), 30)
     assert s.action_for(30) is None
     assert s.stall_ticks == 1
 

@@ -187,6 +187,9 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
                                                 "num_candidates": args.num_candidates,
                                                 "action_steps": args.action_steps},
                                   episode_timeout_s=args.episode_timeout or None)
+            if not driver.wait_until_subscribed():
+                node.get_logger().warning("the policy node does not subscribe to the joint state and cameras yet: "
+                                          "the first episodes may fault")
         else:
             make_plan = scripted_plan(contract) if args.driver == "scripted" else replay_plan(actions)
             driver = PlanDriver(args.driver, node, contract, sim, PlanStreamer(node, contract, clock), make_plan,
@@ -195,6 +198,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
                    f"each, seeds {args.seed_start}-{args.seed_start + args.episodes - 1}")
 
         total = len(args.tasks) * args.episodes
+        t_start = time.monotonic()
         for task in args.tasks:
             for i in range(args.episodes):
                 seed = args.seed_start + i
@@ -210,7 +214,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
                 records.append(record)
                 batch = format_batch_progress(len(records), total, time.monotonic() - t_start)
                 line.print(f"{batch} {format_record(record)}")
-                if record.status in ("no_server", "reset_failed"):
+                if record.status in ("no_server", "rejected", "reset_failed"):  # the next ones would fail alike
                     exit_code = EXIT_FAILED
                     break
             if exit_code:

@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from aloha_sim.plan_streamer import PlanStreamer, ResetError, SimEpisodes, StageScoreTracker, object_poses_from_reset
@@ -59,7 +58,8 @@ def default_episode_timeout_s(steps: int, period_s: float) -> float:
 
 def _record_score(record: EpisodeRecord, score_msg, fallback: float | None) -> None:
     if score_msg is not None:
-        record.stage_score, record.stage, record.success = float(score_msg.score), score_msg.stage, bool(score_msg.success)
+        record.stage_score, record.stage = float(score_msg.score), score_msg.stage
+        record.success = bool(score_msg.success)
     elif fallback is not None:
         record.stage_score, record.success = float(fallback), fallback >= 100.0
 
@@ -91,6 +91,22 @@ class PolicyDriver:
         self.goal_options = dict(goal_options or {})
         self.episode_timeout_s = episode_timeout_s
         self.scores = sim.scores if sim is not None else StageScoreTracker(node, contract)
+
+    def wait_until_subscribed(self, timeout_s: float = 30.0, settle_s: float = 1.0) -> bool:
+        """Wait until the policy node subscribes to the joint state and a camera, then a little longer.
+
+        In lockstep the simulator publishes an episode's first observation once, on reset: a goal sent
+        before the node's subscriptions are matched would wait for images that never come.
+        """
+        from aloha_sim.plan_streamer import spin_until
+
+        c = self.contract
+        cameras = [c.camera_topic(cam) for cam in c.cameras]
+        ready = spin_until(self.node, lambda: self.node.count_subscribers(c.topic("joint_states")) > 0 and any(
+            self.node.count_subscribers(t) > 0 for t in cameras), timeout_s)
+        settle_until = time.monotonic() + settle_s
+        spin_until(self.node, lambda: time.monotonic() >= settle_until, None)
+        return ready
 
     def run_episode(self, task: str, seed: int, on_progress: Callable[[Progress, int], None] | None = None
                     ) -> EpisodeRecord:
@@ -293,7 +309,3 @@ def format_record(record: EpisodeRecord) -> str:
         if record.detail:
             end += f": {record.detail}"
     return f"{text} | {end} | {record.steps} steps, {record.wall_s:.1f} s"
-
-
-def replay_source_note(paths: Sequence[str]) -> list[str]:
-    return [str(Path(p).resolve()) for p in paths]

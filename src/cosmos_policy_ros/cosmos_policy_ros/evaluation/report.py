@@ -270,9 +270,9 @@ def format_timing(timing: Mapping[str, Any], clock: str) -> list[str]:
     return lines
 
 
-def format_summary(report: Mapping[str, Any]) -> str:
-    """The one-screen summary printed at the end of ``aloha_eval``."""
-    lines = [f"aloha_eval: {report['label']} (driver {report['driver']}, clock {report['clock']}, "
+def format_summary(report: Mapping[str, Any], title: str = "aloha_eval") -> str:
+    """The one-screen summary printed at the end of ``aloha_eval`` (and ``run_policy``)."""
+    lines = [f"{title}: {report['label']} (driver {report['driver']}, clock {report['clock']}, "
              f"seeds {seed_range(report)})"]
     header = f"{'task':16s}{'success':>16s}{'mean score':>12s}  {'stage scores':s}"
     lines.append(header)

@@ -1,0 +1,170 @@
+"""The report maths of aloha_eval: percentiles, distributions, summaries, timing, merged tables, plots."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cosmos_policy_ros.evaluation.report import (EpisodeRecord, ReportError, below_min_success, build_report,
+                                                 distribution, format_summary, load_report, merge_table,
+                                                 percentile, period_errors_ms, records_of, seed_range, stats,
+                                                 summarize_task, summarize_timing, write_report)
+
+LEVELS = [25.0, 50.0, 75.0, 100.0]
+
+
+def episode(task="transfer_cube", seed=1000, score=100.0, **kw) -> EpisodeRecord:
+    return EpisodeRecord(task=task, seed=seed, stage_score=score, success=score == 100.0, **kw)
+
+
+def test_percentile_interpolates_between_order_statistics():
+    values = [1.0, 2.0, 3.0, 4.0]
+    assert percentile(values, 50) == 2.5
+    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 4.0
+    assert percentile(list(range(101)), 99) == 99.0
+    assert percentile([5.0], 99) == 5.0
+
+
+def test_percentile_ignores_non_finite_and_is_none_when_empty():
+    assert percentile([1.0, float("nan"), 3.0, float("inf")], 50) == 2.0
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError, match="within"):
+        percentile([1.0], 101)
+
+
+def test_stats_and_period_errors():
+    s = stats([10.0, 20.0, 30.0])
+    assert s == {"n": 3, "p50": 20.0, "p99": pytest.approx(29.8), "mean": 20.0, "max": 30.0}
+    assert stats([]) == {"n": 0, "p50": None, "p99": None, "mean": None, "max": None}
+    np.testing.assert_allclose(period_errors_ms([19.0, 20.0, 23.5, float("nan")], 20.0), [1.0, 0.0, 3.5])
+
+
+def test_distribution_lists_every_stage_level_in_order():
+    assert distribution([100.0, 0.0, 100.0, 50.0], LEVELS) == {"0": 1, "25": 0, "50": 1, "75": 0, "100": 2}
+    # a score outside the task's levels gets its own key; missing scores count as "none"
+    assert distribution([30.0, None, float("nan")], [100.0]) == {"0": 0, "30": 1, "100": 0, "none": 2}
+    assert distribution([], LEVELS) == {"0": 0, "25": 0, "50": 0, "75": 0, "100": 0}
+
+
+def test_summarize_task_success_rate_mean_and_failures():
+    records = [episode(score=100.0, end_reason="max_steps"), episode(seed=1001, score=50.0, end_reason="max_steps"),
+               episode(seed=1002, score=25.0, status="fault", end_reason="stale_sensor"),
+               episode(seed=1003, score=None, status="reset_failed")]
+    s = summarize_task(records, LEVELS)
+    assert s["episodes"] == 4 and s["successes"] == 1 and s["success_rate"] == 0.25
+    assert s["mean_stage_score"] == pytest.approx((100 + 50 + 25) / 3)  # unscored episodes are left out
+    assert s["stage_score_counts"] == {"0": 0, "25": 1, "50": 1, "75": 0, "100": 1, "none": 1}
+    assert s["failed_episodes"] == 2 and s["failures"] == {"stale_sensor": 1, "reset_failed": 1}
+    assert s["end_reasons"] == {"max_steps": 2, "stale_sensor": 1, "reset_failed": 1}
+    empty = summarize_task([], LEVELS)
+    assert empty["success_rate"] is None and empty["mean_stage_score"] is None
+
+
+def test_a_low_score_is_not_a_failure():
+    s = summarize_task([episode(score=0.0, end_reason="max_steps")], LEVELS)
+    assert s["successes"] == 0 and s["failed_episodes"] == 0
+
+
+def test_timing_pools_episodes():
+    records = [episode(chunk_latency_ms=[10.0, 20.0], tick_period_ms=[20.0, 21.0], obs_to_command_ms=[5.0],
+                       stall_ticks=0),
+               episode(seed=1001, chunk_latency_ms=[30.0], tick_period_ms=[17.0], obs_to_command_ms=[7.0],
+                       stall_ticks=3)]
+    t = summarize_timing(records, 20.0)
+    assert t["chunk_latency_ms"]["p50"] == 20.0 and t["chunk_latency_ms"]["n"] == 3
+    assert t["control_period_error_ms"]["p50"] == 1.0 and t["control_period_error_ms"]["max"] == 3.0
+    assert t["obs_to_command_ms"]["p50"] == 6.0
+    assert t["stall_ticks"] == {"total": 3, "per_episode_mean": 1.5, "episodes_with_stalls": 1}
+    assert summarize_timing([episode()]) is None  # scripted / replay: no node timing
+
+
+def make_report(driver="policy", label=None, scores=(100.0, 50.0), timing=True, tasks=("transfer_cube",)):
+    records = []
+    for task in tasks:
+        for i, score in enumerate(scores):
+            kw = {}
+            if timing:
+                kw = dict(chunk_latency_ms=[60.0 + i], tick_period_ms=[20.0, 22.0], obs_to_command_ms=[8.0])
+            records.append(episode(task=task, seed=1000 + i, score=score, end_reason="max_steps", **kw))
+    return build_report(driver, records, tasks=list(tasks), levels_by_task={t: LEVELS for t in tasks},
+                        clock="lockstep", label=label)
+
+
+def test_build_report_round_trips_through_json(tmp_path):
+    report = make_report(tasks=("transfer_cube", "insertion"))
+    assert report["tasks"]["insertion"]["summary"]["success_rate"] == 0.5
+    assert report["overall"]["summary"]["episodes"] == 4
+    path = write_report(report, tmp_path / "eval" / "policy.json")
+    loaded = load_report(path)
+    assert loaded == json.loads(json.dumps(report))
+    assert [r.seed for r in records_of(loaded, "insertion")] == [1000, 1001]
+    assert records_of(loaded)[0].chunk_latency_ms == [60.0]
+
+
+def test_load_report_errors_name_the_file(tmp_path):
+    with pytest.raises(ReportError, match="missing.json: report not found"):
+        load_report(tmp_path / "missing.json")
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    with pytest.raises(ReportError, match="x.json: not an aloha_eval report"):
+        load_report(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text("{")
+    with pytest.raises(ReportError, match="y.json: not JSON"):
+        load_report(tmp_path / "y.json")
+
+
+def test_below_min_success_names_each_task():
+    report = make_report(tasks=("transfer_cube", "insertion"))
+    assert below_min_success(report, 0.5) == []
+    assert below_min_success(report, 0.6) == [
+        "transfer_cube: success 1/2 = 50% below --min-success 60%",
+        "insertion: success 1/2 = 50% below --min-success 60%"]
+
+
+def test_summary_fits_a_screen_and_shows_timing():
+    text = format_summary(make_report(tasks=("transfer_cube", "insertion")))
+    lines = text.splitlines()
+    assert len(lines) < 25 and max(map(len, lines)) <= 100
+    assert "transfer_cube" in text and "1/2 (50%)" in text and "all tasks" in text and "2/4 (50%)" in text
+    assert "0/0/1/0/1 (0/25/50/75/100)" in text
+    assert "chunk latency ms" in text and "lockstep: wall-clock periods" in text
+    assert "timing" not in format_summary(make_report(timing=False))
+
+
+def test_seed_range():
+    assert seed_range(make_report(scores=(1.0, 2.0, 3.0))) == "1000-1002"
+    assert seed_range(make_report(scores=(1.0,))) == "1000"
+
+
+def test_merge_table_puts_reports_side_by_side():
+    table = merge_table([make_report("policy"), make_report("scripted", scores=(100.0, 100.0), timing=False),
+                         make_report("replay", scores=(0.0, 25.0), timing=False)])
+    lines = table.splitlines()
+    assert lines[0] == "| task | metric | policy | scripted | replay |"
+    assert "| transfer_cube | success | 1/2 (50%) | 2/2 (100%) | 0/2 (0%) |" in lines
+    assert "|  | mean stage score | 75.0 | 100.0 | 12.5 |" in lines
+    assert "|  | stage scores 0/25/50/75/100 | 0/0/1/0/1 | 0/0/0/0/2 | 1/1/0/0/0 |" in lines
+    # timing only for reports that have it (the policy driver)
+    assert "| policy node timing | policy |" in lines
+    assert any(line.startswith("| chunk latency p50 / p99 (ms) | 60.5 / 61.0 |") for line in lines)
+
+
+def test_merge_table_disambiguates_labels_and_missing_tasks():
+    a = make_report("policy", label="tiny", tasks=("transfer_cube",))
+    b = make_report("policy", label="tiny", tasks=("insertion",))
+    table = merge_table([a, b])
+    assert "| task | metric | tiny | tiny (2) |" in table
+    assert "| transfer_cube | success | 1/2 (50%) | - |" in table
+    with pytest.raises(ReportError, match="nothing to merge"):
+        merge_table([])
+
+
+def test_plots_are_written(tmp_path):
+    from cosmos_policy_ros.evaluation.plots import plot_merged, plot_report
+
+    report = make_report(tasks=("transfer_cube", "insertion"))
+    scripted = make_report("scripted", timing=False)
+    for path in (plot_report(report, tmp_path / "policy.png"), plot_report(scripted, tmp_path / "s.png"),
+                 plot_merged([report, scripted], tmp_path / "merged.png")):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
