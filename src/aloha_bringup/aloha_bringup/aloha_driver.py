@@ -21,6 +21,7 @@ import rclpy
 from aloha_contract import ContractError, load_contract
 from aloha_contract.robot_config import load_robot_config
 from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, vector_to_joint_state
+from aloha_contract.reason_log import ReasonLog
 from aloha_contract.safety import SafetyGate
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from interbotix_xs_msgs.srv import OperatingModes, Reboot, TorqueEnable
@@ -28,7 +29,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from .interbotix_bridge import (ARM_GROUP, FOLLOWER_ARM_MODE, FOLLOWER_GRIPPER_MODE, GRIPPER_JOINT, FollowerStateError,
-                                FollowerStates, RefusalLog, arm_commands, interbotix_service)
+                                FollowerStates, arm_commands, interbotix_service)
 from .node_runner import run_node
 
 WAIT_LOG_PERIOD_S = 5.0  # how often the start-up wait says what it is still waiting for
@@ -55,8 +56,8 @@ class AlohaDriver(Node):
         self.gate = SafetyGate(c)
         self.gate_needs_reset = True  # the first command (and the first after a stale state) starts from measured
         self.states = FollowerStates(c, self.calibration)
-        self.refusals = RefusalLog(log_interval_s)
-        self.state_errors = RefusalLog(log_interval_s)  # malformed follower messages: logged like refusals, counted apart
+        self.refusals = ReasonLog(log_interval_s)
+        self.state_errors = ReasonLog(log_interval_s)  # malformed follower messages: logged like refusals, counted apart
         self.ready = False
         self.forwarded = 0
 

@@ -5,7 +5,6 @@ The real-robot driver node only wires topics to these pieces:
   target (normalised gripper -> follower gripper *joint*, index 6 of joint_states);
 - :class:`FollowerStates`: the latest follower joint_states of both arms -> the 14-D state (gripper from the
   *finger position*, index 7), the same in command space for the safety gate, and their staleness;
-- :class:`RefusalLog`: counts refused commands and decides, per reason key, when to log again.
 """
 
 from __future__ import annotations
@@ -171,35 +170,3 @@ class FollowerStates:
             pos = self._arms[arm].position
             out.extend([*pos[:n], joint_range.normalize(pos[GRIPPER_JOINT_INDEX])])
         return np.array(out, dtype=np.float64)
-
-
-@dataclass
-class RefusalLog:
-    """Counts refused commands; says when to log, at most once per `interval_s` for each reason key.
-
-    A controller gone wrong sends 50 bad commands a second: the first of each reason is logged at once,
-    repeats of the same reason once per interval with how many were suppressed meanwhile.
-    """
-
-    interval_s: float = 1.0
-    counts: dict[str, int] = field(default_factory=dict)
-    _last_log_s: dict[str, float] = field(default_factory=dict)
-    _suppressed: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def record(self, reason: str, now_s: float) -> int | None:
-        """Count one refusal; the number of earlier ones suppressed since the last line if it should be logged
-        now, else None."""
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        last = self._last_log_s.get(reason)
-        if last is not None and now_s - last < self.interval_s:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
-            return None
-        self._last_log_s[reason] = now_s
-        return self._suppressed.pop(reason, 0)
-
-    def summary(self) -> str:
-        return ", ".join(f"{reason} {count}" for reason, count in sorted(self.counts.items())) or "none"

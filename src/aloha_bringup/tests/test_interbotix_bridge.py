@@ -5,7 +5,8 @@ import pytest
 from aloha_contract import load_contract
 
 from aloha_bringup.fake_arm import FakeArm
-from aloha_bringup.interbotix_bridge import (FollowerStateError, FollowerStates, RefusalLog, arm_commands,
+from aloha_contract.reason_log import ReasonLog
+from aloha_bringup.interbotix_bridge import (FollowerStateError, FollowerStates, arm_commands,
                                              interbotix_service)
 
 
@@ -113,7 +114,7 @@ def test_gripper_round_trip_through_the_fake_arm(contract, cal):
 
 
 def test_refusals_are_logged_once_per_reason_per_interval():
-    log = RefusalLog(interval_s=1.0)
+    log = ReasonLog(interval_s=1.0)
     assert log.record("step", 0.0) == 0
     assert log.record("step", 0.5) is None
     assert log.record("invalid", 0.6) == 0  # another reason is not throttled by the first

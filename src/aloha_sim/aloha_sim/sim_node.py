@@ -29,6 +29,7 @@ import rclpy
 from aloha_contract import ContractError, load_contract
 from aloha_contract.ros import (MessageError, joint_state_to_vector, qos_profile, rgb_to_image, time_msg,
                                 vector_to_joint_state)
+from aloha_contract.reason_log import ReasonLog
 from aloha_contract.safety import SafetyGate
 from aloha_interfaces.msg import StageScore
 from aloha_interfaces.srv import ResetEpisode
@@ -61,34 +62,6 @@ class ParameterError(ValueError):
 
 class CameraFault(RuntimeError):
     """The camera render worker died: the node stops rather than publish joint states without images."""
-
-
-@dataclass
-class ReasonLog:
-    """Counts events per stable reason key; says when to log: the first of a key at once, repeats at most
-    once per `interval_s` with how many were suppressed meanwhile. Keyed on the reason, never on the text."""
-
-    interval_s: float = LOG_INTERVAL_S
-    counts: dict[str, int] = field(default_factory=dict)
-    _last_log_s: dict[str, float] = field(default_factory=dict)
-    _suppressed: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def record(self, reason: str, now_s: float, count: int = 1) -> int | None:
-        """Count; the number suppressed since the last line if a line is due now, else None."""
-        self.counts[reason] = self.counts.get(reason, 0) + count
-        last = self._last_log_s.get(reason)
-        if last is not None and now_s - last < self.interval_s:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
-            return None
-        self._last_log_s[reason] = now_s
-        return self._suppressed.pop(reason, 0)
-
-    def summary(self) -> str:
-        return ", ".join(f"{reason} {n}" for reason, n in sorted(self.counts.items())) or "none"
 
 
 class SimNode(Node):
