@@ -65,7 +65,8 @@ class ObservationAssembler:
         self._joint_stamps: deque[float] = deque(maxlen=joint_history)
         self._joint_values: deque[np.ndarray] = deque(maxlen=joint_history)
         self._joint_received_s = float("-inf")
-        self.bad_input: str | None = None  # the first refused message since the last clear()
+        # per stream, the refused message that its next good message clears: a fault while it lasts
+        self._bad: dict[str, str] = {}
 
     def clear(self) -> None:
         """Forget everything (e.g. after a simulator reset, whose clock may go back)."""
@@ -73,7 +74,7 @@ class ObservationAssembler:
         self._joint_stamps.clear()
         self._joint_values.clear()
         self._joint_received_s = float("-inf")
-        self.bad_input = None
+        self._bad.clear()
 
     # ---- inputs (called from subscription callbacks) ----
     def add_image(self, camera: str, height: int, width: int, encoding: str, data: bytes | memoryview,
@@ -83,22 +84,24 @@ class ObservationAssembler:
             return
         if encoding != self.encoding or (self.expected_hw and (height, width) != self.expected_hw):
             want = f"{self.expected_hw[0]}x{self.expected_hw[1]} " if self.expected_hw else ""
-            self.refuse(f"{camera}: got {height}x{width} {encoding}, expected {want}{self.encoding} "
-                         f"(check the camera config, or the policy node's camera_hw_check)")
+            self.refuse(camera, f"{camera}: got {height}x{width} {encoding}, expected {want}{self.encoding} "
+                                f"(check the camera config, or the policy node's camera_hw_check)")
             return
         row = width * 3 if step is None else step
         buf = np.frombuffer(data, dtype=np.uint8)
         if buf.size < row * height or row < width * 3:
-            self.refuse(f"{camera}: image data of {buf.size} bytes with step {row} is too small for "
-                         f"{height}x{width} {encoding}")
+            self.refuse(camera, f"{camera}: image data of {buf.size} bytes with step {row} is too small for "
+                                f"{height}x{width} {encoding}")
             return
         rgb = buf[: row * height].reshape(height, row)[:, : width * 3].reshape(height, width, 3)
         self._frames[camera] = _Frame(rgb, stamp_s, received_s)
+        self._bad.pop(camera, None)
 
     def add_joint_state(self, qpos: np.ndarray, stamp_s: float, received_s: float) -> None:
         qpos = np.asarray(qpos, dtype=np.float64)
         if not np.all(np.isfinite(qpos)):
-            self.refuse(f"joint_states: non-finite values at indices {np.flatnonzero(~np.isfinite(qpos)).tolist()}")
+            self.refuse("joint_states", "joint_states: non-finite values at indices "
+                                        f"{np.flatnonzero(~np.isfinite(qpos)).tolist()}")
             return
         if self._joint_stamps and stamp_s < self._joint_stamps[-1]:
             self._joint_stamps.clear()  # the clock went back (a sim reset): older history is meaningless
@@ -106,11 +109,16 @@ class ObservationAssembler:
         self._joint_stamps.append(stamp_s)
         self._joint_values.append(qpos)
         self._joint_received_s = received_s
+        self._bad.pop("joint_states", None)
 
-    def refuse(self, detail: str) -> None:
-        """Remember a refused input (the first one wins until clear()): the next check reports it."""
-        if self.bad_input is None:
-            self.bad_input = detail
+    def refuse(self, stream: str, detail: str) -> None:
+        """Remember a refused message of `stream`: checks report it until that stream's next good message."""
+        self._bad.setdefault(stream, detail)
+
+    @property
+    def bad_input(self) -> str | None:
+        """The refused input that makes the observation unusable now, if any."""
+        return next(iter(self._bad.values()), None)
 
     # ---- queries ----
     def latest_joint_state(self) -> tuple[np.ndarray, float] | None:

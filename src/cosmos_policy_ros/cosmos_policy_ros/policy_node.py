@@ -271,7 +271,7 @@ class PolicyNode(Node):
             qpos = joint_state_to_vector(msg, self.contract.joint_names)
         except MessageError as exc:
             with self.sensor_lock:
-                self.assembler.refuse(str(exc))
+                self.assembler.refuse("joint_states", str(exc))
             return
         with self.sensor_lock:
             self.assembler.add_joint_state(qpos, stamp_seconds(msg.header.stamp), time.monotonic())

@@ -111,3 +111,16 @@ def test_non_finite_joint_state_is_bad_input():
     with pytest.raises(ObservationError) as err:
         a.check_fresh(0.0)
     assert err.value.reason == "bad_input"
+
+
+def test_a_good_message_clears_its_streams_refusal():
+    a = assembler()
+    feed(a, 0.0)
+    a.add_image("cam_high", 4, 6, "bgr8", frame(0), 0.01, 0.01)
+    with pytest.raises(ObservationError):
+        a.snapshot(0.02)
+    a.add_image("cam_left_wrist", 4, 6, "rgb8", frame(0), 0.02, 0.02)  # another stream: still refused
+    with pytest.raises(ObservationError):
+        a.snapshot(0.02)
+    a.add_image("cam_high", 4, 6, "rgb8", frame(0), 0.02, 0.02)
+    assert a.snapshot(0.02).images["cam_high"].shape == (4, 6, 3)
