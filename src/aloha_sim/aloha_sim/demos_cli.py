@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from cosmos_policy.data.act_episode import Episode, write_act_episode
+from rollout_recorder.episode_file import Episode, write_act_episode
 from tqdm import tqdm
 
 from .env import AlohaSimEnv

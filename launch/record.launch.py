@@ -1,0 +1,33 @@
+"""The recorder alone: every contract topic into streamed ALOHA/ACT HDF5 episodes in out_dir.
+
+Start it next to a robot (sim.launch.py, robot.launch.py) and a policy (policy.launch.py): every RunPolicy
+goal becomes an episode. Record by hand with `ros2 param set /rollout_recorder recording true` (then false).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    args = [
+        DeclareLaunchArgument("out_dir", default_value="data/rollouts", description="episode folder"),
+        DeclareLaunchArgument("image_height", default_value="0", description="frame height (0: the contract's)"),
+        DeclareLaunchArgument("image_width", default_value="0", description="frame width (0: the contract's)"),
+        DeclareLaunchArgument("compress", default_value="false", description="JPEG frames (quality 50)"),
+        DeclareLaunchArgument("sim", default_value="false", description="episodes come from the simulator"),
+        DeclareLaunchArgument("policy_checkpoint", default_value="none",
+                              description="policy checkpoint id stored with each rollout"),
+        DeclareLaunchArgument("auto_record_policy", default_value="true",
+                              description="record every RunPolicy goal as an episode"),
+    ]
+    recorder = Node(
+        package="rollout_recorder",
+        executable="recorder_node",
+        name="rollout_recorder",
+        output="screen",
+        parameters=[{name: LaunchConfiguration(name) for name in (
+            "out_dir", "image_height", "image_width", "compress", "sim", "policy_checkpoint", "auto_record_policy")}],
+    )
+    return LaunchDescription([*args, recorder])

@@ -1,0 +1,323 @@
+"""``recorder_node``: contract topics -> streamed ALOHA/ACT HDF5 episodes, one row per control tick.
+
+Recording starts and stops by the parameter service (``recording`` true/false, e.g.
+``ros2 param set /rollout_recorder recording true``) and, with ``auto_record_policy`` (default), around
+every RunPolicy goal: the goal starting to execute starts an episode, its end finishes it, so every policy
+run becomes a rollout episode. The node only wires topics to ``sync.TickSynchronizer`` and
+``episode_file.EpisodeWriter``; one writer thread does all disk work so that callbacks never wait on it.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from action_msgs.msg import GoalStatus, GoalStatusArray
+from aloha_contract import load_contract
+from aloha_contract.ros import MessageError, image_to_rgb, joint_state_to_vector, qos_profile
+from aloha_interfaces.msg import StageScore
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_action_status_default
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32
+
+from .episode_file import DiskSpaceError, EpisodeWriter
+from .sync import TickSynchronizer, low_rate_cameras
+
+TERMINAL = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
+DEFAULT_MIN_CAMERA_RATE_FRACTION = 0.8  # of the control rate, when the contract names no threshold
+
+
+def stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class Recording:
+    """The episode being recorded: its synchroniser, counters and what the topics told about it."""
+
+    def __init__(self, sync: TickSynchronizer, source: str, goal_id: str = ""):
+        self.sync = sync
+        self.source = source  # "service" or "policy"
+        self.goal_id = goal_id
+        self.rows = 0
+        self.uncommanded = 0
+        self.first_s: float | None = None
+        self.last_s: float | None = None
+        self.stage: StageScore | None = None
+        self.values: list[float] = []
+
+
+class RecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("rollout_recorder")
+        self.contract = c = load_contract(self._param("contract", "", "contract YAML (empty: the installed one)") or None)
+        self.out_dir = Path(self._param("out_dir", "data/rollouts", "episode folder (episode_<i>.hdf5)"))
+        self.default_task = self._param("task", "", "task text when no stage score names one")
+        self.policy_checkpoint = self._param("policy_checkpoint", "", "policy checkpoint id stored with each rollout")
+        self.seed = self._param("seed", -1, "seed stored with each episode (-1: unknown)")
+        self.sim = self._param("sim", False, "episodes come from the simulator")
+        self.compress = self._param("compress", False, "store JPEG frames (quality 50) as ALOHA does")
+        self.auto_record_policy = self._param("auto_record_policy", True, "record every RunPolicy goal as an episode")
+        self.max_episode_s = self._param("max_episode_s", 120.0, "longest episode expected (sizes the disk check)")
+        self.flush_every = self._param("flush_every", 10, "rows between flushes to disk (what a crash may lose)")
+        self.reserve_bytes = int(self._param("reserve_mb", 1024, "free disk space (MB) to leave beyond an episode")) << 20
+        cams = self._param("cameras", list(c.cameras), "contract cameras to record")
+        h = self._param("image_height", 0, "frame height (0: the contract's)") or c.image_height
+        w = self._param("image_width", 0, "frame width (0: the contract's)") or c.image_width
+        self.image_shapes = {cam: (int(h), int(w)) for cam in cams}
+        recording_cfg = c.raw.get("recording", {}) or {}
+        self.min_camera_rate_hz = float(self._param(
+            "min_camera_rate_hz", float(recording_cfg.get("min_camera_rate_hz",
+                                                          DEFAULT_MIN_CAMERA_RATE_FRACTION * c.control_rate_hz)),
+            "an episode whose camera rate fell below this is flagged camera_rate_low"))
+        self.declare_parameter("recording", False, ParameterDescriptor(
+            description="set true to start an episode, false to finish it"))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.lock = threading.Lock()
+        self.recording: Recording | None = None
+        self.last_stage: StageScore | None = None
+        self.goal_status: dict[str, int] = {}
+        self.ops: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self.writer: EpisodeWriter | None = None
+        self.writer_thread = threading.Thread(target=self._write_loop, name="episode_writer", daemon=True)
+        self.writer_thread.start()
+
+        self.create_subscription(JointState, c.topic("joint_states"), self.on_joint_state, qos_profile(c, "joint_states"))
+        # the contract's depth 1 keeps drivers from acting on stale commands; a recorder must see each one
+        command_qos = qos_profile(c, "joint_commands")
+        command_qos.depth = max(command_qos.depth, 10)
+        self.create_subscription(JointState, c.topic("joint_commands"), self.on_command, command_qos)
+        for cam in cams:
+            self.create_subscription(Image, c.camera_topic(cam), lambda msg, cam=cam: self.on_image(cam, msg),
+                                     qos_profile(c, "images"))
+        self.create_subscription(StageScore, c.topic("stage_score"), self.on_stage_score, qos_profile(c, "stage_score"))
+        self.create_subscription(Float32, c.topic("policy_value"), self.on_value, 10)
+        self.create_subscription(GoalStatusArray, c.action("run_policy") + "/_action/status", self.on_goal_status,
+                                 qos_profile_action_status_default)
+        self.get_logger().info(
+            f"recorder ready: {self.out_dir} cameras {cams} {h}x{w} at {c.control_rate_hz:.0f} Hz, "
+            f"auto-record policy runs {'on' if self.auto_record_policy else 'off'}, "
+            f"camera rate threshold {self.min_camera_rate_hz:.1f} Hz")
+
+    def _param(self, name, default, description):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    # ---- start / stop ----
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name != "recording":
+                continue
+            if p.value:
+                reason = self.start("service")
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+            else:
+                self.stop("service")
+        return SetParametersResult(successful=True)
+
+    def start(self, source: str, goal_id: str = "") -> str:
+        """Start an episode; returns why it could not ('' when started)."""
+        with self.lock:
+            if self.recording is not None:
+                return f"already recording (started by {self.recording.source})"
+            max_steps = int(self.max_episode_s * self.contract.control_rate_hz)
+            attrs = {"sim": bool(self.sim), "task": self.default_task, "task_description": self.default_task,
+                     "policy_checkpoint": self.policy_checkpoint, "seed": int(self.seed), "source": source,
+                     "goal_id": goal_id, "control_period_s": self.contract.control_period_s,
+                     "min_camera_rate_hz": self.min_camera_rate_hz}
+            try:
+                writer = EpisodeWriter(self.out_dir, self.image_shapes, attrs=attrs, compress=self.compress,
+                                       max_steps=max_steps, flush_every=self.flush_every,
+                                       reserve_bytes=self.reserve_bytes)
+            except (DiskSpaceError, OSError) as exc:
+                self.get_logger().error(f"not recording: {exc}")
+                return str(exc)
+            self.recording = Recording(TickSynchronizer(list(self.image_shapes), self.contract.control_period_s),
+                                       source, goal_id)
+            self.ops.put(("start", writer))
+        self.get_logger().info(f"recording {writer.partial_path.name} ({source}{' goal ' + goal_id if goal_id else ''})")
+        return ""
+
+    def stop(self, source: str) -> None:
+        with self.lock:
+            rec, self.recording = self.recording, None
+            if rec is None:
+                return
+            for row in rec.sync.flush():
+                self._queue_row(rec, row)
+        duration = (rec.last_s - rec.first_s + self.contract.control_period_s) if rec.first_s is not None else 0.0
+        rates = rec.sync.camera_rates_hz(duration)
+        low = low_rate_cameras(rates, self.min_camera_rate_hz) if rec.rows else []
+        attrs: dict[str, Any] = {"camera_rate_hz": [rates[c] for c in self.image_shapes], "camera_rate_low": bool(low),
+                                 "uncommanded_steps": rec.uncommanded, "duration_s": duration, "stopped_by": source}
+        stage = rec.stage
+        if stage is not None:
+            attrs.update(stage_score=float(stage.score), success=bool(stage.success),
+                         success_score=float(stage.score) / 100.0, stages_reached=list(stage.stages_reached) or [""],
+                         score_source=stage.source)
+            if stage.task:
+                attrs["task"] = stage.task
+        if rec.values:
+            attrs["final_value"] = float(rec.values[-1])
+        self.ops.put(("finish", (attrs, rec.rows, rates, low)))
+
+    # ---- topics ----
+    def on_joint_state(self, msg: JointState) -> None:
+        names = self.contract.joint_names
+        try:
+            qpos = joint_state_to_vector(msg, names)
+        except MessageError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
+            return
+        qvel = np.asarray(msg.velocity, np.float32) if len(msg.velocity) == len(names) else None
+        effort = np.asarray(msg.effort, np.float32) if len(msg.effort) == len(names) else None
+        with self.lock:
+            rec = self.recording
+            if rec is not None:
+                for row in rec.sync.add_state(stamp_s(msg.header.stamp), qpos, qvel, effort):
+                    self._queue_row(rec, row)
+
+    def on_command(self, msg: JointState) -> None:
+        try:
+            action = joint_state_to_vector(msg, self.contract.joint_names, "joint_commands")
+        except MessageError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
+            return
+        with self.lock:
+            rec = self.recording
+            if rec is not None:
+                for row in rec.sync.add_command(stamp_s(msg.header.stamp), action):
+                    self._queue_row(rec, row)
+
+    def on_image(self, cam: str, msg: Image) -> None:
+        try:
+            rgb = image_to_rgb(msg, cam, self.image_shapes[cam])
+        except MessageError as exc:
+            self.get_logger().warning(f"{exc} (frame recorded as dropped)", throttle_duration_sec=1.0)
+            return
+        with self.lock:
+            rec = self.recording
+            if rec is not None:
+                for row in rec.sync.add_frame(cam, stamp_s(msg.header.stamp), rgb):
+                    self._queue_row(rec, row)
+
+    def on_stage_score(self, msg: StageScore) -> None:
+        with self.lock:
+            self.last_stage = msg
+            if self.recording is not None:
+                self.recording.stage = msg
+                self.ops.put(("stage", int(round(msg.score))))
+
+    def on_value(self, msg: Float32) -> None:
+        with self.lock:
+            if self.recording is not None:
+                self.recording.values.append(float(msg.data))
+                self.ops.put(("value", float(msg.data)))
+
+    def on_goal_status(self, msg: GoalStatusArray) -> None:
+        if not self.auto_record_policy:
+            return
+        for status in msg.status_list:
+            goal_id = bytes(status.goal_info.goal_id.uuid).hex()
+            previous = self.goal_status.get(goal_id)
+            self.goal_status[goal_id] = status.status
+            if previous == status.status:
+                continue
+            if status.status == GoalStatus.STATUS_EXECUTING:
+                rec = self.recording
+                if rec is not None and rec.source == "policy":
+                    self.stop("preempted by a new goal")
+                self.start("policy", goal_id)
+            elif status.status in TERMINAL:
+                rec = self.recording
+                if rec is not None and rec.source == "policy" and rec.goal_id == goal_id:
+                    self.stop(f"goal {'succeeded' if status.status == GoalStatus.STATUS_SUCCEEDED else 'ended'}")
+
+    def _queue_row(self, rec: Recording, row) -> None:
+        rec.rows += 1
+        rec.uncommanded += not row.commanded
+        rec.first_s = row.stamp_s if rec.first_s is None else rec.first_s
+        rec.last_s = row.stamp_s
+        self.ops.put(("row", row))
+
+    # ---- disk (writer thread only) ----
+    def _write_loop(self) -> None:
+        while True:
+            op = self.ops.get()
+            if op is None:
+                return
+            kind, arg = op
+            try:
+                self._write(kind, arg)
+            except Exception as exc:  # noqa: BLE001 - a disk error must not kill the node; say what failed
+                self.get_logger().error(f"episode writer: {kind} failed: {exc}")
+
+    def _write(self, kind: str, arg: Any) -> None:
+        if kind == "start":
+            self.writer = arg
+            return
+        w = self.writer
+        if w is None:
+            return
+        if kind == "row":
+            w.append(arg.qpos, arg.action, arg.images, qvel=arg.qvel, effort=arg.effort,
+                     stamp_ns=int(round(arg.stamp_s * 1e9)))
+        elif kind == "stage":
+            w.add_stage(w.num_steps, arg)
+        elif kind == "value":
+            w.add_chunk_value(w.num_steps, arg)
+        elif kind == "finish":
+            attrs, rows, rates, low = arg
+            t0 = time.perf_counter()
+            path = w.finish(attrs)
+            self.writer = None
+            rate_text = ", ".join(f"{cam} {rates[cam]:.1f} Hz ({w.dropped[cam]} dropped)" for cam in w.cameras)
+            self.get_logger().info(f"{path.name}: {rows} steps, {rate_text}; finalised in "
+                                   f"{(time.perf_counter() - t0) * 1000:.0f} ms"
+                                   + (f"; CAMERA RATE LOW: {low} below {self.min_camera_rate_hz:.1f} Hz" if low else ""))
+        elif kind == "close":
+            w.close_partial()
+            self.writer = None
+
+    def close(self) -> None:
+        """Shutdown: an episode in progress is finished (stopped_by=shutdown), the writer thread drained."""
+        self.stop("shutdown")
+        self.ops.put(None)
+        self.writer_thread.join(timeout=30.0)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    exit_code = 0
+    executor = SingleThreadedExecutor()
+    try:
+        node = RecorderNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"[rollout_recorder] error: {exc}", file=sys.stderr, flush=True)
+        exit_code = 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        executor.shutdown()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()
