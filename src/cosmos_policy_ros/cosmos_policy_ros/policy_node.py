@@ -13,6 +13,7 @@ inference error stops commanding motion (the last safe target holds) and aborts 
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import sys
@@ -35,7 +36,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension
+from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, String
 
 from .chunk_scheduler import Chunk, ChunkScheduler
 from .observation import ObservationAssembler, ObservationError
@@ -158,6 +159,8 @@ class PolicyNode(Node):
         self.pub_predicted = {cam: self.create_publisher(Image, c.topic("policy_predicted_image", camera=cam), 2)
                               for cam in self.backend.cameras} if self.publish_predicted_images else {}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, c.topic("diagnostics"), 10)
+        # what each goal runs, for the recorder's rollout attributes (the goal request is not on any topic)
+        self.pub_run = self.create_publisher(String, c.topic("policy_run"), qos_profile(c, "policy_run"))
         self.last_predicted_publish_s = -math.inf
 
         self.new_joint_state = threading.Condition()
@@ -206,6 +209,7 @@ class PolicyNode(Node):
         hw_check = self._param("camera_hw_check", "strict", "strict: frames must have the training size; "
                                "resize: any size", choices=("strict", "resize"))
         vae_base_dir = self._param("vae_base_dir", "", "diffusers base folder for the checkpoint's VAE on this machine")
+        self.checkpoint_id = f"fake_policy:{fake}" if fake else checkpoint
         if fake:
             from .fake_policies import make_fake_policy
             self.get_logger().warning(f"fake_policy:={fake}: a test double, not a policy")
@@ -320,6 +324,9 @@ class PolicyNode(Node):
             self.counters["goals"] += 1
         if goal_handle.is_cancel_requested:
             run.request_stop(R.END_CANCELED, "cancelled by the client")
+        self.pub_run.publish(String(data=json.dumps({
+            "goal_id": run.goal_id, "task": run.task, "seed": goal.seed, "checkpoint": self.checkpoint_id,
+            "mode": "planning" if run.planning else "direct", "max_steps": run.max_steps})))
         self.runs.put(run)
         while not run.done.wait(0.02):
             self._forward_feedback(goal_handle, run)

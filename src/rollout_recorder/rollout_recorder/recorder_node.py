@@ -9,6 +9,7 @@ run becomes a rollout episode. The node only wires topics to ``sync.TickSynchron
 
 from __future__ import annotations
 
+import json
 import queue
 import sys
 import threading
@@ -27,7 +28,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32
+from std_msgs.msg import Float32, String
 
 from .episode_file import DiskSpaceError, EpisodeWriter
 from .sync import TickSynchronizer, low_rate_cameras
@@ -101,6 +102,8 @@ class RecorderNode(Node):
                                      qos_profile(c, "images"))
         self.create_subscription(StageScore, c.topic("stage_score"), self.on_stage_score, qos_profile(c, "stage_score"))
         self.create_subscription(Float32, c.topic("policy_value"), self.on_value, 10)
+        self.policy_runs: dict[str, dict] = {}  # goal id -> what the policy node says the goal runs
+        self.create_subscription(String, c.topic("policy_run"), self.on_policy_run, qos_profile(c, "policy_run"))
         self.create_subscription(GoalStatusArray, c.action("run_policy") + "/_action/status", self.on_goal_status,
                                  qos_profile_action_status_default)
         self.get_logger().info(
@@ -168,6 +171,10 @@ class RecorderNode(Node):
                 attrs["task"] = stage.task
         if rec.values:
             attrs["final_value"] = float(rec.values[-1])
+        run = self.policy_runs.get(rec.goal_id) if rec.goal_id else None
+        if run is not None:  # the goal's own task text, seed and checkpoint beat the node's defaults
+            attrs.update(task_description=str(run.get("task", "")), seed=int(run.get("seed", -1)),
+                         policy_checkpoint=str(run.get("checkpoint", "")), policy_mode=str(run.get("mode", "")))
         self.ops.put(("finish", (attrs, rec.rows, rates, low)))
 
     # ---- topics ----
@@ -222,6 +229,13 @@ class RecorderNode(Node):
             if self.recording is not None:
                 self.recording.values.append(float(msg.data))
                 self.ops.put(("value", float(msg.data)))
+
+    def on_policy_run(self, msg: String) -> None:
+        try:
+            run = json.loads(msg.data)
+            self.policy_runs[str(run["goal_id"])] = run
+        except (ValueError, KeyError, TypeError) as exc:
+            self.get_logger().warning(f"{self.contract.topic('policy_run')}: unreadable message ({exc})")
 
     def on_goal_status(self, msg: GoalStatusArray) -> None:
         if not self.auto_record_policy:
