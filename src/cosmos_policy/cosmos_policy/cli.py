@@ -12,6 +12,8 @@ import numpy as np
 
 log = logging.getLogger("cosmos_policy")
 
+NETWORK_PRESETS = ["tiny", "small", "2b"]
+
 
 def _objective_mix(text: str) -> tuple[float, float, float]:
     parts = [float(p) for p in text.split(",")]
@@ -29,7 +31,9 @@ def _add_train(sub) -> None:
     p.add_argument("--rollouts", type=Path, action="append", default=[],
                    help="folder of rollout episodes (attrs success, success_score, task_description); repeatable")
     p.add_argument("--layout", default="aloha", help="layout name (aloha, libero, robocasa) or a layout .yaml")
-    p.add_argument("--network", default="2b", choices=["tiny", "2b"], help="network preset")
+    p.add_argument("--network", default="2b", choices=NETWORK_PRESETS,
+                   help="network preset: 2b (the real model, GPU), small (CPU-trainable, the default ALOHA sim "
+                        "checkpoint), tiny (tests)")
     p.add_argument("--base-dir", type=Path, help="local diffusers folder (transformer/ + vae/) with the base weights")
     p.add_argument("--init-checkpoint", type=Path,
                    help="start from this checkpoint (weights, statistics, text embeddings): the planning fine-tune")
@@ -41,26 +45,52 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--warmup-steps", type=int, default=2000)
-    p.add_argument("--decay", default="cosine", choices=["cosine", "linear", "none"])
-    p.add_argument("--final-lr-ratio", type=float, default=0.1)
+    p.add_argument("--decay", default="release", choices=["release", "cosine", "linear", "none"],
+                   help="release: warm-up, factor 1.0 -> 0.3 linearly over the first --lr-cycle-steps, then 0.06")
+    p.add_argument("--lr-cycle-steps", type=int, default=20_000,
+                   help="release schedule: length of the first cycle, warm-up included (ALOHA base: 20000)")
+    p.add_argument("--final-lr-ratio", type=float, default=0.1, help="cosine / linear decay: final factor")
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on GPU, fp32 on CPU")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--distributed", default="ddp", choices=["ddp", "fsdp"], help="under torchrun with WORLD_SIZE > 1")
-    p.add_argument("--objective-mix", type=_objective_mix, default=(0.5, 0.25, 0.25),
-                   help="policy,world_model,value sampling weights")
+    p.add_argument("--objective-mix", type=_objective_mix, default=None,
+                   help="policy,world_model,value weights of an older per-item draw; default: the release mix "
+                        "(demo with --demo-sampling-prob -> policy, else a rollout -> world model / value)")
     p.add_argument("--demo-sampling-prob", type=float,
-                   help="with --rollouts: probability of drawing a demo step (paper's planning fine-tune: 0.1)")
+                   help="probability of drawing a demo (policy objective); otherwise a rollout (the demos when "
+                        "there are no --rollouts) trains world model or value. Default 0.5 (base run); the "
+                        "release's planning fine-tune: 0.1")
+    p.add_argument("--world-model-prob", type=float, default=0.5,
+                   help="rollout samples: probability of the world-model objective (else value)")
     p.add_argument("--stats", type=Path, help="dataset_statistics.json to use instead of computing it from --data")
     p.add_argument("--text-embeddings", type=Path, help="text embedding cache (.safetensors) to start from")
     p.add_argument("--t5-dir", type=Path, help="local T5 encoder folder for tasks without a cached embedding")
     p.add_argument("--task", help="task text for episodes without a task_description attr (default: folder name)")
     p.add_argument("--skip-bad-episodes", action="store_true", help="log and skip unreadable episode files")
-    p.add_argument("--no-augment", action="store_true", help="centre crop instead of random crops")
-    p.add_argument("--cache-latents", action="store_true", help="encode each sample once (needs --no-augment)")
-    p.add_argument("--save-every", type=int, default=1000)
+    p.add_argument("--no-augment", action="store_true", help="centre crop instead of random crop + jitter")
+    p.add_argument("--augment", default="stronger", choices=["stronger", "weaker"],
+                   help="stronger (release ALOHA runs): 90%% crop, rotation +-5 deg, brightness 0.7-1.3, "
+                        "contrast 0.6-1.4, saturation 0.5-1.5, hue +-0.05; weaker: no rotation, 0.8-1.2")
+    p.add_argument("--cache-latents", action="store_true",
+                   help="encode each (sample, augmentation version) once with the frozen VAE and keep it in memory")
+    p.add_argument("--latent-versions", type=int, default=1,
+                   help="with --cache-latents and augmentation: fixed augmented versions per sample")
+    p.add_argument("--latent-cache-dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--sample-stride", type=int, default=1,
+                   help="train on every Nth step of each episode (1: all; the action chunks keep every step). "
+                        "Fewer distinct samples for the VAE to encode on CPU; a fidelity cost, see train.py")
+    p.add_argument("--time-limit-min", type=float, default=0.0,
+                   help="stop and save after this many minutes of training (0: off); --resume continues")
+    p.add_argument("--save-every", type=int, default=1000, help="save every N steps (0: off)")
+    p.add_argument("--save-every-s", type=float, default=300.0,
+                   help="also save when this many seconds passed since the last save (0: off)")
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--no-progress", action="store_true", help="log lines every --log-every steps instead of a bar")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads of the main process (0: torch's default). On a shared 2-core CPU use 1 "
+                        "with --num-workers 1: oversubscribed OpenMP threads spin and run ~25x slower")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -193,10 +223,14 @@ def cmd_train(args) -> int:
     context = init_distributed(args.device)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
                          weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup_steps=args.warmup_steps,
-                         decay=args.decay, final_lr_ratio=args.final_lr_ratio, precision=args.precision,
+                         decay=args.decay, final_lr_ratio=args.final_lr_ratio, lr_cycle_steps=args.lr_cycle_steps,
+                         precision=args.precision,
                          activation_checkpointing=args.activation_checkpointing, distributed=args.distributed,
-                         save_every=args.save_every, log_every=args.log_every, seed=args.seed,
-                         num_workers=args.num_workers, cache_latents=args.cache_latents)
+                         save_every=args.save_every, save_every_s=args.save_every_s, log_every=args.log_every,
+                         seed=args.seed, num_workers=args.num_workers, threads=args.threads,
+                         cache_latents=args.cache_latents, latent_versions=args.latent_versions,
+                         latent_cache_dtype=args.latent_cache_dtype, progress=not args.no_progress,
+                         time_limit_s=args.time_limit_min * 60.0)
     torch.manual_seed(args.seed)
     sampler_config = SamplerConfig()
     text_cache = TextEmbeddingCache(source="empty")
@@ -236,13 +270,15 @@ def cmd_train(args) -> int:
         text_cache.update(TextEmbeddingCache.load(args.text_embeddings))
     missing = sorted({e.task for e in demos + rollouts} - set(text_cache.texts))
     if missing:
-        if args.t5_dir is None and network.preset != "tiny":
+        if args.t5_dir is None and network.preset not in ("tiny", "small"):
             raise SystemExit(f"tasks without a text embedding: {missing}; pass --t5-dir LOCAL_T5_DIR or "
                              f"--text-embeddings FILE (the hash fallback is only for --network tiny)")
         text_cache.update(build_text_cache(missing, network.text_embed_dim, t5_dir=args.t5_dir,
                                            max_length=network.text_max_tokens))
     dataset = EpisodeDataset(demos, spec, stats, text_cache, rollouts=rollouts, objective_probs=args.objective_mix,
-                             demo_sampling_prob=args.demo_sampling_prob, augment=not args.no_augment, seed=args.seed)
+                             demo_sampling_prob=args.demo_sampling_prob, augment=not args.no_augment, seed=args.seed,
+                             world_model_prob=args.world_model_prob, augment_variant=args.augment,
+                             sample_stride=args.sample_stride)
     recorded_hw = camera_frame_hw(dataset)
     if layout.camera_hw is not None and tuple(layout.camera_hw) != recorded_hw:
         # the checkpoint insists on the resolution it was trained on, so a deployment camera

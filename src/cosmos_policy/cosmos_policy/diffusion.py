@@ -157,14 +157,17 @@ class CosmosPolicyModel(nn.Module):
         generator: torch.Generator | None = None,
         *,
         latents: torch.Tensor | None = None,
+        reduction: str = "all_elements",
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """(loss, metrics): MSE on x0 over non-clean frames, weight (1 + sigma)^2 / sigma^2, times 10.
+        """(loss, metrics): weighted x0 squared error averaged over all latent elements, times 10 (release).
 
         `latents`: precomputed clean latents x0 (B, 16, T, h, w) of this batch, as `encode_batch` returns
         them (e.g. cached: the VAE is frozen); the batch's images are then not encoded. Without it the
-        batch is encoded here. Each sample's squared error is averaged over its own target frames (so
-        policy, world-model and value samples weigh the same whatever their number of targets), then
-        over the batch.
+        batch is encoded here. Reduction as the release: the squared error of every target (non-clean)
+        element, weighted by (1 + sigma)^2 / sigma^2 of its sample, averaged over ALL B x C x T x H x W
+        elements, clean frames counting 0; so a policy sample (6 target frames of 11 on ALOHA) weighs
+        more than a value sample (1 frame). `reduction="per_sample"` gives the older per-sample mean over
+        its own target frames, then the batch mean.
         """
         device = self.device
         x0 = self.encode_batch(batch) if latents is None else latents.to(device)
@@ -181,9 +184,14 @@ class CosmosPolicyModel(nn.Module):
         text = mask_text(batch["text_embeddings"].to(device), text_mask)
         pred = self.denoise(xt, sigma, x0, clean, text)
         target = (~clean).float()
-        se_frame = ((pred - x0) ** 2).mean(dim=(1, 3, 4))
-        per_sample = (se_frame * target).sum(dim=1) / target.sum(dim=1).clamp(min=1.0)
-        loss = LOSS_SCALE * (loss_weight(sigma) * per_sample).mean()
+        se_frame = ((pred - x0) ** 2).mean(dim=(1, 3, 4))  # (B, T): every frame has C x h x w elements
+        if reduction == "all_elements":
+            loss = LOSS_SCALE * (loss_weight(sigma)[:, None] * se_frame * target).mean()
+        elif reduction == "per_sample":
+            per_sample = (se_frame * target).sum(dim=1) / target.sum(dim=1).clamp(min=1.0)
+            loss = LOSS_SCALE * (loss_weight(sigma) * per_sample).mean()
+        else:
+            raise ValueError(f"reduction={reduction!r}: expected 'all_elements' or 'per_sample'")
         return loss, self._metrics(pred.detach(), x0, clean, batch)
 
     @torch.no_grad()

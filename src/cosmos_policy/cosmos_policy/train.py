@@ -1,11 +1,24 @@
-"""Single-stage training: the objective mix over one network, AdamW, warm-up + cosine decay, checkpoints.
+"""Single-stage training: the objective mix over one network, AdamW, the release's LR schedule, checkpoints.
 
 One trainer serves both the base run (demos) and the planning fine-tune (start from a checkpoint, demos
 + rollouts with a demo sampling probability): only the data arguments differ.
 
 - Optimiser: AdamW lr 1e-4, weight decay 0.1, betas (0.9, 0.99), gradient clipping at norm 1.0.
-- Learning rate: linear warm-up from 0 over `warmup_steps`, then cosine decay to `final_lr_ratio` x lr at
-  the last step (`decay="linear"` for a straight line, `"none"` for constant).
+- Learning rate (`decay="release"`, default, as the release's scheduler): linear warm-up from 0 over
+  `warmup_steps`, then the factor falls linearly from 1.0 to `cycle_final_ratio` (0.3) at the end of the
+  first cycle of `lr_cycle_steps` steps (warm-up included; ALOHA base: 20k), then stays at
+  `after_cycle_ratio` (0.06) for the rest of training. Options: `"cosine"` / `"linear"` decay to
+  `final_lr_ratio` x lr at the last step, `"none"` for constant.
+- Frozen-VAE latents (`cache_latents`): each sample's clean latents are encoded once per augmentation
+  version (`latent_versions` draws per sample, each a fixed function of (seed, sample, version)) and
+  kept in memory (`latent_cache_dtype`, float16 by default: 22 KiB per sample at 64 px). On CPU the
+  VAE runs inside the data items, so with `num_workers` >= 1 a worker process encodes while the main
+  process trains; a shared flag array tells the workers which samples need no encoding (their frames
+  are then not even read). A latent is rounded to the cache dtype before its first use, so cached and
+  freshly encoded latents are the same and a resumed run repeats the uninterrupted one (up to the last
+  float bits of a VAE output computed in another batch composition, which the float16 rounding hides).
+  Fidelity cost: the release draws a new augmentation every time a sample is seen; here a sample has
+  `latent_versions` fixed augmentations (the objective, the noise and sigma are still drawn anew).
 - Precision: bf16 autocast on CUDA by default; fp32 on CPU, where bf16 autocast works but is no faster
   (tiny model: 262 vs 281 ms/step, within noise, benchmarks/train_throughput.py) and less precise.
 - Multi-process: run the same command under torchrun; WORLD_SIZE > 1 starts DDP (NCCL on GPU, gloo on
@@ -13,7 +26,8 @@ One trainer serves both the base run (demos) and the planning fine-tune (start f
 - Determinism: the samples of step s and the noise of its loss are drawn from generators seeded by
   (seed, s, rank), so a resumed run repeats an uninterrupted one exactly given the saved weights and
   optimiser state.
-- Checkpoints: checkpoint.py's directory (weights, config, statistics, text embeddings) plus
+- Checkpoints every `save_every` steps and/or every `save_every_s` seconds (default 5 min, so an
+  interrupted CPU run loses little), and at the end: checkpoint.py's directory (weights, config, statistics, text embeddings) plus
   `trainer_state.safetensors` (optimiser tensors, RNG states) and `trainer_state.json` (step, optimiser
   hyper-parameters, scheduler, train config). Never pickle.
 """
@@ -47,6 +61,7 @@ from .config import SamplerConfig
 from .data.datasets import EpisodeDataset, describe
 from .data.text import TextEmbeddingCache
 from .diffusion import CosmosPolicyModel
+from .latent_sequence import inject_vectors
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +82,33 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     warmup_steps: int = 2000
-    decay: str = "cosine"
-    final_lr_ratio: float = 0.1
+    decay: str = "release"
+    final_lr_ratio: float = 0.1  # cosine / linear decay only
+    lr_cycle_steps: int = 20_000  # release schedule: length of the first cycle (warm-up included)
+    cycle_final_ratio: float = 0.3
+    after_cycle_ratio: float = 0.06
     precision: str = "auto"
     activation_checkpointing: bool = False
     distributed: str = "ddp"
     save_every: int = 1000
+    save_every_s: float = 0.0  # also save when this many seconds passed since the last save (0: off)
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    threads: int = 0  # torch intra-op threads of the main process (0: leave torch's default)
     cache_latents: bool = False
+    latent_versions: int = 1  # augmented versions cached per sample (augmentation on)
+    latent_cache_dtype: str = "float16"
     progress: bool = True
+    time_limit_s: float = 0.0  # stop (and save) after the step that passes this wall time (0: off)
 
     def __post_init__(self) -> None:
-        if self.decay not in ("cosine", "linear", "none"):
-            raise ValueError(f"decay={self.decay!r}: expected 'cosine', 'linear' or 'none'")
+        if self.decay not in ("release", "cosine", "linear", "none"):
+            raise ValueError(f"decay={self.decay!r}: expected 'release', 'cosine', 'linear' or 'none'")
+        if self.latent_cache_dtype not in ("float16", "bfloat16", "float32"):
+            raise ValueError(f"latent_cache_dtype={self.latent_cache_dtype!r}: expected float16, bfloat16 or float32")
+        if self.latent_versions < 1:
+            raise ValueError(f"latent_versions={self.latent_versions}: expected >= 1")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: expected 'auto', 'fp32' or 'bf16'")
         if self.distributed not in ("ddp", "fsdp"):
@@ -101,6 +128,12 @@ def lr_factor(step: int, config: TrainConfig) -> float:
         return (step + 1) / config.warmup_steps
     if config.decay == "none":
         return 1.0
+    if config.decay == "release":
+        if step >= config.lr_cycle_steps:
+            return config.after_cycle_ratio
+        span = max(1, config.lr_cycle_steps - config.warmup_steps)
+        progress = (step - config.warmup_steps) / span
+        return 1.0 - (1.0 - config.cycle_final_ratio) * progress
     span = max(1, config.steps - config.warmup_steps - 1)
     progress = min(1.0, max(0.0, (step - config.warmup_steps) / span))
     floor = config.final_lr_ratio
@@ -182,30 +215,78 @@ class _LossModule(nn.Module):
         return self.model.training_loss(batch, generator=generator, latents=latents)
 
 
-class LatentCache:
-    """Clean latents per sample key: the VAE is frozen, so without augmentation they never change.
+class ItemEncoder:
+    """Clean latents (16, T, h, w) of dataset items, encoded where the items are built (a DataLoader worker).
 
-    Kept on the training device for every distinct sample (16 x T x h x w floats each): for small datasets.
+    Set as `dataset.encoder` on CPU; the dataset's batched fetch encodes a batch's un-cached items in one
+    VAE call (a sample's latent may then differ from its alone-encoded latent in the last float bits,
+    which the cache's float16 rounding removes in practice).
     """
 
     def __init__(self, model: CosmosPolicyModel):
-        self.encode = model.encode_batch
+        self.model = model
+        network, layout = model.network_config, model.layout
+        side = network.latent_size
+        self.latent_shape = (network.latent_channels, layout.num_latent_frames, side, side)
+
+    KEYS = ("images", "future_images", "proprio", "actions", "future_proprio", "value")
+
+    def __call__(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encode_items([item])[0]
+
+    def encode_items(self, items: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Latents (N, 16, T, h, w) of N items in one VAE call."""
+        with torch.no_grad():
+            return self.model.encode_batch({k: torch.stack([item[k] for item in items]) for k in self.KEYS})
+
+
+class LatentCache:
+    """Clean latents per sample key (sample x augmentation version): the VAE is frozen.
+
+    Kept in host memory in `dtype` (float16: 16 x 11 x 8 x 8 x 2 bytes = 22 KiB per sample at 64 px);
+    `flags` (shared memory) marks the keys held, so DataLoader workers skip them. Injected vectors are
+    written again in float32 from the batch on every use, so actions / proprio / values stay exact.
+    """
+
+    def __init__(self, model: CosmosPolicyModel, num_keys: int, dtype: torch.dtype = torch.float16):
+        self.model = model
+        self.dtype = dtype
         self.store: dict[int, torch.Tensor] = {}
+        self.flags = torch.zeros(num_keys, dtype=torch.uint8).share_memory_()
+        self.encoded_here = 0
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Clean latents (B, 16, T, h, w) of the batch, encoding only samples not seen before."""
+        """Clean latents (B, 16, T, h, w) of the batch, encoding (or taking from the items) unseen samples."""
         if "sample_key" not in batch:
             raise KeyError("batch: no 'sample_key' (set dataset.return_sample_key = True to cache latents)")
         keys = [int(k) for k in batch["sample_key"]]
-        missing = [i for i, k in enumerate(keys) if k not in self.store]
+        has = batch.get("has_latents")
+        missing = [i for i, key in enumerate(keys) if key not in self.store
+                   and not (has is not None and bool(has[i]))]
         if missing:
+            if "images" not in batch:
+                raise KeyError(f"samples {[keys[i] for i in missing]}: neither cached nor encoded in the items")
             index = torch.tensor(missing)
-            sub = {k: v[index] for k, v in batch.items()}
             with torch.no_grad():
-                latents = self.encode(sub)
-            for i, latent in zip(missing, latents):
-                self.store[keys[i]] = latent.detach()
-        return torch.stack([self.store[k] for k in keys])
+                encoded = self.model.encode_batch({k: v[index.to(v.device)] for k, v in batch.items()})
+            self.encoded_here += len(missing)
+            fresh = dict(zip(missing, encoded))
+        else:
+            fresh = {}
+        rows = []
+        for i, key in enumerate(keys):
+            latent = self.store.get(key)
+            if latent is None:
+                new = fresh[i] if i in fresh else batch["latents"][i]
+                latent = new.detach().to("cpu", self.dtype)
+                self.store[key] = latent
+                self.flags[key] = 1
+            rows.append(latent)
+        device = self.model.device
+        x0 = torch.stack(rows).to(device).float()
+        return inject_vectors(self.model.layout, x0, proprio=batch["proprio"].to(device),
+                              actions=batch["actions"].to(device), future_proprio=batch["future_proprio"].to(device),
+                              value=batch["value"].to(device))
 
 
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -294,12 +375,17 @@ class Trainer:
         self.loss_history: list[float] = []
         if config.activation_checkpointing:
             model.dit.enable_gradient_checkpointing()
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         self.latent_cache: LatentCache | None = None
         if config.cache_latents:
-            if dataset.augment:
-                raise ValueError("cache_latents needs augmentation off (crops change the latents every step)")
+            versions = config.latent_versions if dataset.augment else 1
             dataset.return_sample_key = True
-            self.latent_cache = LatentCache(model)
+            dataset.latent_versions = versions
+            self.latent_cache = LatentCache(model, len(dataset) * versions, getattr(torch, config.latent_cache_dtype))
+            dataset.cached_flags = self.latent_cache.flags
+            if self.context.device.type == "cpu":
+                dataset.encoder = ItemEncoder(model)
         self.loss_module = self._wrap(_LossModule(model))
         self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, betas=config.betas,
                                            weight_decay=config.weight_decay)
@@ -349,7 +435,7 @@ class Trainer:
             "format": TRAINER_FORMAT,
             "step": self.step,
             "train_config": self.config.to_dict(),
-            "scheduler": {"kind": f"warmup+{self.config.decay}",
+            "scheduler": {"kind": f"warmup+{self.config.decay}", "lr_cycle_steps": self.config.lr_cycle_steps,
                           "lr_factor": lr_factor(max(self.step - 1, 0), self.config)},
             "optimizer": optimizer_meta,
             "rng": {"python": _jsonable(random.getstate()),
@@ -437,8 +523,18 @@ class Trainer:
         bar = tqdm(total=final, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and ctx.is_main))
         start = time.perf_counter()
+        last_save_time = start
         last_saved = None
         while self.step < final:
+            out_of_time = bool(cfg.time_limit_s) and time.perf_counter() - start >= cfg.time_limit_s
+            if ctx.world_size > 1 and cfg.time_limit_s:  # every rank stops at the same step
+                flag = torch.tensor([float(out_of_time)], device=ctx.device)
+                dist.broadcast(flag, src=0)
+                out_of_time = bool(flag.item())
+            if out_of_time:
+                log.warning("time limit %.0f s reached at step %d of %d: saving and stopping (resume with "
+                            "--resume)", cfg.time_limit_s, self.step, final)
+                break
             lr = self._set_lr()
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
@@ -467,11 +563,26 @@ class Trainer:
             window["grad_norm"].append(grad_norm)
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == final:
-                bar.set_postfix_str(_postfix(window, lr), refresh=False)
-            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < final:
+                postfix = _postfix(window, lr)
+                if self.latent_cache is not None:
+                    postfix += f" cached {len(self.latent_cache.store)}"
+                bar.set_postfix_str(postfix, refresh=False)
+                if not cfg.progress and ctx.is_main:
+                    done = self.step - first_step
+                    rate = done * cfg.batch_size * cfg.grad_accum * ctx.world_size / (time.perf_counter() - start)
+                    log.info("step %d/%d %s | %.1f samples/s", self.step, final, postfix, rate)
+            due_steps = cfg.save_every and self.step % cfg.save_every == 0
+            due_time = bool(cfg.save_every_s) and time.perf_counter() - last_save_time >= cfg.save_every_s
+            if ctx.world_size > 1 and cfg.save_every_s:  # every rank must take the same decision
+                flag = torch.tensor([float(due_time)], device=ctx.device)
+                dist.broadcast(flag, src=0)
+                due_time = bool(flag.item())
+            if (due_steps or due_time) and self.step < final:
                 last_saved = self.save()
+                last_save_time = time.perf_counter()
         bar.close()
         elapsed = time.perf_counter() - start
+        todo = self.step - first_step
         if todo > 0:
             last_saved = self.save()
         losses = {name: float(np.mean(values[-max(1, cfg.log_every):])) for name, values in window.items() if values}

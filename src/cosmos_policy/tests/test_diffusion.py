@@ -95,9 +95,13 @@ def test_loss_matches_the_formula():
     pred = (1 - t)[:, None, None, None, None] * xt - t[:, None, None, None, None] * captured["out"]
     se = ((pred - x0) ** 2).mean(dim=(1, 3, 4))
     target = ~clean
-    per_sample = (se * target).sum(1) / target.sum(1)
-    want = 10 * ((1 + sigma) ** 2 / sigma**2 * per_sample).mean()
+    # the release's reduction: weighted squared error averaged over all B x C x T x H x W elements
+    want = 10 * ((1 + sigma)[:, None] ** 2 / sigma[:, None] ** 2 * se * target).mean()
     assert torch.allclose(loss, want, rtol=1e-5)
+    per_sample = (se * target).sum(1) / target.sum(1)
+    older = 10 * ((1 + sigma) ** 2 / sigma**2 * per_sample).mean()
+    got, _ = model.training_loss(batch, torch.Generator().manual_seed(3), latents=x0, reduction="per_sample")
+    assert torch.allclose(got, older, rtol=1e-5)
 
 
 def test_clean_frames_enter_with_timestep_zero_and_condition_mask():

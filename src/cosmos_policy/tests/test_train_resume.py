@@ -21,7 +21,7 @@ LAYOUT = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
 
 
 def test_lr_schedule_warmup_then_cosine_or_linear_decay():
-    cfg = TrainConfig(steps=100, warmup_steps=10, final_lr_ratio=0.1)
+    cfg = TrainConfig(steps=100, warmup_steps=10, final_lr_ratio=0.1, decay="cosine")
     assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
     assert lr_factor(10, cfg) == pytest.approx(1.0) and lr_factor(99, cfg) == pytest.approx(0.1)
     mid = lr_factor(int(10 + 89 / 2), cfg)

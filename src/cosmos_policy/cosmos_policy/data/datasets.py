@@ -20,10 +20,17 @@ reads just the frames it needs (steps t and t + K) from its file, resizes them t
 size, then crops 90 % of the area at random and resizes back (`data.augment`). HDF5 files are opened
 lazily per process (DataLoader workers reopen their own) and at most `MAX_OPEN_FILES` stay open.
 
-Per item: the objective is drawn 50/25/25 (policy / world model / value, configurable); failed or
-partial rollouts never get the policy objective (their actions are not to be imitated), their draw is
-renormalised over world model / value. With rollouts, the pool (demos vs rollouts) is drawn first with
-`demo_sampling_prob`, then a step uniformly within the pool; without rollouts, item i is step i.
+Objective mix as the release: a demonstration is drawn with probability `demo_sampling_prob`
+(default 0.5) and always trains the policy objective; otherwise a rollout is drawn and trains the world
+model or the value function (`world_model_prob`, default 0.5, else value). Without rollouts the demos
+stand in as (successful) rollouts, which gives the base run's 50/25/25; item i is then step i of the
+demos and only the objective is drawn. With rollouts, the pool (demos vs rollouts) is drawn first, then
+a step uniformly within the pool. `objective_probs` (the older per-item draw, e.g. 0.5/0.25/0.25 for
+every episode, failed rollouts renormalised over world model / value) is kept as an option.
+
+Latent caching (`latent_versions` > 0, set by the trainer): the augmentation of an item is then a
+function of (seed, sample, version) with version = U{0..latent_versions-1}, not of the pass, so a
+frozen-VAE latent computed once per (sample, version) can be reused; `sample_key` names it.
 Future images / proprio / value are at t + K clamped to the last step; the action chunk repeats the
 last action past the end. Normalised actions and proprio are clipped to [-1, 1] (rollouts can leave
 the demos' range).
@@ -49,7 +56,8 @@ from tqdm import tqdm
 from cosmos_policy.config import LayoutConfig, NetworkConfig
 from cosmos_policy.data.act_episode import (
     EpisodeFileError, attr_value, check_act_images, open_episode_file, read_act_episode, read_act_frames, read_rows)
-from cosmos_policy.data.augment import center_crop_resize, frames_to_tensor, random_crop_resize, resize_frames, to_model_range
+from cosmos_policy.data.augment import (
+    DEFAULT_AUGMENT_VARIANT, augment_images, center_crop_resize, frames_to_tensor, resize_frames, to_model_range)
 from cosmos_policy.data.statistics import compute_statistics, normalize
 from cosmos_policy.data.text import TextEmbeddingCache
 from cosmos_policy.data.values import episode_score_fraction, value_targets
@@ -57,7 +65,9 @@ from cosmos_policy.objectives import POLICY, VALUE, WORLD_MODEL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OBJECTIVE_PROBS = (0.5, 0.25, 0.25)
+DEFAULT_OBJECTIVE_PROBS = (0.5, 0.25, 0.25)  # what the release mix gives on demos alone
+DEFAULT_DEMO_SAMPLING_PROB = 0.5
+DEFAULT_WORLD_MODEL_PROB = 0.5
 SPLIT_FOLDERS = ("train", "val", "test")
 EPISODE_SUFFIXES = (".hdf5", ".h5")
 MAX_OPEN_FILES = 64
@@ -398,23 +408,43 @@ class EpisodeDataset(Dataset):
 
     def __init__(self, demos: Sequence[LoadedEpisode], spec: SampleSpec, stats: dict,
                  text_cache: TextEmbeddingCache, rollouts: Sequence[LoadedEpisode] = (),
-                 objective_probs: Sequence[float] = DEFAULT_OBJECTIVE_PROBS,
-                 demo_sampling_prob: float | None = None, augment: bool = True, seed: int = 0):
+                 objective_probs: Sequence[float] | None = None,
+                 demo_sampling_prob: float | None = None, augment: bool = True, seed: int = 0,
+                 world_model_prob: float = DEFAULT_WORLD_MODEL_PROB,
+                 augment_variant: str = DEFAULT_AUGMENT_VARIANT, sample_stride: int = 1):
         if not demos and not rollouts:
             raise ValueError("dataset: no episodes (check --data / --rollouts)")
-        probs = np.asarray(objective_probs, dtype=np.float64)
-        if probs.shape != (3,) or np.any(probs < 0) or probs.sum() <= 0:
-            raise ValueError(f"objective_probs={list(objective_probs)}: expected 3 non-negative weights "
-                             f"(policy, world model, value)")
+        if objective_probs is None:
+            self.release_mix = True
+            probs = np.asarray(DEFAULT_OBJECTIVE_PROBS, dtype=np.float64)
+        else:
+            self.release_mix = False
+            probs = np.asarray(objective_probs, dtype=np.float64)
+            if probs.shape != (3,) or np.any(probs < 0) or probs.sum() <= 0:
+                raise ValueError(f"objective_probs={list(objective_probs)}: expected 3 non-negative weights "
+                                 f"(policy, world model, value)")
         self.objective_probs = probs / probs.sum()
+        if not 0.0 <= world_model_prob <= 1.0:
+            raise ValueError(f"world_model_prob={world_model_prob}: expected a probability in [0, 1]")
+        self.world_model_prob = float(world_model_prob)
+        if sample_stride < 1:
+            raise ValueError(f"sample_stride={sample_stride}: expected >= 1")
+        self.sample_stride = int(sample_stride)
         self.spec = spec
         self.demos = list(demos)
         self.rollouts = list(rollouts)
         self.augment = augment
+        self.augment_variant = augment_variant
         self.seed = seed
         self.epoch = 0
-        # the trainer's latent cache asks for a per-(episode, step) key in each item
+        # the trainer's latent cache asks for a per-(episode, step, version) key in each item
         self.return_sample_key = False
+        # > 0: augmentations are a function of (sample, version) so that latents can be cached
+        self.latent_versions = 0
+        # keys whose latents the trainer already holds: their items carry zero images (not read)
+        self.cached_flags = None  # uint8 tensor over keys (shared memory): 1 = the trainer holds its latents
+        # set by the trainer (CPU): encodes each item's clean latents where the item is built (a worker)
+        self.encoder = None
         self.text_cache = text_cache
         self.files = OpenFiles()
         for ep in self.demos + self.rollouts:
@@ -424,14 +454,23 @@ class EpisodeDataset(Dataset):
         if len(self.action_lo) != spec.action_dim or len(self.proprio_lo) != spec.proprio_dim:
             raise ValueError(f"statistics: actions {len(self.action_lo)}-D / proprio {len(self.proprio_lo)}-D, "
                              f"the layout needs {spec.action_dim} / {spec.proprio_dim} (stats from another dataset?)")
-        self._demo_offsets = np.cumsum([0] + [e.num_steps for e in self.demos])
-        self._rollout_offsets = np.cumsum([0] + [e.num_steps for e in self.rollouts])
-        if self.rollouts and self.demos:
-            if demo_sampling_prob is None:
+        # items are the steps t = 0, s, 2s, ... of each episode (s = sample_stride, 1: every step)
+        self._demo_offsets = np.cumsum([0] + [self._items_of(e) for e in self.demos])
+        self._rollout_offsets = np.cumsum([0] + [self._items_of(e) for e in self.rollouts])
+        if demo_sampling_prob is None:
+            if self.release_mix:
+                demo_sampling_prob = DEFAULT_DEMO_SAMPLING_PROB
+            elif self.rollouts and self.demos:  # the older mix: proportional to the number of steps
                 demo_sampling_prob = self._demo_offsets[-1] / (self._demo_offsets[-1] + self._rollout_offsets[-1])
-            if not 0.0 <= demo_sampling_prob <= 1.0:
-                raise ValueError(f"demo_sampling_prob={demo_sampling_prob}: expected a probability in [0, 1]")
-        self.demo_sampling_prob = 1.0 if not self.rollouts else (0.0 if not self.demos else float(demo_sampling_prob))
+            else:
+                demo_sampling_prob = 1.0
+        if not 0.0 <= demo_sampling_prob <= 1.0:
+            raise ValueError(f"demo_sampling_prob={demo_sampling_prob}: expected a probability in [0, 1]")
+        if not self.demos:
+            demo_sampling_prob = 0.0
+        elif not self.rollouts and not self.release_mix:
+            demo_sampling_prob = 1.0
+        self.demo_sampling_prob = float(demo_sampling_prob)
 
     @property
     def episodes(self) -> list[LoadedEpisode]:
@@ -448,10 +487,12 @@ class EpisodeDataset(Dataset):
         """Vary objectives, pools and crops from one pass to the next."""
         self.epoch = int(epoch)
 
-    @staticmethod
-    def _locate(offsets: np.ndarray, step: int) -> tuple[int, int]:
+    def _items_of(self, episode: LoadedEpisode) -> int:
+        return -(-episode.num_steps // self.sample_stride)
+
+    def _locate(self, offsets: np.ndarray, step: int) -> tuple[int, int]:
         episode = int(np.searchsorted(offsets, step, side="right") - 1)
-        return episode, int(step - offsets[episode])
+        return episode, int(step - offsets[episode]) * self.sample_stride
 
     def plan(self, index: int) -> tuple[LoadedEpisode, int, int, np.random.Generator]:
         """(episode, step t, objective, rng) of an item, without touching images.
@@ -470,22 +511,30 @@ class EpisodeDataset(Dataset):
         if not self.rollouts:
             ep_idx, t = self._locate(self._demo_offsets, index)
             episode, key = self.demos[ep_idx], index
+            # the demos are also the rollouts: the demo / rollout draw only decides the objective
+            use_demo = rng.random() < self.demo_sampling_prob
         else:
             use_demo = bool(self.demos) and rng.random() < self.demo_sampling_prob
             pool, offsets = (self.demos, self._demo_offsets) if use_demo else (self.rollouts, self._rollout_offsets)
             step = int(rng.integers(0, offsets[-1]))
             ep_idx, t = self._locate(offsets, step)
             episode, key = pool[ep_idx], step + (0 if use_demo else int(self._demo_offsets[-1]))
-        objective = sample_objective(rng, self.objective_probs, episode.policy_eligible)
+        if not self.release_mix:
+            objective = sample_objective(rng, self.objective_probs, episode.policy_eligible)
+        elif use_demo:
+            objective = POLICY
+        else:
+            objective = WORLD_MODEL if rng.random() < self.world_model_prob else VALUE
         return episode, t, objective, rng, key
 
-    def _images(self, episode: LoadedEpisode, steps: Sequence[int], rng: np.random.Generator) -> torch.Tensor:
+    def _images(self, episode: LoadedEpisode, steps: Sequence[int], augment_seed: int) -> torch.Tensor:
         read = episode.frames.read(steps, self.files)
         frames = np.stack([resize_frames(read[cam], self.spec.image_hw) for cam in self.spec.cameras], axis=1)
         images = frames_to_tensor(frames)  # (len(steps), n_cams, 3, H, W)
         if self.augment:
-            generator = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 62)))
-            images = random_crop_resize(images, self.spec.image_hw, generator=generator)
+            # one draw for the whole sample: current and future frames of every camera
+            generator = torch.Generator().manual_seed(augment_seed)
+            images = augment_images(images, self.spec.image_hw, generator=generator, variant=self.augment_variant)
         else:
             images = center_crop_resize(images, self.spec.image_hw)
         return to_model_range(images).clamp(-1.0, 1.0)
@@ -495,7 +544,18 @@ class EpisodeDataset(Dataset):
         last = episode.num_steps - 1
         future = min(t + self.spec.action_chunk, last)
         chunk_steps = np.minimum(np.arange(t, t + self.spec.action_chunk), last)
-        images = self._images(episode, (t, future), rng)
+        if self.latent_versions > 0:
+            version = int(rng.integers(0, self.latent_versions))
+            key = key * self.latent_versions + version
+            augment_seed = int(np.random.default_rng([self.seed, 7919, key]).integers(0, 2 ** 62))
+        else:
+            augment_seed = int(rng.integers(0, 2 ** 62))
+        cached = self.cached_flags is not None and bool(self.cached_flags[key])
+        if cached:
+            n_cams, (h, w) = len(self.spec.cameras), self.spec.image_hw
+            images = torch.zeros(2, n_cams, 3, h, w)  # latents already cached: the frames are not read
+        else:
+            images = self._images(episode, (t, future), augment_seed)
         actions = normalize(episode.actions[chunk_steps], self.action_lo, self.action_hi)
         proprio = normalize(episode.proprio[[t, future]], self.proprio_lo, self.proprio_hi)
         embedding, mask = self.text_cache.get(episode.task)
@@ -512,7 +572,34 @@ class EpisodeDataset(Dataset):
         }
         if self.return_sample_key:
             item["sample_key"] = torch.tensor(key, dtype=torch.int64)
+        if self.encoder is not None:
+            item["latents"] = self._latents_placeholder() if cached else self.encoder(item).float()
+            item["has_latents"] = torch.tensor(not cached)
+            del item["images"], item["future_images"]
         return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """The items of one batch (DataLoader's batched fetch); with an encoder, one VAE call for the batch."""
+        if self.encoder is None:
+            return [self[i] for i in indices]
+        encoder, self.encoder = self.encoder, None
+        try:
+            items = [self[i] for i in indices]
+        finally:
+            self.encoder = encoder
+        todo = [item for item in items if not bool(self.cached_flags[int(item["sample_key"])])] \
+            if self.cached_flags is not None else items
+        latents = encoder.encode_items(todo) if todo else []
+        done = {id(item): latent for item, latent in zip(todo, latents)}
+        for item in items:
+            latent = done.get(id(item))
+            item["latents"] = latent.float() if latent is not None else self._latents_placeholder()
+            item["has_latents"] = torch.tensor(latent is not None)
+            del item["images"], item["future_images"]
+        return items
+
+    def _latents_placeholder(self) -> torch.Tensor:
+        return torch.zeros(self.encoder.latent_shape)
 
 
 def camera_frame_hw(dataset: EpisodeDataset) -> tuple[int, int]:
@@ -534,15 +621,19 @@ def camera_frame_hw(dataset: EpisodeDataset) -> tuple[int, int]:
 
 def describe(dataset: EpisodeDataset) -> str:
     """A few lines on what the dataset holds (for logs and the training summary)."""
-    demo_steps = int(dataset._demo_offsets[-1])
-    rollout_steps = int(dataset._rollout_offsets[-1])
+    demo_steps = sum(e.num_steps for e in dataset.demos)
+    rollout_steps = sum(e.num_steps for e in dataset.rollouts)
     low_dim_mb = sum(e.actions.nbytes + e.proprio.nbytes + e.values.nbytes for e in dataset.episodes) / 2 ** 20
     lines = [f"demos: {len(dataset.demos)} episodes / {demo_steps} steps; rollouts: {len(dataset.rollouts)} "
              f"episodes / {rollout_steps} steps (demo sampling p={dataset.demo_sampling_prob:.2f})",
              f"tasks: {', '.join(dataset.tasks)}",
-             f"objectives policy/world model/value: {'/'.join(f'{p:.2f}' for p in dataset.objective_probs)}; "
+             f"objectives policy/world model/value: "
+             f"{'/'.join(f'{p:.2f}' for p in expected_objective_fractions(dataset))}"
+             f" ({'release mix' if dataset.release_mix else 'per-item draw'}, augmentation "
+             f"{dataset.augment_variant if dataset.augment else 'off'}); "
              f"low-dim arrays in memory: {low_dim_mb:.1f} MiB; frames read per item at "
-             f"{dataset.spec.image_hw[0]}x{dataset.spec.image_hw[1]}"]
+             f"{dataset.spec.image_hw[0]}x{dataset.spec.image_hw[1]}; {len(dataset)} items"
+             + (f" (every {dataset.sample_stride}th step)" if dataset.sample_stride > 1 else "")]
     if dataset.rollouts:
         scores = [e.score for e in dataset.rollouts]
         successes = sum(s >= 1.0 for s in scores)
@@ -552,6 +643,9 @@ def describe(dataset: EpisodeDataset) -> str:
 
 def expected_objective_fractions(dataset: EpisodeDataset) -> np.ndarray:
     """Objective fractions the sampler should produce (demo vs rollout pools, eligibility)."""
+    if dataset.release_mix:
+        q, w = dataset.demo_sampling_prob, dataset.world_model_prob
+        return np.array([q, (1 - q) * w, (1 - q) * (1 - w)])
     def pool_fractions(pool):
         if not pool:
             return np.zeros(3)

@@ -1,0 +1,183 @@
+"""World-model and value quality on held-out episodes (demos and/or recorded rollouts).
+
+For steps spread over each episode, the checkpoint gets the recorded observation (images, proprio, task)
+and the RECORDED action chunk, then
+- the world model predicts the future proprio (step t + K): L1 to the recorded one, in robot units and
+  min/max-normalised units (a baseline: the L1 of "the state does not change", future = current);
+- the value function predicts V(s') from the predicted future (as planning uses it), in [0, 1];
+- the policy samples its own chunk from the observation: L1 to the recorded chunk (normalised units), the
+  offline action error (`policy_action_steps` denoising steps; 0 skips it).
+The value's ability to tell success from failure is the ROC AUC of the predicted values against the
+episodes' success labels (demos and success-attr rollouts count as successes); it needs both classes.
+
+    python -m cosmos_policy.data.model_quality --checkpoint checkpoints/aloha_sim_default \
+        --episodes data/rollouts_eval [--episodes data/demos_heldout] [--steps-per-episode 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U, ties count half); None without both classes."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+@dataclass
+class QualityReport:
+    """Per-sample predictions and the summary figures."""
+
+    episodes: list[str] = field(default_factory=list)
+    success: list[bool] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    future_proprio_l1: list[float] = field(default_factory=list)  # robot units
+    future_proprio_l1_normalised: list[float] = field(default_factory=list)
+    static_baseline_l1: list[float] = field(default_factory=list)  # robot units, future = current
+    action_l1_normalised: list[float] = field(default_factory=list)  # policy chunk vs recorded chunk
+
+    def summary(self) -> dict:
+        per_episode: dict[str, list[float]] = {}
+        label: dict[str, bool] = {}
+        for ep, v, s in zip(self.episodes, self.values, self.success):
+            per_episode.setdefault(ep, []).append(v)
+            label[ep] = s
+        names = sorted(per_episode)
+        return {
+            "samples": len(self.values),
+            "episodes": len(names),
+            "successful_episodes": int(sum(label[n] for n in names)),
+            "future_proprio_l1": float(np.mean(self.future_proprio_l1)) if self.values else None,
+            "future_proprio_l1_normalised": float(np.mean(self.future_proprio_l1_normalised)) if self.values else None,
+            "static_baseline_l1": float(np.mean(self.static_baseline_l1)) if self.values else None,
+            "policy_action_l1_normalised": _mean(self.action_l1_normalised),
+            "value_mean_success": _mean([v for v, s in zip(self.values, self.success) if s]),
+            "value_mean_failure": _mean([v for v, s in zip(self.values, self.success) if not s]),
+            "value_auc_samples": roc_auc(self.values, self.success),
+            "value_auc_episodes": roc_auc([np.mean(per_episode[n]) for n in names], [label[n] for n in names]),
+        }
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def episode_success(attrs: dict, is_demo: bool) -> bool:
+    """Demos are successes; rollouts by their `success` attr (else a `success_score` of 1)."""
+    if is_demo:
+        return True
+    if "success" in attrs:
+        return bool(attrs["success"])
+    return float(attrs.get("success_score", 0.0)) >= 1.0
+
+
+@torch.no_grad()
+def evaluate_quality(policy, episode_files: Sequence[str | Path], *, steps_per_episode: int = 8,
+                     demos: bool = False, world_model_steps: int | None = None, value_steps: int | None = None,
+                     seed: int = 0, task: str | None = None, policy_action_steps: int = 0) -> QualityReport:
+    """World-model future-proprio L1 and predicted values of `policy` (a CosmosPolicy) on episode files."""
+    from cosmos_policy.data.datasets import read_episode_record, task_from_path
+    from cosmos_policy.injection import extract, extract_value, value_to_unit
+    from cosmos_policy.latent_sequence import inject_vectors
+    from cosmos_policy.objectives import VALUE, WORLD_MODEL, clean_mask_for
+    from cosmos_policy.sampler import generate
+
+    layout, model, cfg = policy.layout, policy.model, policy.sampler
+    wm_steps = world_model_steps or cfg.future_state_steps
+    v_steps = value_steps or cfg.value_steps
+    actions_norm, proprio_norm = policy._normalizer("actions"), policy._normalizer("proprio")
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    wm_mask = clean_mask_for(layout, WORLD_MODEL).to(policy.device)[None]
+    value_mask = clean_mask_for(layout, VALUE).to(policy.device)[None]
+    fp_index, value_index = layout.index("future_proprio"), layout.index("value")
+    report = QualityReport()
+    for path in episode_files:
+        path = Path(path)
+        record = read_episode_record(path, layout.cameras)
+        steps = record.actions.shape[0]
+        text = task or str(record.attrs.get("task_description") or task_from_path(path))
+        success = episode_success(record.attrs, demos)
+        chosen = np.unique(np.linspace(0, steps - 1, num=min(steps_per_episode, steps)).round().astype(int))
+        frames = record.frames.read(chosen.tolist())
+        for row, t in enumerate(chosen.tolist()):
+            obs = {"images": {cam: frames[cam][row] for cam in layout.cameras}, "proprio": record.proprio[t],
+                   "task": text}
+            prepared = policy.prepare(obs)
+            images, proprio, text_emb = policy._to_device(prepared)
+            chunk = record.actions[np.minimum(np.arange(t, t + layout.action_chunk), steps - 1)]
+            chunk_n = torch.as_tensor(np.clip(actions_norm.normalize(chunk), -1, 1), dtype=torch.float32)
+            x = policy.encode_observation(images, proprio)
+            x = inject_vectors(layout, x, actions=chunk_n[None].to(policy.device))
+            x = generate(model, x, wm_mask, text_emb, wm_steps, cfg, generator)
+            predicted_n = extract(x, fp_index, layout.proprio_dim)[0].float().cpu().numpy()
+            predicted = np.asarray(proprio_norm.unnormalize(torch.as_tensor(predicted_n)), dtype=np.float64)
+            truth = record.proprio[min(t + layout.action_chunk, steps - 1)].astype(np.float64)
+            truth_n = np.asarray(proprio_norm.normalize(truth[None].astype(np.float32)))[0]
+            x = generate(model, x, value_mask, text_emb, v_steps, cfg, generator)
+            value = float(value_to_unit(extract_value(x, value_index))[0])
+            report.episodes.append(str(path))
+            report.success.append(success)
+            report.values.append(value)
+            report.future_proprio_l1.append(float(np.abs(predicted - truth).mean()))
+            report.future_proprio_l1_normalised.append(float(np.abs(predicted_n - truth_n).mean()))
+            report.static_baseline_l1.append(float(np.abs(record.proprio[t] - truth).mean()))
+            if policy_action_steps > 0:
+                own = policy.infer(prepared, num_steps=policy_action_steps, seed=seed + t).actions
+                own_n = np.clip(actions_norm.normalize(own), -1, 1)
+                report.action_l1_normalised.append(float(np.abs(own_n - chunk_n.numpy()).mean()))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cosmos_policy.data.datasets import find_episode_files
+    from cosmos_policy.policy import CosmosPolicy
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--episodes", type=Path, action="append", default=[],
+                        help="rollout folder(s): success from the episodes' `success` / `success_score` attrs")
+    parser.add_argument("--demos", type=Path, action="append", default=[],
+                        help="held-out demo folder(s): all successes")
+    parser.add_argument("--steps-per-episode", type=int, default=8)
+    parser.add_argument("--world-model-steps", type=int)
+    parser.add_argument("--value-steps", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--policy-action-steps", type=int, default=5,
+                        help="also sample the policy's own chunk with this many steps (0: skip)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    args = parser.parse_args(argv)
+    if not args.episodes and not args.demos:
+        parser.error("give --episodes and/or --demos")
+    policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device)
+    report = QualityReport()
+    for folders, demos in ((args.episodes, False), (args.demos, True)):
+        files = [f for folder in folders for f in find_episode_files(folder, split=None)]
+        part = evaluate_quality(policy, files, steps_per_episode=args.steps_per_episode, demos=demos,
+                                world_model_steps=args.world_model_steps, value_steps=args.value_steps,
+                                seed=args.seed, policy_action_steps=args.policy_action_steps)
+        for name in vars(report):
+            getattr(report, name).extend(getattr(part, name))
+    summary = report.summary()
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
