@@ -22,6 +22,8 @@ def generate_launch_description():
     args = [
         DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "real"],
                               description="sim: MuJoCo ALOHA; real: the Interbotix arms and RealSense cameras"),
+        DeclareLaunchArgument("execute_steps", default_value="0",
+                              description="policy node: chunk steps executed before the next chunk (0: the checkpoint's)"),
         DeclareLaunchArgument("checkpoint",
                               default_value=PathJoinSubstitution([FindPackageShare("cosmos_policy_ros"),
                                                                   "checkpoints", "aloha_sim_default"]),
@@ -70,7 +72,7 @@ def generate_launch_description():
             {
                 "checkpoint": LaunchConfiguration("checkpoint"),
                 "planning_checkpoint": LaunchConfiguration("planning_checkpoint"),
-                "device": LaunchConfiguration("device"),
+                "device": LaunchConfiguration("device"), "execute_steps": LaunchConfiguration("execute_steps"),
                 "clock_mode": LaunchConfiguration("mode"),
             },
         ],

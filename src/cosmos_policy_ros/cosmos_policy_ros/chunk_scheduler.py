@@ -160,3 +160,79 @@ class ChunkScheduler:
         weights = np.exp(-float(self.ensemble_coeff) * np.arange(len(covering)))  # oldest first, as ACT
         rows = np.stack([c.row(tick) for c in covering]).astype(np.float64)
         return (weights[:, None] * rows).sum(0) / weights.sum()
+
+
+class SeamRamp:
+    """Velocity-limited entry into a new chunk: at the first command of a run and at each chunk switch, the
+    gap between the last commanded target and the new chunk's row is spread over as many ticks as the
+    joint velocity limits need, then the chunk runs unchanged.
+
+    A learned policy's first row is never exactly the robot's pose, and two chunks from different
+    observations disagree a little where they meet; the servos must not jump that gap in one period. Only
+    seams are ramped: inside a chunk the safety gate still refuses any step beyond the limit, and a seam
+    wider than `max_seam` is refused outright (the caller aborts): a gap that large is a fault, not noise.
+
+    Args:
+        max_step: per-joint largest step per tick (the safety gate's `limits.max_step`).
+        max_seam: per-joint largest gap a ramp may absorb.
+        budget: fraction of `max_step` the ramp may use per tick (the rest is left for the chunk's own motion).
+        names: joint names for the refusal message.
+    """
+
+    def __init__(self, max_step: np.ndarray, max_seam: np.ndarray, budget: float = 0.5,
+                 names: list[str] | None = None) -> None:
+        if not 0 < budget < 1:
+            raise ValueError(f"budget={budget}: expected in (0, 1)")
+        self.max_step = np.asarray(max_step, dtype=np.float64)
+        self.max_seam = np.asarray(max_seam, dtype=np.float64)
+        self.budget = budget
+        self.names = names
+        self._offset: np.ndarray | None = None
+        self._ticks = 0
+        self._done = 0
+
+    def start(self, previous: np.ndarray | None, first_row: np.ndarray) -> str | None:
+        """A new chunk (or run) begins with `first_row` after `previous` was commanded: plan the ramp.
+        Returns why the seam is refused, or None."""
+        self._offset, self._ticks, self._done = None, 0, 0
+        if previous is None:
+            return None
+        gap = np.asarray(previous, dtype=np.float64) - np.asarray(first_row, dtype=np.float64)
+        if not np.all(np.isfinite(gap)):
+            return None  # NaN/inf is the safety gate's to refuse, with its own message
+        excess = np.abs(gap) - self.max_seam
+        worst = int(np.argmax(excess))
+        if excess[worst] > 0:
+            name = self.names[worst] if self.names else f"joint {worst}"
+            return (f"{name}: the chunk starts {abs(gap[worst]):.3f} from the last target {previous[worst]:.3f} "
+                    f"(a seam of at most {self.max_seam[worst]:.3f} is ramped)")
+        ticks = int(np.ceil(np.max(np.abs(gap) / (self.budget * self.max_step))))
+        if ticks > 1:
+            self._offset, self._ticks = gap, ticks
+        return None
+
+    def apply(self, target: np.ndarray) -> np.ndarray:
+        """The target to command this tick: the chunk's row plus what is left of the seam's gap."""
+        if self._offset is None:
+            return target
+        self._done += 1
+        remaining = 1.0 - self._done / self._ticks
+        out = target + self._offset * max(0.0, remaining)
+        if remaining <= 0:
+            self._offset = None
+        return out
+
+
+def smooth_rows(actions: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average of a chunk's rows over `window` steps (shrinking at the ends); 0 or 1 = as is.
+
+    A small diffusion policy's rows carry independent noise from step to step (measured on the shipped CPU
+    checkpoint: up to 0.2 rad between consecutive rows) that no servo can follow; the demonstrations are
+    smooth, so averaging removes noise, not intent."""
+    if window <= 1:
+        return actions
+    half = window // 2
+    padded = np.concatenate([np.zeros((1, actions.shape[1])), np.cumsum(actions, axis=0)])
+    idx = np.arange(len(actions))
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, len(actions))
+    return (padded[hi] - padded[lo]) / (hi - lo)[:, None]

@@ -38,7 +38,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, String
 
-from .chunk_scheduler import Chunk, ChunkScheduler
+from .chunk_scheduler import Chunk, ChunkScheduler, SeamRamp, smooth_rows
 from .observation import ObservationAssembler, ObservationError
 from .policy_backend import ChunkResult, InferenceRequest
 
@@ -104,6 +104,8 @@ class PolicyNode(Node):
             or self.backend.action_steps
         self.prefetch = self._param("prefetch", True, "compute the next chunk while the current one runs")
         self.blend_steps = self._param("blend_steps", 0, "ticks to cross-fade old -> new chunk", minimum=0)
+        self.smoothing_window = self._param("smoothing_window", 0, "moving average over a chunk's rows (0 = off)",
+                                            minimum=0)
         coeff = self._param("temporal_ensemble_coeff", -1.0, "ACT temporal ensembling coefficient; < 0 = off")
         self.ensemble_coeff = coeff if coeff >= 0 else None
         self.lead_margin_ticks = self._param("lead_margin_ticks", 2, "extra prefetch lead (ticks)", minimum=0)
@@ -137,6 +139,11 @@ class PolicyNode(Node):
             limits = self.gate.limits
             tighter = np.minimum(limits.max_tracking_error, self.backend.max_joint_jump_rad)
             self.gate.limits = SafetyLimits(limits.max_step, tighter)
+        max_seam_rad = self._param("max_seam_rad", 0.35, "largest gap between the last target and a new chunk "
+                                   "(or the pose at a run's start) that is ramped at the velocity limit; a wider "
+                                   "one aborts the goal", minimum=0.0)
+        seam = np.array([max_seam_rad if i not in c.gripper_indices else 1.2 for i in range(len(c.joint_names))])
+        self.seam_limits = seam
         self.tasks = self._load_tasks()
         self.sensor_lock = threading.Lock()
         self.stage: StageScore | None = None
@@ -410,6 +417,7 @@ class PolicyNode(Node):
             return self._end(run, run.stop_reason or R.END_STALE_SENSOR, run.stop_detail or
                              f"joint_states: nothing received in {self.startup_timeout_s:g} s; is the robot or sim up?")
         self.gate.reset(latest[0])
+        ramp = SeamRamp(self.gate.limits.max_step, self.seam_limits, names=self.contract.joint_names)
         start_wall = time.monotonic()
         start_stamp = latest[1] if lockstep else self._now_stamp_s()
         last_publish = None
@@ -502,6 +510,12 @@ class PolicyNode(Node):
             target = scheduler.action_for(tick)
             if scheduler.chunks_started != started_before:
                 self._on_chunk_started(run, scheduler.current)
+                if target is not None:
+                    refusal = ramp.start(self.gate.last_safe_target, target)
+                    if refusal is not None:
+                        self.counters["refused_targets"] += 1
+                        self._hold(run, now_stamp, lockstep)
+                        return self._end(run, R.END_UNSAFE_COMMAND, f"unsafe chunk seam refused: {refusal}")
             if target is None:
                 if scheduler.current is not None:
                     run.stall_ticks += 1
@@ -512,12 +526,11 @@ class PolicyNode(Node):
                     run.steps += 1
                 continue
             # ---- safety, then command ----
+            target = ramp.apply(target)
             violation = self.gate.check(target, measured)
             if violation is not None:
                 self.counters["refused_targets"] += 1
-                hold = self.gate.last_safe_target
-                if hold is not None and run.stop_reason is None:
-                    self._publish(hold, now_stamp, lockstep)
+                self._hold(run, now_stamp, lockstep)
                 return self._end(run, R.END_UNSAFE_COMMAND, f"unsafe target refused ({violation.reason}): {violation}")
             if run.stop_reason is not None:  # a cancel that arrived while this tick was computed
                 return self._end(run, run.stop_reason, run.stop_detail)
@@ -548,6 +561,12 @@ class PolicyNode(Node):
             time.sleep(0.01)
         return None
 
+    def _hold(self, run: Run, stamp_s: float, lockstep: bool) -> None:
+        """Command the last safe target once more: the arm stays where it was safely sent."""
+        hold = self.gate.last_safe_target
+        if hold is not None and run.stop_reason is None:
+            self._publish(hold, stamp_s, lockstep)
+
     def _expected_latency_s(self) -> float:
         return self.last_latency_ms / 1000 if math.isfinite(self.last_latency_ms) else self.period_s * 10
 
@@ -574,7 +593,8 @@ class PolicyNode(Node):
             run.value = result.value
             run.chunk_latency_ms.append(result.latency_s * 1000)
             self.last_latency_ms = result.latency_s * 1000
-            chunk = Chunk(np.asarray(result.actions, dtype=np.float64), obs_tick, index, result.value,
+            actions = smooth_rows(np.asarray(result.actions, dtype=np.float64), self.smoothing_window)
+            chunk = Chunk(actions, obs_tick, index, result.value,
                           result.latency_s, result.value_spread)
             scheduler.on_chunk(chunk, tick)
             firsts[index] = request.observation.stamp_s

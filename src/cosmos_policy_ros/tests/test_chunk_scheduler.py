@@ -118,3 +118,48 @@ def test_chunk_entirely_in_the_past_stalls():
 def test_bad_arguments_are_refused(bad):
     with pytest.raises(ValueError):
         ChunkScheduler(**bad)
+
+
+def test_seam_ramp_spreads_the_gap_within_the_step_limit():
+    from cosmos_policy_ros.chunk_scheduler import SeamRamp
+    max_step = np.full(14, 0.1)
+    ramp = SeamRamp(max_step, max_seam=np.full(14, 0.5))
+    previous = np.zeros(14)
+    rows = np.full((20, 14), 0.3)  # the new chunk starts 0.3 away and then holds still
+    assert ramp.start(previous, rows[0]) is None
+    commanded = [previous] + [ramp.apply(row) for row in rows]
+    steps = np.abs(np.diff(np.array(commanded), axis=0))
+    assert steps.max() <= 0.5 * 0.1 + 1e-12  # half the step budget: the chunk's own motion keeps the rest
+    np.testing.assert_allclose(commanded[-1], rows[-1])  # then the chunk runs unchanged
+    assert np.allclose(commanded[6], rows[6])  # 0.3 / 0.05 = 6 ticks
+
+
+def test_seam_ramp_refuses_a_gap_beyond_its_bound_and_ignores_small_ones():
+    from cosmos_policy_ros.chunk_scheduler import SeamRamp
+    ramp = SeamRamp(np.full(14, 0.1), max_seam=np.full(14, 0.5))
+    far = np.zeros(14)
+    far[3] = 0.6
+    assert "starts 0.600 from the last target" in ramp.start(np.zeros(14), far)
+    near = np.full(14, 0.01)
+    assert ramp.start(np.zeros(14), near) is None
+    np.testing.assert_array_equal(ramp.apply(near), near)  # within one tick's budget: no ramp
+
+
+def test_smooth_rows_averages_noise_and_keeps_ramps():
+    from cosmos_policy_ros.chunk_scheduler import smooth_rows
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, 50)[:, None].repeat(14, axis=1)
+    noisy = ramp + rng.normal(0, 0.1, ramp.shape)
+    smooth = smooth_rows(noisy, 9)
+    assert np.abs(np.diff(smooth, axis=0)).max() < 0.5 * np.abs(np.diff(noisy, axis=0)).max()
+    np.testing.assert_allclose(smooth_rows(ramp, 9)[4:-4], ramp[4:-4])  # a straight line is unchanged
+    assert smooth_rows(noisy, 1) is noisy
+
+
+def test_seam_ramp_leaves_non_finite_rows_to_the_safety_gate():
+    from cosmos_policy_ros.chunk_scheduler import SeamRamp
+    ramp = SeamRamp(np.full(14, 0.1), max_seam=np.full(14, 0.5))
+    row = np.zeros(14)
+    row[2] = np.nan
+    assert ramp.start(np.zeros(14), row) is None
+    assert np.isnan(ramp.apply(row)[2])
