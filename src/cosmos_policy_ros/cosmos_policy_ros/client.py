@@ -35,7 +35,7 @@ class EndReason(IntEnum):
 
     @property
     def is_fault(self) -> bool:
-        """The graph went wrong (the robot holds): a sensor stopped, a command was refused, the model failed."""
+        """The robot holds: a sensor stopped, a command was refused, the model failed."""
         return self in (EndReason.STALE_SENSOR, EndReason.UNSAFE_COMMAND, EndReason.INFERENCE_ERROR)
 
     @property
@@ -71,7 +71,8 @@ class RunStatus(Enum):
     COMPLETED = "completed"    # the episode ran to its end: max steps, max duration, or the task succeeded
     CANCELED = "canceled"      # cancelled (by us, or by another client)
     PREEMPTED = "preempted"    # a newer goal took over the robot
-    FAULT = "fault"            # stale sensor, unsafe command, inference error: the robot holds
+    FAULT = "fault"            # stale sensor or inference error: the graph failed, the robot holds
+    REFUSED = "refused"        # the safety gate refused the policy's target: the policy failed, the robot holds
     REJECTED = "rejected"      # the server refused the goal
     NO_SERVER = "no_server"    # no action server answered
     TIMED_OUT = "timed_out"    # no result within the client's timeout (the goal was cancelled)
@@ -96,6 +97,8 @@ def classify(end_reason: int | None, goal_status: int | None = None) -> RunStatu
         return RunStatus.LOST
     if reason is None:
         return RunStatus.LOST
+    if reason is EndReason.UNSAFE_COMMAND:
+        return RunStatus.REFUSED  # the gate did its job; the policy's output was the problem
     if reason.is_fault:
         return RunStatus.FAULT
     if reason is EndReason.PREEMPTED:

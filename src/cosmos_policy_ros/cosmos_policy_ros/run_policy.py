@@ -191,7 +191,7 @@ def run(node, args: argparse.Namespace) -> int:
                     if not args.keep_going or record.status in (RunStatus.NO_SERVER.value, RunStatus.REJECTED.value,
                                                                  "reset_failed"):
                         break
-                elif record.status != RunStatus.COMPLETED.value:
+                elif record.status not in (RunStatus.COMPLETED.value, RunStatus.REFUSED.value):
                     exit_code = EXIT_FAILED  # preempted or cancelled by someone else: the episode did not run
             if exit_code and not args.keep_going:
                 break

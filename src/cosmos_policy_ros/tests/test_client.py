@@ -23,7 +23,7 @@ def result_message(**kw):
     (EndReason.SUCCEEDED, GoalStatus.SUCCEEDED, RunStatus.COMPLETED),
     (EndReason.MAX_DURATION, GoalStatus.ABORTED, RunStatus.COMPLETED),
     (EndReason.STALE_SENSOR, GoalStatus.ABORTED, RunStatus.FAULT),
-    (EndReason.UNSAFE_COMMAND, GoalStatus.ABORTED, RunStatus.FAULT),
+    (EndReason.UNSAFE_COMMAND, GoalStatus.ABORTED, RunStatus.REFUSED),
     (EndReason.INFERENCE_ERROR, GoalStatus.SUCCEEDED, RunStatus.FAULT),  # the reason wins over the status
     (EndReason.PREEMPTED, GoalStatus.ABORTED, RunStatus.PREEMPTED),
     (EndReason.CANCELED, GoalStatus.CANCELED, RunStatus.CANCELED),
@@ -83,7 +83,8 @@ def test_format_result():
     fault = RunResult.from_message(result_message(end_reason=6, end_detail="wrist_angle: jump 0.8 rad",
                                                   final_stage_score=-1.0, steps_executed=30), GoalStatus.ABORTED)
     assert format_result(fault).startswith(
-        "stage score - | unsafe_command (FAULT): wrist_angle: jump 0.8 rad | 30 steps")
+        "stage score - | unsafe_command (REFUSED): wrist_angle: jump 0.8 rad | 30 steps")
+    assert not fault.failed  # the safety gate stopped the policy: the policy failed, the graph did not
     rejected = RunResult.failure(RunStatus.REJECTED, "rejected the goal")
     assert "rejected (REJECTED): rejected the goal" in format_result(rejected)
 
