@@ -152,10 +152,10 @@ def test_merge_table_puts_reports_side_by_side():
 
 def test_merge_table_disambiguates_labels_and_missing_tasks():
     a = make_report("policy", label="tiny", tasks=("transfer_cube",))
-    b = make_report("policy", label="tiny", tasks=("insertion",))
+    b = make_report("policy", label="tiny", tasks=("transfer_cube", "insertion"))  # overlaps: its own column
     table = merge_table([a, b])
     assert "| task | metric | tiny | tiny (2) |" in table
-    assert "| transfer_cube | success | 1/2 (50%) | - |" in table
+    assert "| insertion | success | - | 1/2 (50%) |" in table
     with pytest.raises(ReportError, match="nothing to merge"):
         merge_table([])
 
@@ -168,3 +168,14 @@ def test_plots_are_written(tmp_path):
     for path in (plot_report(report, tmp_path / "policy.png"), plot_report(scripted, tmp_path / "s.png"),
                  plot_merged([report, scripted], tmp_path / "merged.png")):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reports_of_one_label_with_disjoint_tasks_share_a_column():
+    from cosmos_policy_ros.evaluation.report import combine_by_label
+    a = {"label": "replay", "driver": "replay", "tasks": {"transfer_cube": {}}, "overall": {"timing": None}}
+    b = {"label": "replay", "driver": "replay", "tasks": {"insertion": {}}, "overall": {"timing": None}}
+    c = {"label": "scripted", "driver": "scripted", "tasks": {"transfer_cube": {}}, "overall": {"timing": None}}
+    combined = combine_by_label([a, c, b])
+    assert [r["label"] for r in combined] == ["replay", "scripted"]
+    assert set(combined[0]["tasks"]) == {"transfer_cube", "insertion"}
+    assert set(a["tasks"]) == {"transfer_cube"}  # inputs untouched

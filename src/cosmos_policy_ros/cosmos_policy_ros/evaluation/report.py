@@ -304,10 +304,28 @@ def _unique_labels(reports: Sequence[Mapping[str, Any]]) -> list[str]:
     return labels
 
 
+def combine_by_label(reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Reports with the same label and disjoint tasks (e.g. one run per task) become one column; the timing
+    kept is the first report's that has one."""
+    combined: list[dict[str, Any]] = []
+    for r in reports:
+        label = r.get("label") or r.get("driver")
+        into = next((c for c in combined if (c.get("label") or c.get("driver")) == label
+                     and not set(c["tasks"]) & set(r["tasks"])), None)
+        if into is None:
+            combined.append({**r, "tasks": dict(r["tasks"]), "overall": dict(r["overall"])})
+            continue
+        into["tasks"].update(r["tasks"])
+        if into["overall"].get("timing") is None:
+            into["overall"]["timing"] = r["overall"].get("timing")
+    return combined
+
+
 def merge_table(reports: Sequence[Mapping[str, Any]]) -> str:
-    """Several reports side by side as markdown (one column per report), for docs/results.md."""
+    """Several reports side by side as markdown (one column per label), for docs/results.md."""
     if not reports:
         raise ReportError("nothing to merge: give at least one report")
+    reports = combine_by_label(reports)
     labels = _unique_labels(reports)
     tasks: list[str] = []
     for r in reports:
