@@ -425,6 +425,7 @@ class PolicyNode(Node):
         answered_stamp = -math.inf
         chunk_first_tick: dict[int, float] = {}  # chunk index -> observation stamp, until its first command
         held_for_frames, hold_tick = 0, False
+        first_pass_done = False
         tick = 0
         while True:
             # ---- wait for the tick ----
@@ -436,7 +437,10 @@ class PolicyNode(Node):
                 tick = round((stamp - start_stamp) / self.period_s)
                 now_stamp = stamp
             else:
-                next_deadline = start_wall + (tick + 1) * self.period_s if last_publish is not None else start_wall
+                # every pass waits for its tick (also while no chunk is there yet: never spin on the CPU the
+                # inference thread needs)
+                next_deadline = start_wall + (tick + 1) * self.period_s if first_pass_done else start_wall
+                first_pass_done = True
                 delay = next_deadline - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
