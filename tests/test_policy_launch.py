@@ -11,6 +11,7 @@ import sys
 import pytest
 
 
+
 def evaluate(**overrides):
     from aloha_bringup import wheel_launch as wl
     description = wl.load_description(wl.find_launch_file("aloha_bringup", "policy.launch.py"))
@@ -56,28 +57,7 @@ def test_real_robot_starts_no_simulator_and_no_episodes():
 @pytest.mark.ros
 def test_policy_launch_runs_episodes_through_the_action(ros_domain, tmp_path):
     """The README's main job with a tiny random checkpoint at small size in lockstep: exits 0 with scores."""
-    from aloha_sim.tasks import load_tasks
-    from cosmos_policy.checkpoint import save_checkpoint
-    from cosmos_policy.config import NetworkConfig, load_layout
-    from cosmos_policy.data.text import build_text_cache
-    from cosmos_policy.deploy import DeployConfig
-    from cosmos_policy.diffusion import CosmosPolicyModel
-
-    network = NetworkConfig.preset_config("tiny")
-    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
-    model = CosmosPolicyModel(network, layout)
-    texts = [spec.description for spec in load_tasks().values()]
-    # untrained weights give random chunks: statistics this narrow keep them within 1 mrad of the start pose,
-    # so the safety gate lets them through and the episode runs to its end
-    from aloha_contract import load_contract
-    from aloha_sim.env import AlohaSimEnv
-    start = AlohaSimEnv("transfer_cube", cameras=[], render=False, contract=load_contract()).start_command()
-    stats = {"actions_min": list(start - 1e-3), "actions_max": list(start + 1e-3), "proprio_min": [-2.0] * 14,
-             "proprio_max": [2.0] * 14}
-    ckpt = save_checkpoint(tmp_path / "ckpt", model, statistics=stats,
-                           text_cache=build_text_cache(texts, d_text=network.text_embed_dim,
-                                                       max_length=network.text_max_tokens),
-                           deploy=DeployConfig(control_hz=50.0, execute_steps=50, action_steps=1))
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", execute_steps=50)
     cmd = [sys.executable, "-m", "aloha_bringup.wheel_launch", "aloha_bringup", "policy.launch.py",
            f"checkpoint:={ckpt}", "episodes:=1", "mode:=lockstep", "image_height:=48", "image_width:=64"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env={**os.environ})
@@ -86,3 +66,58 @@ def test_policy_launch_runs_episodes_through_the_action(ros_domain, tmp_path):
     assert "policy ready" in out
     for task in ("transfer_cube", "insertion"):
         assert re.search(rf"{task}.*stage score", out), out[-5000:]
+
+
+def tiny_checkpoint(directory, hw=(48, 64), execute_steps=25):
+    """A tiny random checkpoint whose chunks stay within 1 mrad of the sim's start pose (safe to execute)."""
+    from aloha_contract import load_contract
+    from aloha_sim.env import AlohaSimEnv
+    from aloha_sim.tasks import load_tasks
+    from cosmos_policy.checkpoint import save_checkpoint
+    from cosmos_policy.config import NetworkConfig, load_layout
+    from cosmos_policy.data.text import build_text_cache
+    from cosmos_policy.deploy import DeployConfig
+    from cosmos_policy.diffusion import CosmosPolicyModel
+
+    network = NetworkConfig.preset_config("tiny")
+    model = CosmosPolicyModel(network, dataclasses.replace(load_layout("aloha"), camera_hw=hw))
+    start = AlohaSimEnv("transfer_cube", cameras=[], render=False, contract=load_contract()).start_command()
+    stats = {"actions_min": list(start - 1e-3), "actions_max": list(start + 1e-3), "proprio_min": [-2.0] * 14,
+             "proprio_max": [2.0] * 14}
+    texts = [spec.description for spec in load_tasks().values()]
+    return save_checkpoint(directory, model, statistics=stats,
+                           text_cache=build_text_cache(texts, d_text=network.text_embed_dim,
+                                                       max_length=network.text_max_tokens),
+                           deploy=DeployConfig(control_hz=50.0, execute_steps=execute_steps, action_steps=1))
+
+
+@pytest.mark.ros
+def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, test_node, tmp_path):
+    """mode planning: the base checkpoint proposes, the planning checkpoint scores; feedback carries the spread."""
+    from aloha_contract import load_contract
+    from aloha_interfaces.action import RunPolicy
+    from ros_harness import wait_until
+    from test_policy_node import SMALL, action_client, reset_sim, start_sim, wait_result
+
+    contract = load_contract()
+    base = tiny_checkpoint(tmp_path / "base")
+    planner = tiny_checkpoint(tmp_path / "planner")
+    start_sim(start_node, mode="lockstep")
+    policy = start_node("cosmos_policy_ros", "policy_node", params={
+        "checkpoint": str(base), "planning_checkpoint": str(planner), "clock_mode": "lockstep"})
+    assert policy.wait_for_output("policy ready", 120), policy.output
+    assert "planning" in policy.output
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    assert wait_until(lambda: policy.output.count("subscribed to") == 3, 30), policy.output
+    description = reset_sim(test_node, contract).task_description
+    feedback = []
+    future = client.send_goal_async(RunPolicy.Goal(task=description, mode=RunPolicy.Goal.MODE_PLANNING,
+                                                   max_steps=50, num_candidates=3, seed=5),
+                                    feedback_callback=lambda fb: feedback.append(fb.feedback))
+    assert wait_until(future.done, 15) and future.result().accepted
+    result = wait_result(future.result(), 300).result
+    assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
+    assert result.chunks_executed == 2 and feedback
+    assert all(0.0 <= f.predicted_value <= 1.0 and f.value_spread >= 0.0 for f in feedback)
+    assert any(f.value_spread > 0.0 for f in feedback)  # three candidates scored differently
