@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -176,11 +177,15 @@ def test_unsafe_commands_are_refused_and_the_arms_hold(fake_robot, test_node, co
     assert wait_until(lambda: send(test_node, pub, contract, safe) or all(f.count > 0 for f in forwarded), 10)
     assert forwarded[0].last().cmd[0] == pytest.approx(safe[0], abs=1e-6)
 
-    # the arms' joint states stop: commands are no longer forwarded
+    # the arms' joint states stop: once they are stale, commands are no longer forwarded
     fake.stop()
     safe[0] += 0.01
     assert wait_until(lambda: send(test_node, pub, contract, safe) or "[stale]: follower joint states of" in driver.output,
                       10, poll_s=0.1), driver.output
+    safe[0] += 0.01  # a new target, sent only after the driver declared the states stale
+    for _ in range(5):
+        send(test_node, pub, contract, safe)
+        time.sleep(0.05)
     assert forwarded[0].last().cmd[0] != pytest.approx(safe[0], abs=1e-6)
 
 

@@ -24,6 +24,9 @@ def test_policy_goal_is_recorded_with_its_task_and_seed(start_node, test_node, t
     client = action_client(test_node, contract)
     assert client.wait_for_server(timeout_sec=30)
     assert wait_until(lambda: policy.output.count("subscribed to") == 3, 30), policy.output
+    # the reset publishes the first observation once: both the policy node and the recorder must hear it
+    streams = [contract.topic("joint_states")] + [contract.camera_topic(cam) for cam in contract.cameras]
+    assert wait_until(lambda: all(test_node.count_subscribers(t) >= 2 for t in streams), 30), recorder.output
     description = reset_sim(test_node, contract, seed=1234).task_description
     result = wait_result(send_goal(client, task=description, max_steps=60, seed=77)).result
     assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail

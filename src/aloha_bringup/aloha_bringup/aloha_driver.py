@@ -30,7 +30,7 @@ from sensor_msgs.msg import JointState
 
 from .interbotix_bridge import (ARM_GROUP, FOLLOWER_ARM_MODE, FOLLOWER_GRIPPER_MODE, GRIPPER_JOINT, FollowerStateError,
                                 FollowerStates, arm_commands, interbotix_service)
-from .node_runner import run_node
+from aloha_contract.node_main import run_node
 
 WAIT_LOG_PERIOD_S = 5.0  # how often the start-up wait says what it is still waiting for
 

@@ -25,7 +25,7 @@ from sensor_msgs.msg import JointState
 
 from .fake_arm import FakeArm, FakeArmError
 from .interbotix_bridge import interbotix_service
-from .node_runner import run_node
+from aloha_contract.node_main import run_node
 
 
 class FakeInterbotix(Node):

@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from aloha_contract import load_contract
+from aloha_contract.node_main import run_node
 from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, rgb_to_image, vector_to_joint_state
 from aloha_contract.safety import SafetyGate, SafetyLimits
 from aloha_interfaces.action import RunPolicy
@@ -31,8 +31,8 @@ from aloha_interfaces.msg import StageScore
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -489,7 +489,9 @@ class PolicyNode(Node):
                         hold_tick = True
                         break
                     not_ready_since = not_ready_since if not_ready_since is not None else time.monotonic()
-                    if time.monotonic() - not_ready_since > self.assembler.camera_stale_s:
+                    # a run's first observation may wait for discovery (startup_timeout_s); later ones may not
+                    limit_s = self.startup_timeout_s if scheduler.current is None else self.assembler.camera_stale_s
+                    if time.monotonic() - not_ready_since > limit_s:
                         return self._end(run, R.END_STALE_SENSOR, str(waited))
                     break
                 not_ready_since = None
@@ -711,27 +713,9 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    exit_code = 0
-    executor = MultiThreadedExecutor(num_threads=4)
-    try:
-        node = PolicyNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError) as exc:  # a bad parameter or checkpoint: say which, no traceback
-        print(f"[policy_node] error: {exc}", file=sys.stderr, flush=True)
-        exit_code = 1
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        executor.shutdown()
-        if rclpy.ok():
-            rclpy.shutdown()
-    sys.exit(exit_code)
+    # several threads: sensor callbacks and the action server's execute callbacks run side by side
+    sys.exit(run_node("policy_node", PolicyNode, setup_errors=(ValueError, FileNotFoundError), args=args,
+                      make_executor=lambda: MultiThreadedExecutor(num_threads=4)))
 
 
 if __name__ == "__main__":

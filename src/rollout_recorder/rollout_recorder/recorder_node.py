@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from action_msgs.msg import GoalStatus, GoalStatusArray
+from aloha_contract.node_main import run_node
 from aloha_contract import load_contract
 from aloha_contract.ros import MessageError, image_to_rgb, joint_state_to_vector, qos_profile
 from aloha_interfaces.msg import StageScore
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
 from sensor_msgs.msg import Image, JointState
@@ -310,27 +309,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    exit_code = 0
-    executor = SingleThreadedExecutor()
-    try:
-        node = RecorderNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"[rollout_recorder] error: {exc}", file=sys.stderr, flush=True)
-        exit_code = 1
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        executor.shutdown()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    sys.exit(exit_code)
+    sys.exit(run_node("rollout_recorder", RecorderNode, setup_errors=(ValueError, FileNotFoundError), args=args))
 
 
 if __name__ == "__main__":
