@@ -19,6 +19,8 @@ goal is cancelled first).
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from .client import POLICY_MODES, RunStatus, format_progress
@@ -26,6 +28,7 @@ from .evaluation.drivers import format_record
 from .evaluation.report import build_report, format_summary, write_report
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+CANCEL_GRACE_S = 10  # after Ctrl-C: time to cancel the running goal before the process exits anyway
 RESET_CHOICES = ("auto", "true", "false")
 
 
@@ -196,6 +199,10 @@ def run(node, args: argparse.Namespace) -> int:
             if exit_code and not args.keep_going:
                 break
     except (KeyboardInterrupt, ExternalShutdownException):
+        # the interrupt may land inside the middleware's wait; whatever state that leaves, Ctrl-C must end
+        # the program: cancelling gets CANCEL_GRACE_S, then the process exits as interrupted
+        signal.signal(signal.SIGALRM, lambda *_: os._exit(EXIT_INTERRUPTED))
+        signal.alarm(CANCEL_GRACE_S)
         line.clear()
         if driver is not None:
             final = driver.cancel()
