@@ -109,7 +109,7 @@ def wait_result(handle, timeout_s=60):
 
 # Staleness limits for tests that are not about staleness: the machine running the suite may be loaded
 # enough to pause a 50 Hz publisher for a few hundred ms, which would (rightly) abort a goal.
-RELAXED = {"joint_stale_s": 2.0, "camera_stale_s": 2.0}
+RELAXED = {"joint_stale_s": 2.0, "camera_stale_s": 2.0, "startup_timeout_s": 15.0}
 
 
 def reset_sim(node, contract, task="transfer_cube", seed=1000):

@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     # our own Ctrl-C handling: the context must stay up to cancel the running goal
+    # Ctrl-C must reach us even when the parent started us with SIGINT ignored (a background job, a test
+    # runner): an ignored signal stays ignored across exec, and Python then installs no KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("run_policy")
     try:
