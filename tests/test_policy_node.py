@@ -93,9 +93,13 @@ def action_client(node, contract):
 def send_goal(client, feedback=None, **fields):
     from aloha_interfaces.action import RunPolicy
     goal = RunPolicy.Goal(task=fields.pop("task", "transfer_cube"), **fields)
-    future = client.send_goal_async(goal, feedback_callback=(lambda fb: feedback.append(fb.feedback))
-                                    if feedback is not None else None)
-    assert wait_until(future.done, 15)
+    callback = (lambda fb: feedback.append(fb.feedback)) if feedback is not None else None
+    # a goal's answer sent right after discovery can be lost (see RunPolicyClient.send_goal): send again
+    for _ in range(3):
+        future = client.send_goal_async(goal, feedback_callback=callback)
+        if wait_until(future.done, 6):
+            break
+    assert future.done(), "the policy node answered none of three goals"
     handle = future.result()
     assert handle.accepted
     return handle

@@ -270,6 +270,8 @@ class RunPolicyClient:
             spins it in another thread: the waits only poll.
     """
 
+    RESEND_AFTER_S = 4.0
+
     def __init__(self, node, contract=None, spin: bool = True):
         from aloha_contract import load_contract
         from aloha_interfaces.action import RunPolicy
@@ -321,10 +323,19 @@ class RunPolicyClient:
             return RunResult.failure(RunStatus.NO_SERVER, f"no action server at {self.action_name} "
                                      f"(is the policy node running?)")
         self._sent_s = time.monotonic()
-        future = self._client.send_goal_async(message, feedback_callback=self._on_feedback)
-        if not self._wait(future.done, timeout_s):
-            return RunResult.failure(RunStatus.NO_SERVER, f"{self.action_name}: no answer to the goal within "
-                                     f"{timeout_s:.0f} s", time.monotonic() - self._sent_s)
+        deadline = self._sent_s + timeout_s
+        while True:
+            # Right after discovery a DDS service reply can be lost (the server's reply writer has not yet
+            # matched our reader), so a goal whose answer does not come is sent again. If the first one did
+            # start, the second preempts it: either way exactly one goal runs.
+            future = self._client.send_goal_async(message, feedback_callback=self._on_feedback)
+            wait_s = min(self.RESEND_AFTER_S, deadline - time.monotonic())
+            if self._wait(future.done, max(wait_s, 0.0)):
+                break
+            if time.monotonic() >= deadline:
+                return RunResult.failure(RunStatus.NO_SERVER, f"{self.action_name}: no answer to the goal "
+                                         f"within {timeout_s:.0f} s", time.monotonic() - self._sent_s)
+            self.node.get_logger().warning(f"{self.action_name}: no answer to the goal yet; sending it again")
         handle = future.result()
         if handle is None or not handle.accepted:
             return RunResult.failure(RunStatus.REJECTED, f"{self.action_name} rejected the goal (task "
