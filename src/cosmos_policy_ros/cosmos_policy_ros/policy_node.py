@@ -30,6 +30,7 @@ from aloha_interfaces.action import RunPolicy
 from aloha_interfaces.msg import StageScore
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
@@ -39,6 +40,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, String
 
 from .chunk_scheduler import Chunk, ChunkScheduler, SeamRamp, smooth_rows
+from .command_shaping import CommandShaper, find_row_jump
 from .observation import ObservationAssembler, ObservationError
 from .policy_backend import ChunkResult, InferenceRequest
 
@@ -75,6 +77,7 @@ class Run:
     obs_to_command_ms: list[float] = field(default_factory=list)
     tick_period_ms: list[float] = field(default_factory=list)
     stall_ticks: int = 0
+    shaped_ticks: int = 0  # ticks whose target the command shaper slowed down
     done: threading.Event = field(default_factory=threading.Event)
     feedback: "queue.Queue[RunPolicy.Feedback]" = field(default_factory=queue.Queue)
 
@@ -144,6 +147,13 @@ class PolicyNode(Node):
                                    "one aborts the goal", minimum=0.0)
         seam = np.array([max_seam_rad if i not in c.gripper_indices else 1.2 for i in range(len(c.joint_names))])
         self.seam_limits = seam
+        self.shape_commands = self._param("shape_commands", True, "slow targets down to what the gate allows "
+                                          "(velocity limit, tracking bound) instead of aborting on them")
+        self.shaping_fraction = self._param("shaping_fraction", 0.9, "share of the gate's step and tracking "
+                                            "limits that shaped targets may use", minimum=0.05, maximum=1.0)
+        self.max_row_jump_rad = self._param("max_row_jump_rad", 0.5, "a chunk whose consecutive rows differ by "
+                                            "more than this on an arm joint is a fault: refused, goal aborted",
+                                            minimum=0.0)
         self.tasks = self._load_tasks()
         self.sensor_lock = threading.Lock()
         self.stage: StageScore | None = None
@@ -177,7 +187,7 @@ class PolicyNode(Node):
         self.run_lock = threading.Lock()
         self.active: Run | None = None
         self.closing = threading.Event()
-        self.counters = {"goals": 0, "refused_targets": 0, "stall_ticks": 0, "faults": 0}
+        self.counters = {"goals": 0, "refused_targets": 0, "stall_ticks": 0, "shaped_ticks": 0, "faults": 0}
         self.last_fault = ""
         self.last_latency_ms = float("nan")
 
@@ -200,12 +210,14 @@ class PolicyNode(Node):
             f"clock {self.clock_mode}")
 
     # ---- set-up helpers ----
-    def _param(self, name, default, description, *, choices=None, minimum=None):
+    def _param(self, name, default, description, *, choices=None, minimum=None, maximum=None):
         value = self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
         if choices is not None and value not in choices:
             raise ValueError(f"parameter {name}:={value!r} must be one of {list(choices)}")
         if minimum is not None and value < minimum:
             raise ValueError(f"parameter {name}:={value!r} must be >= {minimum} ({description})")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"parameter {name}:={value!r} must be <= {maximum} ({description})")
         return value
 
     def _load_backend(self):
@@ -348,12 +360,18 @@ class PolicyNode(Node):
                    final_stage_score=float(self.stage.score) if self.stage is not None else -1.0,
                    chunk_latency_ms=run.chunk_latency_ms, obs_to_command_ms=run.obs_to_command_ms,
                    tick_period_ms=run.tick_period_ms, stall_ticks=run.stall_ticks)
-        if run.end_reason == R.END_CANCELED and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif run.end_reason in (R.END_SUCCEEDED, R.END_MAX_STEPS, R.END_MAX_DURATION):
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
+        try:
+            if run.end_reason == R.END_CANCELED and goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            elif run.end_reason in (R.END_SUCCEEDED, R.END_MAX_STEPS, R.END_MAX_DURATION):
+                goal_handle.succeed()
+            else:
+                goal_handle.abort()
+        except Exception:  # noqa: BLE001 - rclpy raises its C layer's RCLError here
+            if rclpy.ok(context=self.context):
+                raise
+            # shutting down (Ctrl-C, SIGTERM): the action server's publishers are gone and nobody is left to
+            # tell; the run has already stopped commanding motion
         return result
 
     def _forward_feedback(self, goal_handle, run: Run) -> None:
@@ -418,6 +436,8 @@ class PolicyNode(Node):
                              f"joint_states: nothing received in {self.startup_timeout_s:g} s; is the robot or sim up?")
         self.gate.reset(latest[0])
         ramp = SeamRamp(self.gate.limits.max_step, self.seam_limits, names=self.contract.joint_names)
+        shaper = CommandShaper(self.gate.limits.max_step, self.gate.limits.max_tracking_error,
+                               self.shaping_fraction) if self.shape_commands else None
         start_wall = time.monotonic()
         start_stamp = latest[1] if lockstep else self._now_stamp_s()
         last_publish = None
@@ -533,6 +553,12 @@ class PolicyNode(Node):
                 continue
             # ---- safety, then command ----
             target = ramp.apply(target)
+            if shaper is not None:
+                shaped_before = shaper.shaped_ticks
+                target = shaper.shape(target, self.gate.last_safe_target, measured)
+                if shaper.shaped_ticks != shaped_before:
+                    run.shaped_ticks += 1
+                    self.counters["shaped_ticks"] += 1
             violation = self.gate.check(target, measured)
             if violation is not None:
                 self.counters["refused_targets"] += 1
@@ -554,7 +580,8 @@ class PolicyNode(Node):
         if run.stop_reason is not None:
             return self._end(run, run.stop_reason, run.stop_detail)
         self._await_final_score(run, answered_stamp if lockstep else None)
-        self._end(run, R.END_MAX_STEPS, f"{run.steps} steps executed")
+        shaped = f" ({run.shaped_ticks} slowed to the velocity/tracking limits)" if run.shaped_ticks else ""
+        self._end(run, R.END_MAX_STEPS, f"{run.steps} steps executed{shaped}")
 
     def _wait_first_joint_state(self, run: Run) -> tuple[np.ndarray, float] | None:
         """The latest joint state, waiting up to startup_timeout_s for one (a goal may beat discovery)."""
@@ -600,6 +627,14 @@ class PolicyNode(Node):
             run.chunk_latency_ms.append(result.latency_s * 1000)
             self.last_latency_ms = result.latency_s * 1000
             actions = smooth_rows(np.asarray(result.actions, dtype=np.float64), self.smoothing_window)
+            # checked after smoothing, on the rows that would be commanded: a small model's raw rows carry
+            # single-row spikes that the smoothing removes; a jump that survives it is a fault
+            jump = find_row_jump(actions, self.max_row_jump_rad, self.contract.joint_names,
+                                 skip=self.contract.gripper_indices)
+            if jump is not None:
+                self.counters["refused_targets"] += 1
+                self._end(run, R.END_UNSAFE_COMMAND, f"chunk {index} refused: {jump}")
+                return False
             chunk = Chunk(actions, obs_tick, index, result.value,
                           result.latency_s, result.value_spread)
             scheduler.on_chunk(chunk, tick)
