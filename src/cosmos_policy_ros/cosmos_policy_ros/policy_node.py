@@ -523,12 +523,14 @@ class PolicyNode(Node):
                 self.inference_requests.put((run, request, obs_tick))
                 if lockstep:  # the simulator waits for this step's command: wait for the chunk here
                     if not self._wait_inference(run, scheduler, chunk_first_tick, tick):
+                        self._hold(run, now_stamp, lockstep)  # a refused or failed chunk: hold, then end
                         return self._end(run, run.end_reason or R.END_INFERENCE_ERROR, run.end_detail)
                 break
             if hold_tick:
                 hold_tick = False
                 continue
             if not lockstep and not self._collect_inference(run, scheduler, chunk_first_tick, tick, block=False):
+                self._hold(run, now_stamp, lockstep)  # a refused or failed chunk: hold the last safe target
                 return
             if run.end_reason is not None:
                 return

@@ -21,15 +21,24 @@ Crash safety: :class:`EpisodeWriter` streams rows into ``episode_<i>.hdf5.partia
 every few rows) and renames it to ``episode_<i>.hdf5`` only when finished, so readers that list
 ``*.hdf5`` never see a partial episode; :func:`recover_episode` turns one left by a crash into a
 finished episode marked ``recovered=True``.
+
+Scores after the fact (the operator scoring page): :func:`set_episode_score` writes ``stage_score``,
+``success``, ``success_score``, ``stages_reached``, ``score_source="operator"``, ``scored_by``,
+``scored_at`` and ``score_notes``; an automatic (simulator) score it replaces is kept once as
+``sim_stage_score``, ``sim_success``, ``sim_success_score``, ``sim_stages_reached``, ``sim_score_source``.
+Like every change to a finished episode it goes through :func:`update_episode_attrs`: a copy is
+edited and renamed over the file, so a reader or a crash sees the old file or the new one, never a mix.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -667,3 +676,137 @@ def recover_episode(partial: str | os.PathLike[str], *, keep_partial: bool = Fal
     if not keep_partial:
         partial.unlink()
     return target
+
+
+SCORE_ATTRS = ("stage_score", "success", "success_score", "stages_reached", "score_source")
+SIM_SCORE_PREFIX = "sim_"  # the automatic score an operator overrode: sim_stage_score, sim_success, ...
+
+
+def _copy_file_contents(src: Path, dst: Path) -> None:
+    """Byte copy of ``src`` into a new file ``dst`` (exclusive create; the caller fsyncs it when edited).
+
+    ``copy_file_range`` copies inside the kernel and, on XFS/btrfs, shares the blocks (reflink), so a
+    large episode costs almost nothing; elsewhere (other filesystems, old kernels) a plain copy.
+    """
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        try:
+            copied = 0
+            while copied < size:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), size - copied)
+                if n == 0:
+                    break
+                copied += n
+            if copied != size:
+                raise OSError(f"copy_file_range copied {copied} of {size} bytes")
+        except (OSError, AttributeError):
+            fin.seek(0)
+            fout.seek(0)
+            fout.truncate()
+            shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def update_episode_attrs(path: str | os.PathLike[str], attrs: Mapping[str, Any], *,
+                         update: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Set root attributes of a finished episode atomically; returns all its attributes afterwards.
+
+    HDF5 has no transactions: editing attributes in place ("r+") rewrites object headers and the
+    superblock in several writes, and a crash or power cut between them can leave an unreadable file
+    (the whole episode lost), while a reader (the trainer) may have the file open. So the file is
+    copied to ``<name>.tmp`` in the same folder, edited there, fsynced, checked by reading it back,
+    and renamed over the original with ``os.replace`` (one atomic rename(2) on POSIX): readers and a
+    crash see the old file or the new one, never a half-written one, and a reader that has the old
+    one open keeps reading it. An exclusive ``flock`` on the folder serialises writers (two scoring
+    pages, two tabs) so that no update is lost between reading the old attributes and the rename.
+
+    ``update(old_attrs) -> dict`` may compute further attributes from the current ones under the lock;
+    a value of None deletes that attribute. Episodes still being recorded (``.partial``,
+    ``complete=False``) are refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EpisodeFileError(f"{path}: episode file not found")
+    if path.name.endswith((PARTIAL_SUFFIX, ".tmp")):
+        raise EpisodeFileError(f"{path}: not a finished episode (still recording, or a temporary file)")
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        with open_episode_file(path) as f:
+            if not is_complete(f):
+                raise EpisodeFileError(f"{path}: episode marked complete=False (still recording or interrupted); "
+                                       f"finish or recover it before scoring")
+            old = {k: attr_value(v) for k, v in f.attrs.items()}
+        changes = dict(attrs)
+        if update is not None:
+            changes.update(update(dict(old)))
+        stat = path.stat()
+        tmp.unlink(missing_ok=True)  # left by a crash mid-update; we hold the folder's lock
+        try:
+            _copy_file_contents(path, tmp)
+            os.chmod(tmp, stat.st_mode & 0o7777)
+            with h5py.File(tmp, "r+") as f:
+                for key, value in changes.items():
+                    if value is None:
+                        if key in f.attrs:
+                            del f.attrs[key]
+                    else:
+                        f.attrs[key] = value
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            with h5py.File(tmp, "r") as f:  # the copy must read back before it may replace the episode
+                after = {k: attr_value(v) for k, v in f.attrs.items()}
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+        return after
+    finally:
+        os.close(dir_fd)  # also releases the lock
+
+
+def set_episode_score(path: str | os.PathLike[str], stage_score: float, *, scorer: str,
+                      stages_reached: Sequence[str] = (), notes: str | None = None,
+                      scored_at: datetime | None = None, source: str = "operator",
+                      extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Score a finished episode (0-100 staged score) atomically; returns its attributes afterwards.
+
+    Writes ``stage_score``, ``success`` (score 100), ``success_score`` (score / 100), ``stages_reached``,
+    ``score_source``, ``scored_by``, ``scored_at`` (ISO 8601, UTC) and, when given, ``score_notes``.
+    The first time an automatic (simulator) score is overridden, it is kept as ``sim_stage_score``,
+    ``sim_success``, ... and never overwritten afterwards. The file's modification time before its
+    first rewrite is kept as ``recorded_at`` (newest-first listings stay in recording order).
+    ``extra`` adds attributes (e.g. ``task`` chosen by the operator). See :func:`update_episode_attrs`.
+    """
+    score = float(stage_score)
+    if not 0.0 <= score <= 100.0:
+        raise EpisodeFileError(f"{path}: stage score {stage_score} outside 0-100")
+    scorer = str(scorer).strip()
+    if not scorer:
+        raise EpisodeFileError(f"{path}: a score needs the scorer's name")
+    when = (scored_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    attrs: dict[str, Any] = {
+        "stage_score": score,
+        "success": score >= 100.0,
+        "success_score": score / 100.0,
+        "stages_reached": [str(s) for s in stages_reached] or [""],  # h5py cannot store an empty string list
+        "score_source": str(source),
+        "scored_by": scorer,
+        "scored_at": when.isoformat(timespec="seconds"),
+    }
+    if notes is not None:
+        attrs["score_notes"] = str(notes)
+    attrs.update(extra or {})
+
+    def keep_originals(old: dict[str, Any]) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        if "recorded_at" not in old:
+            mtime = Path(path).stat().st_mtime
+            kept["recorded_at"] = datetime.fromtimestamp(mtime, timezone.utc).isoformat(timespec="seconds")
+        automatic = "stage_score" in old and old.get("score_source", "sim") != "operator"
+        if automatic and SIM_SCORE_PREFIX + "stage_score" not in old:
+            kept.update({SIM_SCORE_PREFIX + k: old[k] for k in SCORE_ATTRS if k in old})
+        return kept
+
+    return update_episode_attrs(path, attrs, update=keep_originals)
