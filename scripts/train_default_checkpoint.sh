@@ -40,8 +40,10 @@ for task in transfer_cube insertion; do
     have=$(find "$DATA/$task" -name 'episode_*.hdf5' 2>/dev/null | wc -l)
     if [ "$have" -lt "$EPISODES" ]; then
         echo "recording $EPISODES scripted $task demos (seeds 0-$((EPISODES - 1))) into $DATA/$task"
+        continue_demos=()
+        [ "$have" -gt 0 ] && continue_demos=(--resume)  # an interrupted recording continues where it stopped
         ./scripts/run.sh aloha_sim aloha_sim_demos --task "$task" --episodes "$EPISODES" --seed-start 0 \
-            --out "$DATA/$task" --image-size 96x128 --compress --overwrite
+            --out "$DATA/$task" --image-size 96x128 --compress "${continue_demos[@]}"
     fi
 done
 

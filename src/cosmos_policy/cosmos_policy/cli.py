@@ -13,6 +13,18 @@ import numpy as np
 log = logging.getLogger("cosmos_policy")
 
 NETWORK_PRESETS = ["tiny", "small", "2b"]
+EXIT_USAGE = 2  # a mistake the user can fix (bad option, missing or unreadable file), as argparse exits
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a SIGINT death
+
+# What an expected user mistake raises: the library's own errors (CheckpointFileError, EpisodeFileError, ...)
+# derive from ValueError, and file problems are OSErrors that name the file. These print one line, not a
+# traceback; anything else is a bug and keeps its traceback (as do these with -v).
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                   PermissionError)
+
+
+class UsageError(Exception):
+    """A mistake in the command line that the user fixes by changing it; the message says how."""
 
 
 def _objective_mix(text: str) -> tuple[float, float, float]:
@@ -24,6 +36,12 @@ def _objective_mix(text: str) -> tuple[float, float, float]:
 
 
 def _add_train(sub) -> None:
+    # defaults of the training loop come from TrainConfig (their one home); torch is imported anyway by
+    # every command, so importing train.py to build the parser costs nothing extra in practice
+    from .train import (DECAY_CHOICES, DISTRIBUTED_CHOICES, LATENT_CACHE_DTYPES, PRECISION_CHOICES,
+                        TrainConfig)
+
+    d = TrainConfig
     p = sub.add_parser("train", help="train (or fine-tune) a policy on ACT / release HDF5 episodes")
     p.add_argument("--data", type=Path, action="append", required=True,
                    help="folder of demo episodes (repeatable): ACT episode_<i>.hdf5 files or the release's "
@@ -38,23 +56,27 @@ def _add_train(sub) -> None:
     p.add_argument("--init-checkpoint", type=Path,
                    help="start from this checkpoint (weights, statistics, text embeddings): the planning fine-tune")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--steps", type=int, default=50_000)
-    p.add_argument("--batch-size", type=int, default=8, help="per process and micro-step")
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--warmup-steps", type=int, default=2000)
-    p.add_argument("--decay", default="release", choices=["release", "cosine", "linear", "none"],
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="start a new run even though --out already holds a checkpoint (it is replaced)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process and micro-step")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--decay", default=d.decay, choices=DECAY_CHOICES,
                    help="release: warm-up, factor 1.0 -> 0.3 linearly over the first --lr-cycle-steps, then 0.06")
-    p.add_argument("--lr-cycle-steps", type=int, default=20_000,
+    p.add_argument("--lr-cycle-steps", type=int, default=d.lr_cycle_steps,
                    help="release schedule: length of the first cycle, warm-up included (ALOHA base: 20000)")
-    p.add_argument("--final-lr-ratio", type=float, default=0.1, help="cosine / linear decay: final factor")
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--final-lr-ratio", type=float, default=d.final_lr_ratio, help="cosine / linear decay: final factor")
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    p.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
                    help="auto: bf16 autocast on GPU, fp32 on CPU")
     p.add_argument("--activation-checkpointing", action="store_true")
-    p.add_argument("--distributed", default="ddp", choices=["ddp", "fsdp"], help="under torchrun with WORLD_SIZE > 1")
+    p.add_argument("--distributed", default=d.distributed, choices=DISTRIBUTED_CHOICES,
+                   help="under torchrun with WORLD_SIZE > 1")
     p.add_argument("--objective-mix", type=_objective_mix, default=None,
                    help="policy,world_model,value weights of an older per-item draw; default: the release mix "
                         "(demo with --demo-sampling-prob -> policy, else a rollout -> world model / value)")
@@ -75,24 +97,24 @@ def _add_train(sub) -> None:
                         "contrast 0.6-1.4, saturation 0.5-1.5, hue +-0.05; weaker: no rotation, 0.8-1.2")
     p.add_argument("--cache-latents", action="store_true",
                    help="encode each (sample, augmentation version) once with the frozen VAE and keep it in memory")
-    p.add_argument("--latent-versions", type=int, default=1,
+    p.add_argument("--latent-versions", type=int, default=d.latent_versions,
                    help="with --cache-latents and augmentation: fixed augmented versions per sample")
-    p.add_argument("--latent-cache-dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    p.add_argument("--latent-cache-dtype", default=d.latent_cache_dtype, choices=LATENT_CACHE_DTYPES)
     p.add_argument("--sample-stride", type=int, default=1,
                    help="train on every Nth step of each episode (1: all; the action chunks keep every step). "
                         "Fewer distinct samples for the VAE to encode on CPU; a fidelity cost, see train.py")
-    p.add_argument("--time-limit-min", type=float, default=0.0,
+    p.add_argument("--time-limit-min", type=float, default=d.time_limit_s / 60.0,
                    help="stop and save after this many minutes of training (0: off); --resume continues")
-    p.add_argument("--save-every", type=int, default=1000, help="save every N steps (0: off)")
-    p.add_argument("--save-every-s", type=float, default=300.0,
-                   help="also save when this many seconds passed since the last save (0: off)")
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--save-every", type=int, default=d.save_every, help="save every N steps (0: off)")
+    p.add_argument("--save-every-s", type=float, default=d.save_every_s,
+                   help="also save when this many seconds passed since the last save (0: off; default %(default)s)")
+    p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--no-progress", action="store_true", help="log lines every --log-every steps instead of a bar")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads of the main process (0: torch's default). On a shared 2-core CPU use 1 "
                         "with --num-workers 1: oversubscribed OpenMP threads spin and run ~25x slower")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--num-workers", type=int, default=d.num_workers)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=cmd_train)
 
@@ -158,7 +180,8 @@ def _add_bench(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmos-policy", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging; errors show their traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_stats(sub)
@@ -174,7 +197,8 @@ def _episode_files(folders: list[Path]) -> list[Path]:
 
     files = [f for folder in folders for f in find_episode_files(folder)]
     if not files:
-        raise SystemExit(f"no episode files (*.hdf5) under {', '.join(map(str, folders))}")
+        raise UsageError(f"no episode files (*.hdf5) under {', '.join(map(str, folders))}: "
+                         f"check the folder, or record demos first (aloha_sim_demos)")
     return files
 
 
@@ -206,6 +230,43 @@ def cmd_embed_text(args) -> int:
     return 0
 
 
+def train_config_from_args(args):
+    """The TrainConfig of `cosmos-policy train`'s options (the parser's defaults are TrainConfig's own)."""
+    from .train import TrainConfig
+
+    return TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                       weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup_steps=args.warmup_steps,
+                       decay=args.decay, final_lr_ratio=args.final_lr_ratio, lr_cycle_steps=args.lr_cycle_steps,
+                       precision=args.precision,
+                       activation_checkpointing=args.activation_checkpointing, distributed=args.distributed,
+                       save_every=args.save_every, save_every_s=args.save_every_s, log_every=args.log_every,
+                       seed=args.seed, num_workers=args.num_workers, threads=args.threads,
+                       cache_latents=args.cache_latents, latent_versions=args.latent_versions,
+                       latent_cache_dtype=args.latent_cache_dtype, progress=not args.no_progress,
+                       time_limit_s=args.time_limit_min * 60.0)
+
+
+def check_train_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a --out that would lose work: a checkpoint there is continued (--resume) or replaced (--overwrite).
+
+    Checked before anything is loaded, so a mistake costs seconds, not a data-loading pass.
+    """
+    from .checkpoint import MODEL_FILE
+    from .train import TRAINER_STATE_JSON
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, expected a checkpoint directory")
+    if resume:
+        if not (out / TRAINER_STATE_JSON).is_file():
+            raise UsageError(f"--resume: {out} holds no {TRAINER_STATE_JSON} to continue from; start without "
+                             f"--resume (with --overwrite if {out} holds other checkpoint files)")
+        return
+    found = [name for name in (MODEL_FILE, TRAINER_STATE_JSON) if (out / name).is_file()]
+    if found and not overwrite:
+        raise UsageError(f"--out {out} already holds a checkpoint ({', '.join(found)}); pass --resume to continue "
+                         f"its training, --overwrite to replace it, or choose another --out")
+
+
 def cmd_train(args) -> int:
     import json
 
@@ -218,19 +279,11 @@ def cmd_train(args) -> int:
     from .data.statistics import load_statistics, statistics_from_dict
     from .data.text import TextEmbeddingCache, build_text_cache
     from .diffusion import CosmosPolicyModel
-    from .train import Trainer, TrainConfig, init_distributed
+    from .train import Trainer, init_distributed
 
+    check_train_out(args.out, args.resume, args.overwrite)
+    config = train_config_from_args(args)  # option mistakes surface before the process group starts
     context = init_distributed(args.device)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-                         weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup_steps=args.warmup_steps,
-                         decay=args.decay, final_lr_ratio=args.final_lr_ratio, lr_cycle_steps=args.lr_cycle_steps,
-                         precision=args.precision,
-                         activation_checkpointing=args.activation_checkpointing, distributed=args.distributed,
-                         save_every=args.save_every, save_every_s=args.save_every_s, log_every=args.log_every,
-                         seed=args.seed, num_workers=args.num_workers, threads=args.threads,
-                         cache_latents=args.cache_latents, latent_versions=args.latent_versions,
-                         latent_cache_dtype=args.latent_cache_dtype, progress=not args.no_progress,
-                         time_limit_s=args.time_limit_min * 60.0)
     torch.manual_seed(args.seed)
     sampler_config = SamplerConfig()
     text_cache = TextEmbeddingCache(source="empty")
@@ -271,7 +324,7 @@ def cmd_train(args) -> int:
     missing = sorted({e.task for e in demos + rollouts} - set(text_cache.texts))
     if missing:
         if args.t5_dir is None and network.preset not in ("tiny", "small"):
-            raise SystemExit(f"tasks without a text embedding: {missing}; pass --t5-dir LOCAL_T5_DIR or "
+            raise UsageError(f"tasks without a text embedding: {missing}; pass --t5-dir LOCAL_T5_DIR or "
                              f"--text-embeddings FILE (the hash fallback is only for --network tiny)")
         text_cache.update(build_text_cache(missing, network.text_embed_dim, t5_dir=args.t5_dir,
                                            max_length=network.text_max_tokens))
@@ -311,7 +364,7 @@ def _observation(path: Path, cameras: list[str], step: int, task: str | None) ->
     record = read_episode_record(path, cameras)
     steps = record.actions.shape[0]
     if not 0 <= step < steps:
-        raise SystemExit(f"--step {step}: {path} has steps 0..{steps - 1}")
+        raise UsageError(f"--step {step}: {path} has steps 0..{steps - 1}")
     text = task or str(record.attrs.get("task_description") or task_from_path(path))
     frames = record.frames.read([step])
     obs = {"images": {cam: frames[cam][0] for cam in cameras}, "proprio": record.proprio[step], "task": text}
@@ -361,7 +414,7 @@ def cmd_bench(args) -> int:
     if args.checkpoint is not None:
         policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device, dtype=dtype)
         if policy.text_cache is None or not len(policy.text_cache):
-            raise SystemExit(f"{args.checkpoint}: no text embeddings to time with (add them with embed-text)")
+            raise UsageError(f"{args.checkpoint}: no text embeddings to time with (add them with embed-text)")
         obs = synthetic_observation(policy, task=policy.text_cache.texts[0])
         what = str(args.checkpoint)
     else:
@@ -375,12 +428,33 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _error_text(exc: BaseException) -> str:
+    """One line for the user: OSErrors raised by open() carry the file apart from their message."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `cosmos-policy` console script."""
+    """Entry point of the `cosmos-policy` console script.
+
+    Exit status: 0 done, 2 a mistake the message explains (bad option, missing or invalid file), 130 Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    prog = f"cosmos-policy {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, *EXPECTED_ERRORS) as exc:
+        if args.verbose:
+            raise
+        print(f"{prog}: error: {_error_text(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        # TrainingInterrupted says which step was saved and how to go on; a bare Ctrl-C had nothing to save
+        print(f"{prog}: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ One trainer serves both the base run (demos) and the planning fine-tune (start f
   (seed, s, rank), so a resumed run repeats an uninterrupted one exactly given the saved weights and
   optimiser state.
 - Checkpoints every `save_every` steps and/or every `save_every_s` seconds (default 5 min, so an
-  interrupted CPU run loses little), and at the end: checkpoint.py's directory (weights, config, statistics, text embeddings) plus
+  interrupted CPU run loses little), on Ctrl-C (one process only; optimiser steps and saves hold a
+  Ctrl-C until they are whole; `TrainingInterrupted` names the saved step), and at the end:
+  checkpoint.py's directory (weights, config, statistics, text embeddings) plus
   `trainer_state.safetensors` (optimiser tensors, RNG states) and `trainer_state.json` (step, optimiser
   hyper-parameters, scheduler, train config). Never pickle.
 """
@@ -40,11 +42,13 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +73,19 @@ TRAINER_STATE_TENSORS = "trainer_state.safetensors"
 TRAINER_STATE_JSON = "trainer_state.json"
 TRAINER_FORMAT = "cosmos_policy.trainer_state/1"
 
+# allowed values of TrainConfig's string options; the CLI offers the same lists as its choices
+DECAY_CHOICES = ("release", "cosine", "linear", "none")
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+DISTRIBUTED_CHOICES = ("ddp", "fsdp")
+LATENT_CACHE_DTYPES = ("float16", "bfloat16", "float32")
+
 
 @dataclass
 class TrainConfig:
-    """Optimiser, schedule and loop settings (defaults: the paper's)."""
+    """Optimiser, schedule and loop settings (defaults: the paper's).
+
+    The one home of the training defaults: `cosmos-policy train` reads its option defaults from here.
+    """
 
     steps: int = 50_000
     batch_size: int = 8  # per process and micro-step; global batch = batch_size x grad_accum x world size
@@ -91,7 +104,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     distributed: str = "ddp"
     save_every: int = 1000
-    save_every_s: float = 0.0  # also save when this many seconds passed since the last save (0: off)
+    save_every_s: float = 300.0  # also save when this many seconds passed since the last save (0: off)
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
@@ -103,16 +116,12 @@ class TrainConfig:
     time_limit_s: float = 0.0  # stop (and save) after the step that passes this wall time (0: off)
 
     def __post_init__(self) -> None:
-        if self.decay not in ("release", "cosine", "linear", "none"):
-            raise ValueError(f"decay={self.decay!r}: expected 'release', 'cosine', 'linear' or 'none'")
-        if self.latent_cache_dtype not in ("float16", "bfloat16", "float32"):
-            raise ValueError(f"latent_cache_dtype={self.latent_cache_dtype!r}: expected float16, bfloat16 or float32")
+        for name, allowed in (("decay", DECAY_CHOICES), ("latent_cache_dtype", LATENT_CACHE_DTYPES),
+                              ("precision", PRECISION_CHOICES), ("distributed", DISTRIBUTED_CHOICES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         if self.latent_versions < 1:
             raise ValueError(f"latent_versions={self.latent_versions}: expected >= 1")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision={self.precision!r}: expected 'auto', 'fp32' or 'bf16'")
-        if self.distributed not in ("ddp", "fsdp"):
-            raise ValueError(f"distributed={self.distributed!r}: expected 'ddp' or 'fsdp'")
         for name in ("steps", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
@@ -354,6 +363,57 @@ class TrainSummary:
         return "\n".join(lines)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `Trainer.train`; says which step the checkpoint in `out_dir` holds (None: none written).
+
+    A KeyboardInterrupt, so code that already handles Ctrl-C keeps working; the message tells how to go on.
+    """
+
+    def __init__(self, step: int, final: int, out_dir: Path, saved_step: int | None):
+        self.step, self.final, self.out_dir, self.saved_step = step, final, out_dir, saved_step
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        where = f"interrupted at step {self.step} of {self.final}"
+        if self.saved_step is None:
+            return (f"{where}, before any checkpoint was written to {self.out_dir}; "
+                    f"rerun the same command to start again")
+        saved = ("checkpoint saved" if self.saved_step == self.step
+                 else f"the last checkpoint (step {self.saved_step}) is")
+        return f"{where}: {saved} in {self.out_dir}; rerun with --resume (and without --overwrite) to continue"
+
+    def __str__(self) -> str:
+        return self.message()
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends: an optimiser step or a checkpoint cut in half cannot be resumed.
+
+    A second Ctrl-C inside the block interrupts at once (the user insists). Only Python's default
+    handler in the main thread is replaced; anything else (ignored SIGINT, a custom handler) is left alone.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum, frame) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+        log.warning("Ctrl-C: finishing the optimiser step / checkpoint first (press again to abort at once)")
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
 class Trainer:
     """Trains a CosmosPolicyModel on an EpisodeDataset and writes resumable checkpoint directories."""
 
@@ -372,6 +432,7 @@ class Trainer:
         self.vae_base_dir = vae_base_dir
         self.extra_config = dict(extra_config or {})
         self.step = 0
+        self.saved_step: int | None = None  # step of the checkpoint in out_dir (None: none from this run)
         self.loss_history: list[float] = []
         if config.activation_checkpointing:
             model.dit.enable_gradient_checkpointing()
@@ -421,6 +482,7 @@ class Trainer:
         model_state = self._model_state()
         optimizer_state = self._optimizer_state()
         if not self.context.is_main:
+            self.saved_step = self.step
             return self.out_dir
         directory = self.out_dir
         save_checkpoint(directory, self.model, dit_state=model_state, sampler=self.sampler_config,
@@ -445,6 +507,7 @@ class Trainer:
         }
         save_file(tensors, str(directory / TRAINER_STATE_TENSORS), metadata={"format": TRAINER_FORMAT})
         (directory / TRAINER_STATE_JSON).write_text(json.dumps(meta) + "\n")
+        self.saved_step = self.step
         return directory
 
     def _optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -492,6 +555,7 @@ class Trainer:
         np_state = meta["rng"]["numpy"]
         np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
         self.step = int(meta["step"])
+        self.saved_step = self.step
         self.loss_history = list(meta.get("loss_history", []))
         return self.step
 
@@ -523,6 +587,36 @@ class Trainer:
         bar = tqdm(total=final, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and ctx.is_main))
         start = time.perf_counter()
+        try:
+            last_saved = self._train_loop(final, loader, window, bar, start, autocast_dtype)
+        except KeyboardInterrupt:
+            bar.close()
+            raise self._interrupted(final) from None
+        elapsed = time.perf_counter() - start
+        todo = self.step - first_step
+        losses = {name: float(np.mean(values[-max(1, cfg.log_every):])) for name, values in window.items() if values}
+        samples = todo * cfg.batch_size * cfg.grad_accum * ctx.world_size
+        return TrainSummary(todo, self.step, elapsed, samples / elapsed if elapsed > 0 else 0.0, losses,
+                            last_saved if ctx.is_main else None, self.loss_history[first_step:])
+
+    def _interrupted(self, final: int) -> TrainingInterrupted:
+        """After Ctrl-C: save the steps done since the last checkpoint, if that is safe, and say where they are.
+
+        The state is consistent here (optimiser steps and saves run with Ctrl-C held). Several processes
+        cannot agree on a last step after a signal, and FSDP's save is collective, so only one saves.
+        """
+        unsaved = self.step > 0 and self.saved_step != self.step
+        if unsaved and self.context.world_size == 1:
+            log.warning("Ctrl-C at step %d: saving a checkpoint to %s", self.step, self.out_dir)
+            with _sigint_deferred():
+                self.save()
+        return TrainingInterrupted(self.step, final, self.out_dir, self.saved_step)
+
+    def _train_loop(self, final: int, loader: Iterator, window: dict[str, list[float]], bar: tqdm, start: float,
+                    autocast_dtype: torch.dtype | None) -> Path | None:
+        """The optimiser steps up to `final` and the saves (periodic and the last); returns the last checkpoint."""
+        cfg, ctx = self.config, self.context
+        first_step = self.step
         last_save_time = start
         last_saved = None
         while self.step < final:
@@ -552,13 +646,15 @@ class Trainer:
                 step_loss += float(loss.detach()) / cfg.grad_accum
                 for name, value in metrics.items():
                     window[name].append(value)
-            if cfg.grad_clip > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), cfg.grad_clip))
-            else:
-                grad_norm = float("nan")
-            self.optimizer.step()
-            self.step += 1
-            self.loss_history.append(step_loss)
+            with _sigint_deferred():  # weights, optimiser state and step counter change together
+                if cfg.grad_clip > 0:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(),
+                                                                     cfg.grad_clip))
+                else:
+                    grad_norm = float("nan")
+                self.optimizer.step()
+                self.step += 1
+                self.loss_history.append(step_loss)
             window["loss"].append(step_loss)
             window["grad_norm"].append(grad_norm)
             bar.update(1)
@@ -578,17 +674,14 @@ class Trainer:
                 dist.broadcast(flag, src=0)
                 due_time = bool(flag.item())
             if (due_steps or due_time) and self.step < final:
-                last_saved = self.save()
+                with _sigint_deferred():  # a checkpoint cut in half mixes two steps
+                    last_saved = self.save()
                 last_save_time = time.perf_counter()
         bar.close()
-        elapsed = time.perf_counter() - start
-        todo = self.step - first_step
-        if todo > 0:
-            last_saved = self.save()
-        losses = {name: float(np.mean(values[-max(1, cfg.log_every):])) for name, values in window.items() if values}
-        samples = todo * cfg.batch_size * cfg.grad_accum * ctx.world_size
-        return TrainSummary(todo, self.step, elapsed, samples / elapsed if elapsed > 0 else 0.0, losses,
-                            last_saved if ctx.is_main else None, self.loss_history[first_step:])
+        if self.step > first_step:
+            with _sigint_deferred():
+                last_saved = self.save()
+        return last_saved
 
 
 def _postfix(window: dict[str, list[float]], lr: float) -> str:
