@@ -12,7 +12,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
     ],
-    install_requires=["setuptools", "numpy", "h5py", "pyyaml", "fastapi==0.165.0", "uvicorn==0.55.0"],
+    install_requires=["setuptools", "numpy", "h5py", "pyyaml", "rosbags", "fastapi==0.165.0", "uvicorn==0.55.0"],
     zip_safe=False,
     maintainer="Cosmos Policy ROS maintainers",
     maintainer_email="maintainers@cosmos-policy-ros.invalid",

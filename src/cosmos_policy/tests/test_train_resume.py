@@ -82,3 +82,42 @@ def test_resume_without_state_names_the_fix(tmp_path):
     trainer = _trainer(tmp_path, "empty", dataset, raw, cache)
     with pytest.raises(FileNotFoundError, match="without --resume"):
         trainer.resume()
+
+
+def _cached_trainer(tmp_path, name, dataset, raw, cache, steps=4):
+    torch.manual_seed(0)
+    model = CosmosPolicyModel(NETWORK, LAYOUT)
+    cfg = TrainConfig(steps=steps, batch_size=4, warmup_steps=2, save_every=0, save_every_s=0, progress=False,
+                      cache_latents=True)
+    return Trainer(model, dataset, cfg, tmp_path / name, raw, cache)
+
+
+def test_resume_takes_the_saved_latent_cache_and_repeats_the_run(tmp_path):
+    """A resumed CPU run must not re-encode every sample: the latents come back from the checkpoint, and the
+    run still repeats the uninterrupted one."""
+    dataset, raw, cache = _setup(tmp_path)
+    straight = _cached_trainer(tmp_path, "straight", dataset, raw, cache)
+    straight.train()
+
+    first = _cached_trainer(tmp_path, "resumed", dataset, raw, cache)
+    first.train(until_step=2)
+    held = len(first.latent_cache.store)
+    assert held > 0 and (tmp_path / "resumed" / "latent_cache.safetensors").is_file()
+
+    second = _cached_trainer(tmp_path, "resumed", dataset, raw, cache)
+    assert second.resume() == 2
+    assert len(second.latent_cache.store) == held and int(second.latent_cache.flags.sum()) == held
+    for key, latent in first.latent_cache.store.items():
+        torch.testing.assert_close(second.latent_cache.store[key], latent)
+    second.train()
+    np.testing.assert_allclose(second.loss_history, straight.loss_history, rtol=1e-5)
+
+
+def test_a_latent_cache_from_other_data_is_not_taken(tmp_path):
+    dataset, raw, cache = _setup(tmp_path)
+    first = _cached_trainer(tmp_path, "run", dataset, raw, cache)
+    first.train(until_step=2)
+    dataset.sample_stride = 2  # other samples: the saved keys mean something else now
+    second = _cached_trainer(tmp_path, "run", dataset, raw, cache)
+    second.resume()
+    assert len(second.latent_cache.store) == 0
