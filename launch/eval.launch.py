@@ -5,6 +5,10 @@ aloha_eval, which writes the report and ends the launch.
     ./scripts/launch.sh aloha_bringup eval.launch.py checkpoint:=runs/tiny device:=cuda out:=eval/tiny.json
     ./scripts/launch.sh aloha_bringup eval.launch.py driver:=scripted out:=eval/scripted.json
     ./scripts/launch.sh aloha_bringup eval.launch.py driver:=replay replay_episode:=data/demos/episode_0.hdf5
+
+In lockstep (the default) the simulator publishes /clock and aloha_eval and the policy node run on it
+(use_sim_time:=true; the policy node's ticks follow the sim's stamps, its housekeeping timers a steady clock).
+In realtime every node runs on the wall clock.
 """
 
 from launch import LaunchDescription
@@ -56,6 +60,8 @@ def generate_launch_description():
     ]
     driver = LaunchConfiguration("driver")
     share = FindPackageShare("aloha_bringup")
+    # a lockstep sim publishes /clock: every other node follows it (the sim itself never does, sim.launch.py)
+    use_sim_time = PythonExpression(["'", LaunchConfiguration("mode"), "' == 'lockstep'"])
     sim = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "sim.launch.py"])),
         launch_arguments=[("seed", LaunchConfiguration("seed_start")), ("mode", LaunchConfiguration("mode")),
@@ -71,10 +77,12 @@ def generate_launch_description():
             PathJoinSubstitution([share, "config", "policy.yaml"]),
             {"checkpoint": LaunchConfiguration("checkpoint"),
              "planning_checkpoint": LaunchConfiguration("planning_checkpoint"),
-             "device": LaunchConfiguration("device"), "execute_steps": LaunchConfiguration("execute_steps"), "clock_mode": LaunchConfiguration("mode"),
-             "camera_hw_check": LaunchConfiguration("camera_hw_check")},
+             "device": LaunchConfiguration("device"), "execute_steps": LaunchConfiguration("execute_steps"),
+             "clock_mode": LaunchConfiguration("mode"), "camera_hw_check": LaunchConfiguration("camera_hw_check"),
+             "use_sim_time": use_sim_time},
         ],
         condition=IfCondition(PythonExpression(["'", driver, "' == 'policy'"])),
+        on_exit=Shutdown(reason="the policy node ended"),  # a policy node that dies ends the evaluation
     )
     evaluator = Node(
         package="cosmos_policy_ros",
@@ -87,6 +95,7 @@ def generate_launch_description():
                    "--max-steps", LaunchConfiguration("max_steps"),
                    "--replay-episode", LaunchConfiguration("replay_episode"), "--out", LaunchConfiguration("out"),
                    "--label", LaunchConfiguration("label"), "--min-success", LaunchConfiguration("min_success")],
+        parameters=[{"use_sim_time": use_sim_time}],
         on_exit=Shutdown(reason="evaluation finished"),
     )
     return LaunchDescription([*args, sim, policy, evaluator])

@@ -4,6 +4,9 @@ and the policy node serving the RunPolicy action with the embedded default check
 With the simulator and episodes:=N > 0, `run_policy` then runs N seeded episodes per task through the action,
 prints each episode's stage score and a summary, and the graph shuts down. With episodes:=0 (the default on
 the real robot) the graph stays up and waits for goals: `ros2 run cosmos_policy_ros run_policy --task ...`.
+With the simulator in lockstep (mode:=lockstep) the sim publishes /clock and run_policy runs on it
+(use_sim_time:=true), and so does the policy node, whose ticks follow the sim's stamps (clock_mode) and whose
+housekeeping timers run on a steady clock. Otherwise every node runs on the wall clock.
 """
 
 from launch import LaunchDescription
@@ -18,6 +21,8 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description():
     robot = LaunchConfiguration("robot")
     is_sim = PythonExpression(["'", robot, "' == 'sim'"])
+    # only a lockstep simulator publishes /clock; the sim itself never follows it (sim.launch.py)
+    use_sim_time = PythonExpression(["'", robot, "' == 'sim' and '", LaunchConfiguration("mode"), "' == 'lockstep'"])
     share = FindPackageShare("aloha_bringup")
     args = [
         DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "real"],
@@ -73,7 +78,7 @@ def generate_launch_description():
                 "checkpoint": LaunchConfiguration("checkpoint"),
                 "planning_checkpoint": LaunchConfiguration("planning_checkpoint"),
                 "device": LaunchConfiguration("device"), "execute_steps": LaunchConfiguration("execute_steps"),
-                "clock_mode": LaunchConfiguration("mode"),
+                "clock_mode": LaunchConfiguration("mode"), "use_sim_time": use_sim_time,
             },
         ],
         on_exit=Shutdown(reason="the policy node ended"),
@@ -84,7 +89,7 @@ def generate_launch_description():
         name="run_policy",
         output="screen",
         parameters=[{"tasks": LaunchConfiguration("task"), "episodes": LaunchConfiguration("episodes"),
-                     "seed_start": LaunchConfiguration("seed_start")}],
+                     "seed_start": LaunchConfiguration("seed_start"), "use_sim_time": use_sim_time}],
         condition=IfCondition(PythonExpression([is_sim, " and ", LaunchConfiguration("episodes"), " > 0"])),
         on_exit=Shutdown(reason="run_policy finished"),
     )

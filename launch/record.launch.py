@@ -21,6 +21,8 @@ def generate_launch_description():
                               description="policy checkpoint id stored with each rollout"),
         DeclareLaunchArgument("auto_record_policy", default_value="true",
                               description="record every RunPolicy goal as an episode"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
+                              description="true next to a lockstep simulator (it publishes /clock)"),
     ]
     recorder = Node(
         package="rollout_recorder",
@@ -28,6 +30,7 @@ def generate_launch_description():
         name="rollout_recorder",
         output="screen",
         parameters=[{name: LaunchConfiguration(name) for name in (
-            "out_dir", "image_height", "image_width", "compress", "sim", "policy_checkpoint", "auto_record_policy")}],
+            "out_dir", "image_height", "image_width", "compress", "sim", "policy_checkpoint", "auto_record_policy",
+            "use_sim_time")}],
     )
     return LaunchDescription([*args, recorder])

@@ -1,5 +1,11 @@
-"""The simulated ALOHA alone: cameras, joint states and stage scores on the contract's topics."""
+"""The simulated ALOHA alone: cameras, joint states and stage scores on the contract's topics.
 
+Defaults come from their one home: task, seed and mode from config/aloha_sim.yaml, the camera size from the
+robot contract. In lockstep the simulator publishes /clock and never follows it (use_sim_time false); the other
+nodes of a lockstep graph take use_sim_time:=true from the launch file that starts them.
+"""
+
+from aloha_bringup.launch_defaults import sim_defaults
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -8,13 +14,17 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
+    defaults = sim_defaults()
     args = [
-        DeclareLaunchArgument("task", default_value="transfer_cube", description="task in config/tasks.yaml"),
-        DeclareLaunchArgument("seed", default_value="0", description="object pose seed of the first episode"),
-        DeclareLaunchArgument("mode", default_value="realtime", choices=["realtime", "lockstep"],
+        DeclareLaunchArgument("task", default_value=defaults["task"], description="task in config/tasks.yaml"),
+        DeclareLaunchArgument("seed", default_value=defaults["seed"],
+                              description="object pose seed of the first episode"),
+        DeclareLaunchArgument("mode", default_value=defaults["mode"], choices=["realtime", "lockstep"],
                               description="realtime 50 Hz, or lockstep (one step per command, /clock)"),
-        DeclareLaunchArgument("image_height", default_value="480", description="camera image height"),
-        DeclareLaunchArgument("image_width", default_value="640", description="camera image width"),
+        DeclareLaunchArgument("image_height", default_value=defaults["image_height"],
+                              description="camera image height (default: the contract's)"),
+        DeclareLaunchArgument("image_width", default_value=defaults["image_width"],
+                              description="camera image width (default: the contract's)"),
     ]
     sim = Node(
         package="aloha_sim",
@@ -29,6 +39,7 @@ def generate_launch_description():
                 "mode": LaunchConfiguration("mode"),
                 "image_height": LaunchConfiguration("image_height"),
                 "image_width": LaunchConfiguration("image_width"),
+                "use_sim_time": False,  # the clock's source (lockstep) must not follow it
             },
         ],
     )

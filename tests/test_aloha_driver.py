@@ -316,3 +316,69 @@ def test_real_hardware_needs_the_interbotix_packages(tmp_path):
     if proc.returncode == 0:
         pytest.skip("the Interbotix stack is installed here")
     assert "interbotix_xs_sdk" in proc.stderr
+
+
+# ---- one robot per ROS domain, diagnostics ----
+
+@pytest.mark.ros
+def test_driver_refuses_to_start_when_another_robot_publishes_its_joint_states(start_node, test_node, contract):
+    """A simulator (or a second driver) already publishing /aloha/joint_states: two robots on one domain."""
+    from aloha_contract.ros import qos_profile
+    from sensor_msgs.msg import JointState
+    test_node.create_publisher(JointState, contract.topic("joint_states"), qos_profile(contract, "joint_states"))
+    driver = start_node("aloha_bringup", "aloha_driver", params={"startup_timeout_s": 2.0})
+    assert driver.proc.wait(timeout=START_TIMEOUT_S) == 1, driver.output
+    assert "another driver or simulator of this robot is already running on ROS domain" in driver.output
+    assert f"{contract.topic('joint_states')} is already published by /{test_node.get_name()}" in driver.output
+    assert "ROS_DOMAIN_ID" in driver.output and "Traceback" not in driver.output, driver.output
+    assert "waiting for" not in driver.output  # refused before touching the arms
+
+
+class DriverDiagnostics:
+    def __init__(self, node, contract):
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.latest_status = Latest()
+        node.create_subscription(DiagnosticArray, contract.topic("diagnostics"),
+                                 lambda msg: [self.latest_status(s) for s in msg.status if s.name == "aloha_driver"], 10)
+
+    def values(self) -> dict:
+        status = self.latest_status.last()
+        if status is None:
+            return {}
+        level = status.level
+        return {"level": int.from_bytes(level, "little") if isinstance(level, bytes) else int(level),
+                "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+
+@pytest.mark.ros
+def test_driver_publishes_rates_refusals_and_the_last_fault_on_diagnostics(fake_robot, test_node, contract):
+    _, driver = fake_robot
+    diagnostics = DriverDiagnostics(test_node, contract)
+    state = aloha_state(test_node, contract)
+    pub = command_publisher(test_node, contract)
+    start = vector(state.after(0), contract)
+    assert wait_until(lambda: diagnostics.values().get("ready") == "true", 10), diagnostics.values()
+    status = diagnostics.values()
+    assert status["level"] == 0 and float(status["joint_states_rate_hz"]) > 10, status
+    for robot in ("follower_left", "follower_right"):
+        assert float(status[f"{robot}_joint_states_rate_hz"]) > 10, status
+
+    bad = start.copy()
+    bad[2] = float("nan")
+    safe = start.copy()
+    safe[0] += 0.01
+    for _ in range(20):  # commands at the control rate: half refused, half forwarded
+        send(test_node, pub, contract, bad)
+        time.sleep(contract.control_period_s)
+        send(test_node, pub, contract, safe)
+        time.sleep(contract.control_period_s)
+
+    def counted(values):
+        return int(values.get("refused_invalid", 0)) >= 5 and int(values.get("forwarded_commands", 0)) >= 5
+
+    assert wait_until(lambda: counted(diagnostics.values()), 10), (diagnostics.values(), driver.output)
+    status = diagnostics.values()
+    assert status["level"] == 1 and "refused command [invalid]" in status["last_fault"], status
+    assert "NaN" in status["last_fault"] and int(status["refused_commands"]) >= 5, status
+    for key in ("commands_rate_hz", "forwarded_rate_hz", "follower_state_errors", "stale_followers"):
+        assert key in status, status

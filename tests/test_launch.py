@@ -81,3 +81,66 @@ def test_ctrl_c_stops_every_node(ros_domain):
         return not stat.exists() or stat.read_text().split()[2] == "Z"
 
     assert pids and wait_until(lambda: all(gone(pid) for pid in pids), 5), pids
+
+
+# ---- use_sim_time: a lockstep simulator is the clock of every other node ----
+
+# (launch file, its arguments): every graph whose simulator can run in lockstep
+SIM_GRAPHS = [("sim_scripted.launch.py", {}), ("policy.launch.py", {}), ("eval.launch.py", {})]
+
+
+def sim_time_of(node) -> str | None:
+    """The use_sim_time value a node is started with (None: not set)."""
+    values = [a.split(":=", 1)[1] for a in node.argv if a.startswith("use_sim_time:=")]
+    return values[-1] if values else None
+
+
+
+@pytest.mark.parametrize("name,arguments", SIM_GRAPHS)
+@pytest.mark.parametrize("mode", ["lockstep", "realtime"])
+def test_lockstep_graphs_run_on_the_simulator_clock(name, arguments, mode):
+    nodes, _ = evaluate(name, mode=mode, **arguments)
+    assert "aloha_sim" in {n.label for n in nodes}
+    for node in nodes:
+        # the sim publishes /clock (lockstep) and never follows it; everything else follows it in lockstep only
+        expected = "true" if mode == "lockstep" and node.label != "aloha_sim" else "false"
+        assert sim_time_of(node) == expected, (name, mode, node.label, node.argv)
+
+
+def test_the_real_robot_never_runs_on_sim_time():
+    nodes, _ = evaluate("policy.launch.py", robot="real", hardware="fake", mode="lockstep")
+    assert all(sim_time_of(n) in (None, "false") for n in nodes), [n.argv for n in nodes]
+
+
+def test_dict_parameters_get_the_types_launch_ros_gives_them():
+    """launch_ros reads a substitution's text as YAML ("True" -> bool) and keeps a Python str a string."""
+    from aloha_bringup import wheel_launch as wl
+    context = wl.Context({"mode": "lockstep", "empty": "", "n": "1000"})
+    expression = wl.PythonExpression(["'", wl.LaunchConfiguration("mode"), "' == 'lockstep'"])
+    args = wl._param_args([{"a": expression, "b": wl.LaunchConfiguration("empty"), "c": wl.LaunchConfiguration("n"),
+                            "d": "1000", "e": True, "f": [1, 2], "g": "transfer_cube"}], context)
+    assert args == ["-p", "a:=true", "-p", "b:=''", "-p", "c:=1000", "-p", "d:='1000'", "-p", "e:=true",
+                    "-p", "f:=[1, 2]", "-p", "g:=transfer_cube"]
+
+
+@pytest.mark.ros
+def test_lockstep_nodes_get_use_sim_time_as_a_bool(ros_domain, test_node):
+    """Run under the wheel launcher: the parameter reaches each node with the type real launch gives it."""
+    from rcl_interfaces.msg import ParameterType
+    from rcl_interfaces.srv import GetParameters
+    launcher = NodeProcess([sys.executable, "-m", "aloha_bringup.wheel_launch", "aloha_bringup", "sim_scripted.launch.py",
+                            "mode:=lockstep", "episodes:=1", "tasks:=transfer_cube", "image_height:=48",
+                            "image_width:=64"], {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        def use_sim_time(node_name: str):
+            client = test_node.create_client(GetParameters, f"/{node_name}/get_parameters")
+            assert client.wait_for_service(timeout_sec=60), launcher.output
+            future = client.call_async(GetParameters.Request(names=["use_sim_time"]))
+            assert wait_until(future.done, 10), launcher.output
+            value = future.result().values[0]
+            return value.type, value.bool_value
+
+        assert use_sim_time("scripted_driver") == (ParameterType.PARAMETER_BOOL, True)
+        assert use_sim_time("aloha_sim") == (ParameterType.PARAMETER_BOOL, False)
+    finally:
+        launcher.stop()

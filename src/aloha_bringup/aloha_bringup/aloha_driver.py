@@ -10,6 +10,10 @@
 A refused command (malformed, NaN, beyond limits, too large a step, too far from the measured position,
 stale follower state) is not forwarded: the followers keep their last goal, i.e. the last safe target.
 The translation itself lives in :mod:`aloha_bringup.interbotix_bridge` (plain Python, tested without ROS).
+
+``/diagnostics`` carries the rates (commands in, commands forwarded, follower and 14-D joint states), the
+refused commands per reason and the last fault. One robot per ROS domain: the driver refuses to start when
+another driver or a simulator already publishes this robot's joint states (``peer_check_s`` for discovery).
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ import time
 
 import rclpy
 from aloha_contract import ContractError, load_contract
+from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
+from aloha_contract.peers import DISCOVERY_WAIT_S, AnotherRobotError, refusal_message, wait_for_other_robots
 from aloha_contract.robot_config import load_robot_config
 from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, vector_to_joint_state
 from aloha_contract.reason_log import ReasonLog
 from aloha_contract.safety import SafetyGate
+from diagnostic_msgs.msg import DiagnosticArray
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from interbotix_xs_msgs.srv import OperatingModes, Reboot, TorqueEnable
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
@@ -33,6 +41,7 @@ from .interbotix_bridge import (ARM_GROUP, FOLLOWER_ARM_MODE, FOLLOWER_GRIPPER_M
 from aloha_contract.node_main import run_node
 
 WAIT_LOG_PERIOD_S = 5.0  # how often the start-up wait says what it is still waiting for
+DIAGNOSTICS_PERIOD_S = 1.0
 
 
 class StartupError(RuntimeError):
@@ -42,12 +51,15 @@ class StartupError(RuntimeError):
 class AlohaDriver(Node):
     def __init__(self) -> None:
         super().__init__("aloha_driver")
+        discovery_started_s = time.monotonic()  # discovery runs while the configuration loads
         contract_file = self.declare_parameter("contract_file", "").value
         robot_file = self.declare_parameter("robot_config_file", "").value
         self.startup_timeout_s = float(self.declare_parameter("startup_timeout_s", 30.0).value)
         self.reboot_grippers = bool(self.declare_parameter("reboot_grippers", True).value)
         # repeats of one refusal reason are logged at most this often (0: every refusal)
         log_interval_s = float(self.declare_parameter("refusal_log_interval_s", 1.0).value)
+        # seconds discovery gets to find another driver or a simulator of this robot before this one starts
+        peer_check_s = float(self.declare_parameter("peer_check_s", DISCOVERY_WAIT_S).value)
         self.contract = c = load_contract(contract_file or None)
         self.robot = load_robot_config(robot_file or None, contract=c)
         self.calibration = c.gripper_calibration(self.robot.gripper_calibration)
@@ -60,6 +72,11 @@ class AlohaDriver(Node):
         self.state_errors = ReasonLog(log_interval_s)  # malformed follower messages: logged like refusals, counted apart
         self.ready = False
         self.forwarded = 0
+        self.last_fault = ""
+        self.rates = RateMeter("commands", "forwarded", "joint_states",
+                               *(f"{c.follower_robot(arm)}_joint_states" for arm in c.arms))
+        # before this driver publishes anything: the other one must not see a second robot either
+        self.refuse_if_another_robot(peer_check_s, discovery_started_s)
 
         self.pub_state = self.create_publisher(JointState, c.topic("joint_states"), qos_profile(c, "joint_states"))
         self.pub_group, self.pub_single = {}, {}
@@ -78,6 +95,16 @@ class AlohaDriver(Node):
                 for key, srv_type in (("torque_enable", TorqueEnable), ("set_operating_modes", OperatingModes),
                                       ("reboot_motors", Reboot))}
         self.create_subscription(JointState, c.topic("joint_commands"), self.on_command, qos_profile(c, "joint_commands"))
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, c.topic("diagnostics"), 10)
+        # on the wall clock: the diagnostics of a real robot never wait for a simulated clock
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def refuse_if_another_robot(self, wait_s: float, since_s: float) -> None:
+        """Raise AnotherRobotError when another driver or a simulator already serves this robot's joint states."""
+        found = wait_for_other_robots(self, wait_s, since_s, topics=[self.contract.topic("joint_states")])
+        if found:
+            raise AnotherRobotError(refusal_message(self, "driver or simulator of this robot", found))
 
     # ---- start-up ----
     def start_robots(self) -> None:
@@ -139,6 +166,7 @@ class AlohaDriver(Node):
 
     # ---- follower states -> 14-D state ----
     def on_follower_state(self, arm: str, msg: JointState) -> None:
+        self.rates.count(f"{self.contract.follower_robot(arm)}_joint_states")
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         try:
             self.states.update(arm, msg.name, msg.position, msg.velocity, msg.effort, msg.header.stamp, stamp_ns,
@@ -150,10 +178,12 @@ class AlohaDriver(Node):
         if obs is not None:
             self.pub_state.publish(vector_to_joint_state(obs.position, self.contract.joint_names, obs.stamp,
                                                          velocity=obs.velocity, effort=obs.effort))
+            self.rates.count("joint_states")
 
     # ---- 14-D command -> Interbotix commands ----
     def on_command(self, msg: JointState) -> None:
         c = self.contract
+        self.rates.count("commands")
         if not self.ready:
             self.refuse("not_ready", "the followers are not set up yet (waiting for their services and joint states)")
             return
@@ -180,8 +210,10 @@ class AlohaDriver(Node):
             self.pub_group[command.robot].publish(JointGroupCommand(name=ARM_GROUP, cmd=list(command.arm_positions)))
             self.pub_single[command.robot].publish(JointSingleCommand(name=GRIPPER_JOINT, cmd=command.gripper_position))
         self.forwarded += 1
+        self.rates.count("forwarded")
 
     def refuse(self, reason: str, detail: str) -> None:
+        self.last_fault = f"refused command [{reason}]: {detail}"
         suppressed = self.refusals.record(reason, time.monotonic())
         if suppressed is None:
             return
@@ -191,13 +223,39 @@ class AlohaDriver(Node):
             f"(refused so far: {self.refusals.summary()}{more})")
 
     def _state_error(self, text: str) -> None:
+        self.last_fault = text
         if self.state_errors.record("follower_state", time.monotonic()) is not None:
             self.get_logger().warning(text)
+
+    # ---- diagnostics ----
+    def publish_diagnostics(self) -> None:
+        c = self.contract
+        stale = self.states.stale_arms(time.monotonic(), self.stale_after_s)
+        if not self.ready:
+            level, message = WARN, "starting: waiting for the followers' services and joint states"
+        elif stale:
+            level, message = ERROR, f"follower joint states of {stale} older than {self.stale_after_s} s: commands stop"
+        elif self.refusals.total or self.state_errors.total:
+            level, message = WARN, self.last_fault
+        else:
+            level, message = OK, "forwarding commands"
+        values = {
+            "ready": self.ready,
+            **{f"{stream}_rate_hz": rate for stream, rate in self.rates.rates_hz().items()},
+            "forwarded_commands": self.forwarded,
+            "refused_commands": self.refusals.total,
+            **{f"refused_{reason}": n for reason, n in sorted(self.refusals.counts.items())},
+            "follower_state_errors": self.state_errors.total,
+            "stale_followers": ",".join(c.follower_robot(arm) for arm in stale),
+            "last_fault": self.last_fault,
+        }
+        self.pub_diagnostics.publish(diagnostic_array("aloha_driver", c.robot, level, message, values,
+                                                      self.get_clock().now().to_msg()))
 
 
 def main(args: list[str] | None = None) -> int:
     return run_node("aloha_driver", AlohaDriver, setup=AlohaDriver.start_robots,
-                    setup_errors=(StartupError, ContractError), args=args)
+                    setup_errors=(StartupError, ContractError, AnotherRobotError), args=args)
 
 
 if __name__ == "__main__":

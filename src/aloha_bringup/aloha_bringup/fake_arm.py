@@ -21,8 +21,6 @@ OPERATING_MODES = ("position", "ext_position", "velocity", "current", "current_b
 POSITION_MODES = ("position", "ext_position", "current_based_position", "linear_position")
 PROFILE_TYPES = ("velocity", "time")
 ALL_GROUP = "all"  # xs_sdk's name for every joint
-# ALOHA's start pose of the six arm joints (rad): above the table, gripper in view of the wrist camera.
-START_ARM_POSE = (0.0, -0.96, 1.16, 0.0, -0.3, 0.0)
 INITIAL_GRIPPER_MODE = "linear_position"  # what Interbotix's ALOHA mode files load; the driver changes it
 
 
@@ -58,8 +56,9 @@ class FakeArm:
         self.time_constant_s = float(time_constant_s)
         self.arm_joints = list(contract.arm_joints)
         self.joints = [*self.arm_joints, GRIPPER_JOINT]
+        # the contract's start pose (above the table, gripper in view of the wrist camera), gripper open
         gripper_open = calibration.follower_gripper_joint_rad.open
-        self.position = np.array([*START_ARM_POSE, gripper_open], dtype=np.float64)
+        self.position = np.array([*contract.start_arm_joints_rad, gripper_open], dtype=np.float64)
         self.velocity = np.zeros(len(self.joints))
         self.goal = self.position.copy()
         self.torqued = np.zeros(len(self.joints), dtype=bool)

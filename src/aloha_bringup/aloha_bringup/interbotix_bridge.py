@@ -4,7 +4,8 @@ The real-robot driver node only wires topics to these pieces:
 - :func:`arm_commands`: a 14-D command -> per follower arm, the 'arm' group targets and the gripper joint
   target (normalised gripper -> follower gripper *joint*, index 6 of joint_states);
 - :class:`FollowerStates`: the latest follower joint_states of both arms -> the 14-D state (gripper from the
-  *finger position*, index 7), the same in command space for the safety gate, and their staleness;
+  *finger position*, ``contract.follower_finger_index``), the same in command space for the safety gate
+  (gripper *joint*, ``contract.follower_gripper_index``), and their staleness;
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aloha_contract.contract import Contract, GripperCalibration
-from aloha_contract.gripper import FINGER_INDEX, follower_targets_from_command, qpos_from_follower_positions
+from aloha_contract.gripper import follower_targets_from_command, qpos_from_follower_positions
 
 ARM_GROUP = "arm"  # the joint group of the six arm joints in Interbotix motor configs
 GRIPPER_JOINT = "gripper"  # the gripper's single joint
-GRIPPER_JOINT_INDEX = 6  # follower joint_states: gripper joint angle (rad)
 
 # Operating modes the driver sets on the followers at start, as the ALOHA stack does: the arm tracks joint
 # positions; the gripper tracks a position with a current limit, so that it squeezes an object instead of
@@ -143,30 +143,32 @@ class FollowerStates:
         return self.observation()
 
     def observation(self) -> Observation:
-        """The 14-D state in the ACT convention: gripper = normalised finger position (index 7)."""
-        samples = [self._arms[arm] for arm in self.contract.arms]
-        position = qpos_from_follower_positions(self.contract, [s.position for s in samples], self.calibration)
-        n = len(self.contract.arm_joints)
+        """The 14-D state in the ACT convention: gripper = normalised finger position (follower_finger_index)."""
+        c = self.contract
+        samples = [self._arms[arm] for arm in c.arms]
+        position = qpos_from_follower_positions(c, [s.position for s in samples], self.calibration)
+        arm, finger_i, gripper_i = c.follower_arm_indices, c.follower_finger_index, c.follower_gripper_index
         velocity = effort = None
         if all(s.velocity is not None for s in samples):
             finger = self.calibration.follower_finger_position_m
-            velocity = np.concatenate([np.append(s.velocity[:n], s.velocity[FINGER_INDEX] / (finger.open - finger.close))
+            velocity = np.concatenate([np.append(s.velocity[arm], s.velocity[finger_i] / (finger.open - finger.close))
                                        for s in samples])
         if all(s.effort is not None for s in samples):
-            effort = np.concatenate([s.effort[:n + 1] for s in samples])  # gripper: the gripper motor's effort
+            # gripper: the gripper motor's effort
+            effort = np.concatenate([np.append(s.effort[arm], s.effort[gripper_i]) for s in samples])
         oldest = min(samples, key=lambda s: s.stamp_ns)
         return Observation(position, velocity, effort, oldest.stamp)
 
     def measured_for_commands(self) -> np.ndarray:
-        """The measured state in *command* space: gripper = normalised gripper joint (index 6).
+        """The measured state in *command* space: gripper = normalised gripper joint (follower_gripper_index).
 
         The safety gate compares targets with this, so that a gripper target is compared with the same
         joint, through the same calibration, that executes it.
         """
-        n = len(self.contract.arm_joints)
+        c = self.contract
         joint_range = self.calibration.follower_gripper_joint_rad
         out = []
-        for arm in self.contract.arms:
+        for arm in c.arms:
             pos = self._arms[arm].position
-            out.extend([*pos[:n], joint_range.normalize(pos[GRIPPER_JOINT_INDEX])])
+            out.extend([*pos[c.follower_arm_indices], joint_range.normalize(pos[c.follower_gripper_index])])
         return np.array(out, dtype=np.float64)

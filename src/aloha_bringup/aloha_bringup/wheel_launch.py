@@ -6,7 +6,8 @@ subset of their API that our launch files use (``LaunchDescription``, ``DeclareL
 ``LaunchConfiguration``, ``PathJoinSubstitution``, ``PythonExpression``, ``IfCondition`` / ``UnlessCondition``,
 ``launch_ros.actions.Node`` with ``on_exit=Shutdown()``, ``FindPackageShare``), evaluates the very same
 files, and supervises the node processes: output prefixed by node name, Ctrl-C forwarded to every node,
-the whole graph stopped when a node marked ``on_exit=Shutdown()`` ends.
+the whole graph stopped when a node marked ``on_exit=Shutdown()`` ends. Parameter dicts get the types launch_ros
+gives them (a substitution's text read as YAML, e.g. ``{"use_sim_time": PythonExpression(...)}`` -> a bool).
 
 Usage: ``python -m aloha_bringup.wheel_launch aloha_bringup sim_demo.launch.py episodes:=3``.
 """
@@ -266,20 +267,51 @@ def load_description(path: Path) -> LaunchDescription:
 
 
 def _param_args(parameters: list[Any], context: Context) -> list[str]:
-    """Parameter files and dicts as --ros-args; strings stay YAML text, parsed by the node as launch_ros does."""
+    """Parameter files and dicts as --ros-args, in their order (a later entry wins, as with launch_ros)."""
     args: list[str] = []
     for entry in parameters:
         if isinstance(entry, dict):
             for key, value in entry.items():
-                if isinstance(value, (bool, int, float, list)):
-                    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-                else:
-                    # an empty value is an empty string parameter (rcl refuses a bare `-p key:=`)
-                    text = perform(value, context) or "''"
-                args += ["-p", f"{key}:={text}"]
+                args += ["-p", f"{perform(key, context)}:={_param_text(key, value, context)}"]
         else:
             args += ["--params-file", perform(entry, context)]
     return args
+
+
+def _param_text(key: Any, value: Any, context: Context) -> str:
+    """One dict parameter as ``-p`` text with the type launch_ros gives it.
+
+    launch_ros performs a substitution and reads the text as YAML (``PythonExpression`` "True" becomes the bool
+    true, "1000" an int, "" the empty string); plain Python values keep their type.
+    """
+    if isinstance(value, (bool, int, float, list, tuple)):
+        return _yaml_scalar(list(value) if isinstance(value, tuple) else value)
+    text = perform(value, context)
+    if isinstance(value, str):
+        return _string_text(text)
+    try:
+        typed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise LaunchError(f"parameter {perform(key, context)}: {text!r} is not a YAML value") from None
+    if isinstance(typed, (bool, int, float)):
+        return _yaml_scalar(typed)
+    if isinstance(typed, dict):
+        raise LaunchError(f"parameter {perform(key, context)}: {text!r} is a mapping; launch_ros refuses it")
+    # an empty value is an empty string parameter (rcl refuses a bare `-p key:=`); other text rcl reads as YAML
+    return text or "''"
+
+
+def _string_text(text: str) -> str:
+    """A Python string stays a string: quoted where rcl would read it as a number, a bool or a list."""
+    try:
+        plain = bool(text) and yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else _yaml_scalar(text)
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def evaluate(description: LaunchDescription, overrides: dict[str, str],

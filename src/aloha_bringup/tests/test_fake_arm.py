@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from aloha_contract import load_contract
 
-from aloha_bringup.fake_arm import START_ARM_POSE, FakeArm, FakeArmError
+from aloha_bringup.fake_arm import FakeArm, FakeArmError
+
+START_ARM_POSE = np.array(load_contract().start_arm_joints_rad)  # the arms start in the contract's start pose
 
 
 @pytest.fixture

@@ -83,6 +83,42 @@ class Contract:
         return list(self.raw["follower_joint_names"])
 
     @cached_property
+    def follower_arm_indices(self) -> list[int]:
+        """Indices of the six arm joints (``arm_joints`` order) in a follower's joint_states."""
+        return [self._follower_index(j, "arm_joints") for j in self.arm_joints]
+
+    @cached_property
+    def follower_gripper_index(self) -> int:
+        """Index of the gripper *joint* (rad) in a follower's joint_states: where commands are executed."""
+        return self._follower_index(self.raw["gripper_joint"], "gripper_joint")
+
+    @cached_property
+    def follower_finger_index(self) -> int:
+        """Index of the finger's linear position (m) in a follower's joint_states: the observed gripper."""
+        return self._follower_index(self.raw["follower_finger_joint"], "follower_finger_joint")
+
+    def _follower_index(self, joint: str, key: str) -> int:
+        try:
+            return self.follower_joint_names.index(str(joint))
+        except ValueError:
+            raise ContractError(f"{self.source}: {key} '{joint}' is not in follower_joint_names "
+                                f"{self.follower_joint_names}") from None
+
+    @cached_property
+    def start_arm_joints_rad(self) -> tuple[float, ...]:
+        """ALOHA's start pose of the six arm joints (rad), in ``arm_joints`` order, the same for both arms."""
+        pose = self.raw["start_pose"]["arm_joints_rad"]
+        missing = [j for j in self.arm_joints if j not in pose]
+        if missing:
+            raise ContractError(f"{self.source}: start_pose.arm_joints_rad lacks {missing} (one value per arm joint)")
+        return tuple(float(pose[j]) for j in self.arm_joints)
+
+    @property
+    def start_sim_finger_position_m(self) -> float:
+        """The simulated fingers' opening (m) in the start pose."""
+        return float(self.raw["start_pose"]["sim_finger_position_m"])
+
+    @cached_property
     def joint_names(self) -> list[str]:
         """The 14 names of the state/command vector, e.g. ``left_waist`` ... ``right_gripper``."""
         gripper = self.raw["gripper_joint"]
@@ -172,8 +208,8 @@ class Contract:
 
 
 _REQUIRED_KEYS = ("robot", "control", "arms", "arm_joints", "gripper_joint", "follower_joint_names",
-                  "joint_limits_rad", "command_limits", "topics", "services", "actions", "cameras", "qos",
-                  "gripper_calibration", "follower_robots")
+                  "follower_finger_joint", "start_pose", "joint_limits_rad", "command_limits", "topics",
+                  "services", "actions", "cameras", "qos", "gripper_calibration", "follower_robots")
 
 
 def default_contract_path() -> Path:
@@ -202,4 +238,7 @@ def load_contract(path: str | os.PathLike[str] | None = None) -> Contract:
                             f"joints, the ACT convention needs {ACTION_DIM}")
     if not math.isfinite(contract.control_rate_hz) or contract.control_rate_hz <= 0:
         raise ContractError(f"{source}: control.rate_hz must be a positive number")
+    # fail at load, naming the key, rather than in the first node that needs them
+    _ = (contract.follower_arm_indices, contract.follower_gripper_index, contract.follower_finger_index,
+         contract.start_arm_joints_rad)
     return contract

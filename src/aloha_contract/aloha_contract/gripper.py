@@ -1,8 +1,9 @@
 """Conversions between the 14-D ACT vectors and per-arm Interbotix quantities.
 
-Observation grippers come from the follower *finger position* (joint_states index 7); commands are
-executed on the follower *gripper joint* (index 6). Keeping both directions here, next to the
-calibration, avoids the index-6/index-7 confusion that makes real grippers oscillate.
+Observation grippers come from the follower *finger position* (joint_states index 7,
+``contract.follower_finger_index``); commands are executed on the follower *gripper joint* (index 6,
+``contract.follower_gripper_index``). Keeping both directions here, next to the calibration, avoids the
+index-6/index-7 confusion that makes real grippers oscillate.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from .contract import Contract, GripperCalibration
-
-FINGER_INDEX = 7  # follower joint_states: linear position of the left finger
 
 
 def qpos_from_follower_positions(contract: Contract, arm_positions: Sequence[Sequence[float]],
@@ -26,8 +25,9 @@ def qpos_from_follower_positions(contract: Contract, arm_positions: Sequence[Seq
             raise ValueError(f"{contract.arms[i]} follower joint_states: got {len(positions)} positions, "
                              f"expected {len(contract.follower_joint_names)} ({contract.follower_joint_names})")
         base = i * (n_joints + 1)
-        out[base:base + n_joints] = positions[:n_joints]
-        out[base + n_joints] = calibration.follower_finger_position_m.normalize(positions[FINGER_INDEX])
+        out[base:base + n_joints] = [positions[j] for j in contract.follower_arm_indices]
+        out[base + n_joints] = calibration.follower_finger_position_m.normalize(
+            positions[contract.follower_finger_index])
     return out
 
 

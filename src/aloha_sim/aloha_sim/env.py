@@ -9,13 +9,14 @@ import mujoco
 import numpy as np
 from aloha_contract import Contract, InvalidCommand, check_joint_command, load_contract
 
-from .scene import DEFAULT_IMAGE_SIZE, CameraRenderer, load_model
+from .scene import CameraRenderer, load_model
 from .stages import StageScore, StageTracker, contact_state, predicates_for
-from .tasks import START_ARM_JOINTS_RAD, START_FINGER_POSITION_M, Pose, TaskSpec, load_task
+from .tasks import Pose, TaskSpec, load_task
 
 __all__ = ["AlohaSimEnv", "FollowerJointState", "InvalidCommand", "Observation"]
 
 GRIPPER_CALIBRATION_PROFILE = "sim"
+FINGER_JOINTS = ("left_finger", "right_finger")  # the MJCF finger joints, named as in the Interbotix layout
 
 
 @dataclass
@@ -49,10 +50,12 @@ class AlohaSimEnv:
 
     Invalid commands raise :class:`InvalidCommand` before anything changes: the arms keep holding
     the last valid target. Same seed and same commands give identical states and images.
+    ``image_size`` (height, width) defaults to the contract's camera size; episodes start in the
+    contract's start pose.
     """
 
     def __init__(self, task: str | TaskSpec, cameras: Sequence[str] | None = None,
-                 image_size: tuple[int, int] | None = DEFAULT_IMAGE_SIZE, render: bool = True,
+                 image_size: tuple[int, int] | None = None, render: bool = True,
                  contract: Contract | None = None, check_joint_steps: bool = False) -> None:
         self.contract = contract or load_contract()
         self.task = load_task(task) if isinstance(task, str) else task
@@ -71,6 +74,7 @@ class AlohaSimEnv:
             raise ValueError(f"control period {period_s} s is not a multiple of the physics step "
                              f"{self.model.opt.timestep} s")
         self._index_joints()
+        self._follower_order = self._follower_layout_order()
 
         self.cameras = list(self.contract.cameras if cameras is None else cameras)
         self.image_size = tuple(image_size or (self.contract.image_height, self.contract.image_width))
@@ -91,13 +95,23 @@ class AlohaSimEnv:
         joint_to_actuator = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu)}
         for arm in self.contract.arms:
             jids = [m.joint(_mjcf_joint(arm, j)).id for j in arm_joints]
-            fids = [m.joint(_mjcf_joint(arm, f)).id for f in ("left_finger", "right_finger")]
+            fids = [m.joint(_mjcf_joint(arm, f)).id for f in FINGER_JOINTS]
             self._arm_qpos.append(np.array([m.jnt_qposadr[j] for j in jids]))
             self._arm_dof.append(np.array([m.jnt_dofadr[j] for j in jids]))
             self._arm_act.append(np.array([joint_to_actuator[j] for j in jids]))
             self._finger_qpos.append(np.array([m.jnt_qposadr[j] for j in fids]))
             self._finger_dof.append(np.array([m.jnt_dofadr[j] for j in fids]))
             self._finger_act.append(np.array([joint_to_actuator[j] for j in fids]))
+
+    def _follower_layout_order(self) -> list[int]:
+        """Where each name of the contract's follower layout sits in [arm joints, gripper, fingers]."""
+        c = self.contract
+        simulated = [*c.arm_joints, str(c.raw["gripper_joint"]), *FINGER_JOINTS]
+        unknown = [n for n in c.follower_joint_names if n not in simulated]
+        if unknown:
+            raise ValueError(f"{c.source}: follower_joint_names {unknown} have no simulated joint "
+                             f"(the sim has {simulated})")
+        return [simulated.index(n) for n in c.follower_joint_names]
 
     @property
     def episode_steps(self) -> int:
@@ -113,9 +127,10 @@ class AlohaSimEnv:
         return self._last_command.copy()
 
     def start_command(self) -> np.ndarray:
-        """The 14-D command that holds ALOHA's start pose."""
-        gripper = self._finger.normalize(START_FINGER_POSITION_M)
-        return np.array([*START_ARM_JOINTS_RAD, gripper] * len(self.contract.arms), dtype=np.float64)
+        """The 14-D command that holds the contract's start pose."""
+        c = self.contract
+        gripper = self._finger.normalize(c.start_sim_finger_position_m)
+        return np.array([*c.start_arm_joints_rad, gripper] * len(c.arms), dtype=np.float64)
 
     def reset(self, seed: int, object_poses: dict[str, Pose] | None = None) -> Observation:
         """Arms to the start pose, objects to the seed's random poses (or ``object_poses``)."""
@@ -123,9 +138,10 @@ class AlohaSimEnv:
         mujoco.mj_resetData(m, d)
         self.seed = int(seed)
         poses = object_poses if object_poses is not None else self.task.sample_object_poses(seed)
+        finger_m = self.contract.start_sim_finger_position_m
         for arm_i in range(len(self.contract.arms)):
-            d.qpos[self._arm_qpos[arm_i]] = START_ARM_JOINTS_RAD
-            d.qpos[self._finger_qpos[arm_i]] = (START_FINGER_POSITION_M, -START_FINGER_POSITION_M)
+            d.qpos[self._arm_qpos[arm_i]] = self.contract.start_arm_joints_rad
+            d.qpos[self._finger_qpos[arm_i]] = (finger_m, -finger_m)
         for name in self._objects:
             if name not in poses:
                 raise KeyError(f"object_poses lacks '{name}' (task {self.task.name} needs {self._objects})")
@@ -194,13 +210,13 @@ class AlohaSimEnv:
                            images=self.render() if render else {}, sim_time_s=self.sim_time_s)
 
     def follower_joint_states(self) -> dict[str, FollowerJointState]:
-        """Per arm (``left``/``right``), joint_states in the Interbotix 9-joint layout.
+        """Per arm (``left``/``right``), joint_states in the contract's Interbotix layout (9 joints).
 
         The sim has no gripper joint: its angle is the finger opening mapped through the sim
         calibration (finger position -> normalised -> follower gripper joint range).
         """
         d = self.data
-        names = self.contract.follower_joint_names
+        names, order = self.contract.follower_joint_names, self._follower_order
         span_m = self._finger.open - self._finger.close
         span_rad = self._gripper_joint.open - self._gripper_joint.close
         states = {}
@@ -212,8 +228,8 @@ class AlohaSimEnv:
             effort = [*d.actuator_force[self._arm_act[arm_i]], float(d.actuator_force[fa[0]]),
                       *d.actuator_force[fa]]
             states[arm] = FollowerJointState(robot=self.contract.follower_robot(arm), names=list(names),
-                                             position=np.array(position), velocity=np.array(velocity),
-                                             effort=np.array(effort))
+                                             position=np.array(position)[order], velocity=np.array(velocity)[order],
+                                             effort=np.array(effort)[order])
         return states
 
     def object_poses(self) -> dict[str, Pose]:

@@ -23,8 +23,6 @@ CAMERA_TO_MJCF = {
     "cam_right_wrist": "right_wrist",
 }
 
-DEFAULT_IMAGE_SIZE = (480, 640)  # (height, width), the RealSense colour stream size
-
 
 class SceneError(RuntimeError):
     """The sim assets or a camera cannot be found / rendered."""

@@ -18,7 +18,7 @@ from aloha_contract import Contract, load_contract
 from .kinematics import ArmKinematics, axis_angle_quat, quat_mul
 from .scene import load_model
 from .stages import REST_HEIGHT_M
-from .tasks import START_ARM_JOINTS_RAD, START_FINGER_POSITION_M, Pose, TaskSpec, load_task
+from .tasks import Pose, TaskSpec, load_task
 
 OPEN = 1.0
 CLOSED = 0.0
@@ -62,10 +62,11 @@ def _natural_heading(kin: ArmKinematics, pos: np.ndarray) -> float:
     return float(np.arctan2(delta[1], delta[0]))
 
 
-def _arm_trajectory(kin: ArmKinematics, waypoints: Sequence[Waypoint], steps: int) -> np.ndarray:
-    """(steps, 7): 6 joint angles from IK along the interpolated path, then the gripper command."""
+def _arm_trajectory(kin: ArmKinematics, waypoints: Sequence[Waypoint], steps: int,
+                    start_q: Sequence[float]) -> np.ndarray:
+    """(steps, 7): 6 joint angles from IK along the interpolated path (seeded at `start_q`), then the gripper."""
     out = np.zeros((steps, 7))
-    q = np.array(START_ARM_JOINTS_RAD, dtype=np.float64)
+    q = np.array(start_q, dtype=np.float64)
     for t in range(steps):
         nxt = next((i for i, w in enumerate(waypoints) if w.step > t), len(waypoints) - 1)
         a, b = waypoints[max(nxt - 1, 0)], waypoints[nxt]
@@ -80,9 +81,9 @@ def _arm_trajectory(kin: ArmKinematics, waypoints: Sequence[Waypoint], steps: in
     return out
 
 
-def _start_waypoint(kin: ArmKinematics, joints: Sequence[str], gripper: float) -> Waypoint:
-    pos, _ = kin.tool_pose(START_ARM_JOINTS_RAD)
-    start = dict(zip(joints, START_ARM_JOINTS_RAD))
+def _start_waypoint(kin: ArmKinematics, joints: Sequence[str], start_q: Sequence[float], gripper: float) -> Waypoint:
+    pos, _ = kin.tool_pose(start_q)
+    start = dict(zip(joints, start_q))
     pitch_rad = start["shoulder"] + start["elbow"] + start["wrist_angle"]  # all three pitch about y
     return _wp(0, pos, gripper, pitch_deg=float(np.rad2deg(pitch_rad)))
 
@@ -159,8 +160,8 @@ def plan_waypoints(task: TaskSpec, object_poses: dict[str, Pose], contract: Cont
         raise ValueError(f"task '{task.name}' has no sim section in tasks.yaml")
     joints = tuple(contract.arm_joints)
     finger = contract.gripper_calibration("sim").follower_finger_position_m
-    start = {arm: _start_waypoint(_kinematics(task.sim.model, arm, joints), joints,
-                                  finger.normalize(START_FINGER_POSITION_M)) for arm in contract.arms}
+    start = {arm: _start_waypoint(_kinematics(task.sim.model, arm, joints), joints, contract.start_arm_joints_rad,
+                                  finger.normalize(contract.start_sim_finger_position_m)) for arm in contract.arms}
     return _PLANNERS[task.name](start, object_poses)
 
 
@@ -170,6 +171,6 @@ def plan_episode(task: str | TaskSpec, object_poses: dict[str, Pose], contract: 
     spec = load_task(task) if isinstance(task, str) else task
     waypoints = plan_waypoints(spec, object_poses, contract)
     joints = tuple(contract.arm_joints)
-    per_arm = [_arm_trajectory(_kinematics(spec.sim.model, arm, joints), waypoints[arm], spec.episode_steps)
-               for arm in contract.arms]
+    per_arm = [_arm_trajectory(_kinematics(spec.sim.model, arm, joints), waypoints[arm], spec.episode_steps,
+                               contract.start_arm_joints_rad) for arm in contract.arms]
     return np.concatenate(per_arm, axis=1)

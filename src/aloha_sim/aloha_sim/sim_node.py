@@ -17,6 +17,10 @@ joint limits, consecutive targets within velocity limit x period, and the target
 of the measured position. A refused command is logged (throttled per reason), counted, and the arms hold
 their last safe target. If the camera worker dies, the node reports it on /diagnostics and in the log and
 stops: it never publishes joint states without images.
+
+One simulator per ROS domain: at start the node gives discovery ``peer_check_s`` to find another simulator or
+robot there (a node of its name, the reset service served, the joint states published) and refuses to start
+if it finds one, before it publishes or serves anything: two on one domain reset and command each other.
 """
 
 from __future__ import annotations
@@ -27,14 +31,17 @@ from dataclasses import dataclass, field
 
 import rclpy
 from aloha_contract import ContractError, load_contract
+from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
+from aloha_contract.peers import (DISCOVERY_WAIT_S, AnotherRobotError, domain_id, refusal_message, second_publisher,
+                                  wait_for_other_robots)
+from aloha_contract.reason_log import ReasonLog
 from aloha_contract.ros import (MessageError, joint_state_to_vector, qos_profile, rgb_to_image, time_msg,
                                 vector_to_joint_state)
-from aloha_contract.reason_log import ReasonLog
 from aloha_contract.safety import SafetyGate
 from aloha_interfaces.msg import StageScore
 from aloha_interfaces.srv import ResetEpisode
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Pose
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.clock import Clock as RosClock
@@ -53,6 +60,7 @@ from .tasks import TaskError, load_tasks
 MODES = ("realtime", "lockstep")
 MAX_CATCH_UP_STEPS = 5  # realtime: physics steps per tick when the loop fell behind the wall clock
 DIAGNOSTICS_PERIOD_S = 1.0
+PEER_WATCH_PERIOD_S = 2.0  # after start-up: how often the graph is checked for a second publisher of joint states
 LOG_INTERVAL_S = 1.0  # repeats of one reason (refusal, stale stamp, dropped steps) are logged at most this often
 
 
@@ -67,6 +75,7 @@ class CameraFault(RuntimeError):
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("aloha_sim")
+        discovery_started_s = time.monotonic()  # discovery runs while the scene loads
         contract_file = self._param("contract_file", "", "robot contract YAML; empty: $ALOHA_CONTRACT or the shipped one")
         self.contract = load_contract(contract_file or None)
         c = self.contract
@@ -79,7 +88,12 @@ class SimNode(Node):
         self.mode = self._param("mode", "realtime", "realtime (wall clock) | lockstep (one step per command)",
                                 choices=MODES)
         self.camera_rate_hz = self._param("camera_rate_hz", float(c.control_rate_hz),
-                                          "cameras render at most this often (Hz)", lo=0.1, hi=1000.0)
+                                          "cameras render at most this often (Hz); default: the contract's "
+                                          "control rate", lo=0.1, hi=1000.0)
+        peer_check_s = self._param("peer_check_s", DISCOVERY_WAIT_S, "seconds discovery gets to find another "
+                                   "simulator or robot on this ROS domain before this one starts (0: look once)",
+                                   lo=0.0, hi=60.0)
+        self.check_clock_parameters()
         unknown = [cam for cam in self.cameras if cam not in c.cameras]
         if unknown or not self.cameras:
             raise ParameterError(f"parameter cameras:={self.cameras}: expected a non-empty list of the contract's "
@@ -92,16 +106,18 @@ class SimNode(Node):
         self.reports = ReasonLog()    # other throttled reports: stale lockstep stamps, dropped catch-up steps
         self.dropped_steps = 0
         self.last_fault = ""
-        self.published_states = 0
+        self.rates = RateMeter("joint_states", "camera")
+        self.other_robot = ""  # after start-up: another publisher of joint states that the start-up check missed
         self.camera_fault: BaseException | None = None
         self.fault_reported = False
-        self._last_diag = (time.monotonic(), 0, 0)
 
         self.env = AlohaSimEnv(self.task, cameras=self.cameras, image_size=self.image_size, render=False, contract=c)
         self.env.reset(seed)
         self.gate = SafetyGate(c)
         self.gate.reset(self.env.qpos())
         self.target = self.env.start_command()
+        # before this node publishes or serves anything: the other run must not see a second robot either
+        self.refuse_if_another_robot(peer_check_s, discovery_started_s)
 
         self.pub_state = self.create_publisher(JointState, c.topic("joint_states"), qos_profile(c, "joint_states"))
         self.pub_follower = {arm: self.create_publisher(JointState, c.follower_joint_states_topic(arm),
@@ -122,6 +138,7 @@ class SimNode(Node):
             self.steps_since_t0 = 0
             self.create_timer(self.period_s, self.on_tick, clock=self.steady)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock=self.steady)
+        self.create_timer(PEER_WATCH_PERIOD_S, self.watch_for_another_robot, clock=self.steady)
         self.publish_observation(render=True)
         self.get_logger().info(
             f"ALOHA sim ready: task={self.task} seed={seed} mode={self.mode} cameras={self.cameras} "
@@ -159,6 +176,31 @@ class SimNode(Node):
         if lo is not None and not lo <= value <= hi:  # the descriptor's range, for rclpy versions that skip it
             raise ParameterError(f"parameter {name}:={value!r} out of range: expected {kind} ({description})")
         return list(value) if isinstance(default, list) else value
+
+    def check_clock_parameters(self) -> None:
+        """The lockstep sim is the clock (/clock): following a clock itself would stall it at time 0."""
+        if self.mode == "lockstep" and self.get_parameter("use_sim_time").value:
+            raise ParameterError("parameter use_sim_time:=true with mode:=lockstep: the lockstep simulator publishes "
+                                 "/clock and must not follow it; leave use_sim_time false for aloha_sim (the other "
+                                 "nodes of the graph take use_sim_time:=true)")
+
+    def refuse_if_another_robot(self, wait_s: float, since_s: float) -> None:
+        """Raise AnotherRobotError when another simulator or robot is already on this ROS domain."""
+        c = self.contract
+        topics = [c.topic("joint_states")] + ([c.topic("clock")] if self.mode == "lockstep" else [])
+        found = wait_for_other_robots(self, wait_s, since_s, services=[c.service("reset_episode")], topics=topics)
+        if found:
+            raise AnotherRobotError(refusal_message(self, "simulator or robot", found))
+
+    def watch_for_another_robot(self) -> None:
+        """Report (not stop: which one is wrong is unknown) a second robot that discovery hid at start-up."""
+        other = second_publisher(self, self.contract.topic("joint_states")) or ""
+        if other and not self.other_robot:
+            self.last_fault = (f"{other}: another simulator or robot runs on ROS domain {domain_id(self)} and the two "
+                               f"command and reset each other; stop one of them, or give each run its own "
+                               f"ROS_DOMAIN_ID")
+            self.get_logger().error(self.last_fault)
+        self.other_robot = other
 
     def start_camera_worker(self) -> CameraWorker:
         worker = CameraWorker(self.env.model, self.cameras, self.image_size, self.publish_images,
@@ -239,7 +281,7 @@ class SimNode(Node):
             self.pub_clock.publish(Clock(clock=stamp))
         self.pub_state.publish(vector_to_joint_state(self.env.qpos(), c.joint_names, stamp,
                                                      velocity=self.env.qvel(), effort=self.env.effort()))
-        self.published_states += 1
+        self.rates.count("joint_states")
         for arm, state in self.env.follower_joint_states().items():
             msg = vector_to_joint_state(state.position, state.names, stamp, velocity=state.velocity, effort=state.effort)
             self.pub_follower[arm].publish(msg)
@@ -266,6 +308,7 @@ class SimNode(Node):
                 if not self.context.ok():
                     return  # shutting down (SIGTERM): the context went away under the worker
                 raise
+        self.rates.count("camera")
 
     # ---- faults and diagnostics ----
     def on_camera_error(self, exc: BaseException) -> None:
@@ -289,35 +332,30 @@ class SimNode(Node):
         raise CameraFault(self.last_fault)
 
     def publish_diagnostics(self) -> None:
-        now = time.monotonic()
-        t_prev, states_prev, frames_prev = self._last_diag
         worker = getattr(self, "camera_worker", None)
-        frames = worker.frames_published if worker is not None else 0
-        dt = max(now - t_prev, 1e-6)
-        self._last_diag = (now, self.published_states, frames)
-        status = DiagnosticStatus(name="aloha_sim", hardware_id=self.contract.robot)
+        rates = self.rates.rates_hz()
         if self.fault_reported:
-            status.level, status.message = DiagnosticStatus.ERROR, self.last_fault
+            level, message = ERROR, self.last_fault
+        elif self.other_robot:
+            level, message = ERROR, f"another simulator or robot on this ROS domain: {self.other_robot}"
         elif self.refusals.total or self.dropped_steps or self.reports.counts.get("stale_stamp"):
-            status.level, status.message = DiagnosticStatus.WARN, self.last_fault or "commands ignored or steps dropped"
+            level, message = WARN, self.last_fault or "commands ignored or steps dropped"
         else:
-            status.level, status.message = DiagnosticStatus.OK, "running"
+            level, message = OK, "running"
         values = {
-            "mode": self.mode, "task": self.task, "episode_step": str(self.env.step_count),
+            "mode": self.mode, "task": self.task, "episode_step": self.env.step_count,
             "sim_time_s": f"{self.env.sim_time_s:.3f}",
-            "joint_states_rate_hz": f"{(self.published_states - states_prev) / dt:.1f}",
-            "camera_rate_hz": f"{(frames - frames_prev) / dt:.1f}",
-            "camera_frames_skipped": str(worker.dropped if worker is not None else 0),
-            "refused_commands": str(self.refusals.total),
-            **{f"refused_{reason}": str(n) for reason, n in sorted(self.refusals.counts.items())},
-            "stale_lockstep_commands": str(self.reports.counts.get("stale_stamp", 0)),
-            "dropped_catch_up_steps": str(self.dropped_steps),
+            "joint_states_rate_hz": rates["joint_states"],
+            "camera_rate_hz": rates["camera"],
+            "camera_frames_skipped": worker.dropped if worker is not None else 0,
+            "refused_commands": self.refusals.total,
+            **{f"refused_{reason}": n for reason, n in sorted(self.refusals.counts.items())},
+            "stale_lockstep_commands": self.reports.counts.get("stale_stamp", 0),
+            "dropped_catch_up_steps": self.dropped_steps,
             "last_fault": self.last_fault,
         }
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diagnostics.publish(msg)
+        self.pub_diagnostics.publish(diagnostic_array("aloha_sim", self.contract.robot, level, message, values,
+                                                      self.get_clock().now().to_msg()))
 
     # ---- episodes ----
     def on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> ResetEpisode.Response:
@@ -371,7 +409,8 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node; 0 on SIGINT/SIGTERM, 1 (one line, no traceback) on a bad parameter or a camera fault."""
+    """Run the node; 0 on SIGINT/SIGTERM, 1 (one line, no traceback) on a bad parameter, another simulator on
+    this ROS domain, or a camera fault."""
     rclpy.init(args=args)
     node = None
     status = 0
@@ -380,7 +419,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ParameterError, ContractError, TaskError) as exc:
+    except (ParameterError, ContractError, TaskError, AnotherRobotError) as exc:
         if rclpy.ok():  # else a signal stopped the start-up
             print(f"[aloha_sim] error: {exc}", file=sys.stderr, flush=True)
             status = 1

@@ -13,10 +13,6 @@ import yaml
 
 TASKS_ENV_VAR = "ALOHA_TASKS"
 
-# ALOHA's rest pose for the 6 arm joints (rad), the same for both arms, and the sim finger opening (m)
-START_ARM_JOINTS_RAD = (0.0, -0.96, 1.16, 0.0, -0.3, 0.0)
-START_FINGER_POSITION_M = 0.02239
-
 Pose = tuple[np.ndarray, np.ndarray]  # (position xyz in m, quaternion wxyz) in the world frame
 
 

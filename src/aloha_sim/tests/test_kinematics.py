@@ -5,7 +5,9 @@ import pytest
 
 from aloha_sim.kinematics import ArmKinematics
 from aloha_sim.scene import load_model
-from aloha_sim.tasks import START_ARM_JOINTS_RAD
+from aloha_contract import load_contract
+
+START_ARM_JOINTS_RAD = load_contract().start_arm_joints_rad
 
 JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"]
 

@@ -33,6 +33,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -90,6 +91,9 @@ class Run:
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
+        # housekeeping timers run on a steady clock: with use_sim_time a lockstep sim holds ROS time still
+        # until the first command, and the camera re-subscription must not wait for that
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.contract = c = load_contract(self._param("contract_file", "", "robot contract YAML ('' = shipped)") or None)
         self.clock_mode = self._param("clock_mode", "realtime", "realtime: wall-clock ticks; lockstep: one tick "
                                       "per simulator step", choices=CLOCK_MODES)
@@ -165,7 +169,7 @@ class PolicyNode(Node):
         self.camera_timer = None
         self._subscribe_cameras()
         if len(self.camera_subscriptions) < len(self.backend.cameras):
-            self.camera_timer = self.create_timer(0.5, self._subscribe_cameras)
+            self.camera_timer = self.create_timer(0.5, self._subscribe_cameras, clock=self.steady)
         self.create_subscription(JointState, c.topic("joint_states"), self.on_joint_state,
                                  qos_profile(c, "joint_states"), callback_group=sensors)
         self.create_subscription(StageScore, c.topic("stage_score"), self.on_stage_score,
@@ -197,7 +201,7 @@ class PolicyNode(Node):
                         threading.Thread(target=self._control_loop, name="control", daemon=True)]
         for t in self.threads:
             t.start()
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.create_timer(1.0, self.publish_diagnostics, clock=self.steady)
         actions = ReentrantCallbackGroup()
         self.action_server = ActionServer(
             self, RunPolicy, c.action("run_policy"), execute_callback=self.execute,
