@@ -4,10 +4,11 @@ Start it next to a robot (sim.launch.py, robot.launch.py) and a policy (policy.l
 goal becomes an episode. Record by hand with `ros2 param set /rollout_recorder recording true` (then false).
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():

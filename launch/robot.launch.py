@@ -6,12 +6,13 @@ fake Interbotix driver instead and no cameras, for machines without the robot. P
 serial numbers and the gripper calibration come from config/aloha_robot.yaml (or $ALOHA_ROBOT_CONFIG).
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():

@@ -1,9 +1,10 @@
 """Included by robot.launch.py with hardware:=fake: the fake Interbotix driver in place of the arms, no cameras."""
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():

@@ -4,16 +4,21 @@ The per-robot values (ports, arm models, camera serials) are read from the robot
 is generated; each arm's xs_sdk 'mode config' (which is where xs_sdk reads its port) is written from it.
 """
 
-from aloha_bringup.interbotix_config import (MOTOR_CONFIG_PACKAGE, realsense_image_topics, realsense_parameters,
-                                             write_mode_configs)
-from aloha_contract import load_contract
-from aloha_contract.robot_config import load_robot_config
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from aloha_bringup.interbotix_config import (
+    MOTOR_CONFIG_PACKAGE,
+    realsense_image_topics,
+    realsense_parameters,
+    write_mode_configs,
+)
+from aloha_contract import load_contract
+from aloha_contract.robot_config import load_robot_config
+from launch import LaunchDescription
 
 
 def generate_launch_description():

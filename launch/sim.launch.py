@@ -5,12 +5,13 @@ robot contract. In lockstep the simulator publishes /clock and never follows it 
 nodes of a lockstep graph take use_sim_time:=true from the launch file that starts them.
 """
 
-from aloha_bringup.launch_defaults import sim_defaults
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from aloha_bringup.launch_defaults import sim_defaults
+from launch import LaunchDescription
 
 
 def generate_launch_description():

@@ -4,13 +4,14 @@ Each episode's stage score (0-100) and a summary per task are printed by the dri
 on the simulator's /clock (use_sim_time:=true).
 """
 
-from aloha_bringup.launch_defaults import sim_defaults
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from aloha_bringup.launch_defaults import sim_defaults
+from launch import LaunchDescription
 
 
 def generate_launch_description():

@@ -11,4 +11,6 @@ source env.sh
 # Tests pick their own ROS_DOMAIN_ID; keep discovery on this machine.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
+# the linter first: fast, and its findings are as much a failure as a test's (config: ruff.toml)
+ruff check --quiet . || { echo "ruff found the problems above: fix them (many with: ruff check --fix .)" >&2; exit 1; }
 python -m pytest -m "not gpu and not weights and not robot" --timeout=600 "$@"

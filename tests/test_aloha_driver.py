@@ -70,14 +70,16 @@ def subscribe(node, msg_type, topic, qos=10) -> Latest:
 
 
 def aloha_state(node, contract) -> Latest:
-    from aloha_contract.ros import qos_profile
     from sensor_msgs.msg import JointState
+
+    from aloha_contract.ros import qos_profile
     return subscribe(node, JointState, contract.topic("joint_states"), qos_profile(contract, "joint_states"))
 
 
 def command_publisher(node, contract):
-    from aloha_contract.ros import qos_profile
     from sensor_msgs.msg import JointState
+
+    from aloha_contract.ros import qos_profile
     pub = node.create_publisher(JointState, contract.topic("joint_commands"), qos_profile(contract, "joint_commands"))
     assert wait_until(lambda: pub.get_subscription_count() > 0, 10), "the driver does not subscribe to commands"
     return pub
@@ -323,8 +325,9 @@ def test_real_hardware_needs_the_interbotix_packages(tmp_path):
 @pytest.mark.ros
 def test_driver_refuses_to_start_when_another_robot_publishes_its_joint_states(start_node, test_node, contract):
     """A simulator (or a second driver) already publishing /aloha/joint_states: two robots on one domain."""
-    from aloha_contract.ros import qos_profile
     from sensor_msgs.msg import JointState
+
+    from aloha_contract.ros import qos_profile
     test_node.create_publisher(JointState, contract.topic("joint_states"), qos_profile(contract, "joint_states"))
     driver = start_node("aloha_bringup", "aloha_driver", params={"startup_timeout_s": 2.0})
     assert driver.proc.wait(timeout=START_TIMEOUT_S) == 1, driver.output

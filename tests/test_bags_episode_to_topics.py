@@ -40,10 +40,11 @@ class FakePolicy:
     """Answers the joint state of each step in ANSWER_AT with a chunk of the recorded actions from that step."""
 
     def __init__(self, node, contract, action):
-        from aloha_contract.ros import qos_profile
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+
+        from aloha_contract.ros import qos_profile
 
         self.lock = threading.Lock()
         self.state_stamps: dict[int, int] = {}

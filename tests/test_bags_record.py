@@ -31,10 +31,11 @@ class FakeRobot:
     """The contract's streams from the test process, one control tick per call, stamped 1000 s + t x period."""
 
     def __init__(self, node, contract):
-        from aloha_contract.ros import qos_profile
-        from aloha_interfaces.msg import StageScore
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float32
+
+        from aloha_contract.ros import qos_profile
+        from aloha_interfaces.msg import StageScore
 
         c = self.contract = contract
         self.pub_state = node.create_publisher(JointState, c.topic("joint_states"), qos_profile(c, "joint_states"))
@@ -73,7 +74,6 @@ def cli(*args: str) -> list[str]:
 @pytest.mark.parametrize("compress", [False, True], ids=["raw", "compressed"])
 def test_record_subprocess_bag_becomes_an_episode(ros_domain, test_node, tmp_path, compress):
     from aloha_contract import load_contract
-
     from rollout_recorder.episode_file import read_act_episode
 
     contract = load_contract()

@@ -50,10 +50,11 @@ def write_bag(path, contract):
 
 class Listener:
     def __init__(self, node, contract):
-        from aloha_contract.ros import qos_profile
-        from aloha_interfaces.msg import StageScore
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image, JointState
+
+        from aloha_contract.ros import qos_profile
+        from aloha_interfaces.msg import StageScore
 
         self.lock = threading.Lock()
         self.states: list[tuple[float, int, int]] = []  # (arrival, k, header stamp ns)

@@ -172,8 +172,9 @@ def test_eval_launch_starts_the_policy_node_only_for_the_policy_driver():
 
 
 def test_eval_launch_arguments_parse_as_aloha_eval_options():
-    from cosmos_policy_ros.evaluation.cli import build_parser, validate
     from rclpy.utilities import remove_ros_args
+
+    from cosmos_policy_ros.evaluation.cli import build_parser, validate
 
     argv = evaluate_eval_launch(driver="scripted")["aloha_eval"].argv
     parser = build_parser()

@@ -57,6 +57,7 @@ def near_misses(contract, base: np.ndarray, rng: np.random.Generator, n: int):
     """Well-formed commands close to the safety gate's edges: small safe moves, and steps, limits and gripper
     values just beyond them (what a policy gone slightly wrong sends)."""
     from builtin_interfaces.msg import Time
+
     from aloha_contract.ros import vector_to_joint_state
     arm_indices = [i for i in range(len(base)) if i not in contract.gripper_indices]
     for i in range(n):
@@ -101,10 +102,11 @@ def count_log_lines(proc) -> int:
 
 @pytest.mark.parametrize("mode", ["realtime", "lockstep"])
 def test_fuzz_sim_node(start_node, test_node, mode):
+    from sensor_msgs.msg import JointState
+
     from aloha_contract import load_contract
     from aloha_contract.ros import qos_profile
     from aloha_interfaces.srv import ResetEpisode
-    from sensor_msgs.msg import JointState
     contract = load_contract()
     names = contract.joint_names
     states: list = []
@@ -164,11 +166,12 @@ def test_fuzz_sim_node(start_node, test_node, mode):
 
 def test_fuzz_aloha_driver(start_node, test_node):
     """The real-robot driver over the fake Interbotix arms: nothing unsafe ever reaches the arms' topics."""
+    from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+    from sensor_msgs.msg import JointState
+
     from aloha_contract import load_contract
     from aloha_contract.ros import qos_profile, vector_to_joint_state
     from aloha_contract.safety import SafetyGate
-    from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
-    from sensor_msgs.msg import JointState
     contract = load_contract()
     names = contract.joint_names
     states: list = []

@@ -33,12 +33,13 @@ def adversarial_images(rng: np.random.Generator, n: int):
 
 
 def test_fuzz_policy_node(start_node, test_node):
+    from sensor_msgs.msg import Image, JointState
+
     from aloha_contract import load_contract
     from aloha_contract.ros import qos_profile
     from aloha_contract.validation import InvalidCommand, check_joint_command
     from aloha_interfaces.action import RunPolicy
     from aloha_interfaces.msg import StageScore
-    from sensor_msgs.msg import Image, JointState
 
     contract = load_contract()
     rng = np.random.default_rng(0)

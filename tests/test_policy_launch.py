@@ -11,7 +11,6 @@ import sys
 import pytest
 
 
-
 def evaluate(**overrides):
     from aloha_bringup import wheel_launch as wl
     description = wl.load_description(wl.find_launch_file("aloha_bringup", "policy.launch.py"))
@@ -94,10 +93,11 @@ def tiny_checkpoint(directory, hw=(48, 64), execute_steps=25):
 @pytest.mark.ros
 def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, test_node, tmp_path):
     """mode planning: the base checkpoint proposes, the planning checkpoint scores; feedback carries the spread."""
+    from ros_harness import wait_until
+    from test_policy_node import action_client, reset_sim, start_sim, wait_result
+
     from aloha_contract import load_contract
     from aloha_interfaces.action import RunPolicy
-    from ros_harness import wait_until
-    from test_policy_node import SMALL, action_client, reset_sim, start_sim, wait_result
 
     contract = load_contract()
     base = tiny_checkpoint(tmp_path / "base")

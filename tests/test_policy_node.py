@@ -28,8 +28,9 @@ class CommandLog:
     """Every /aloha/joint_commands message with its arrival time."""
 
     def __init__(self, node, contract):
-        from aloha_contract.ros import joint_state_to_vector, qos_profile
         from sensor_msgs.msg import JointState
+
+        from aloha_contract.ros import joint_state_to_vector, qos_profile
         self.lock = threading.Lock()
         self.items: list[tuple[float, np.ndarray]] = []
         names = contract.joint_names
@@ -55,9 +56,10 @@ class FakeRobot:
     """Joint states and three cameras at 50 Hz from the test process; a camera can be silenced."""
 
     def __init__(self, node, contract, *, hw=(48, 64), best_effort=False, wrong_size_camera=None):
-        from aloha_contract.ros import qos_profile
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
+
+        from aloha_contract.ros import qos_profile
         self.node, self.contract, self.hw = node, contract, hw
         self.silenced: set[str] = set()
         self.wrong_size_camera = wrong_size_camera
@@ -84,8 +86,9 @@ class FakeRobot:
 
 
 def action_client(node, contract):
-    from aloha_interfaces.action import RunPolicy
     from rclpy.action import ActionClient
+
+    from aloha_interfaces.action import RunPolicy
     client = ActionClient(node, RunPolicy, contract.action("run_policy"))
     return client
 
@@ -196,6 +199,7 @@ def test_cancel_stops_commands_within_a_tick(start_node, test_node, contract):
 
 def test_new_goal_preempts_the_running_one(start_node, test_node, contract):
     from action_msgs.msg import GoalStatus
+
     from aloha_interfaces.action import RunPolicy
     start_sim(start_node)
     start_policy(start_node, "hold")

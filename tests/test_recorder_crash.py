@@ -25,11 +25,12 @@ class FakeRobot:
 
     def __init__(self, node, contract):
         from action_msgs.msg import GoalStatusArray
-        from aloha_contract.ros import qos_profile
-        from aloha_interfaces.msg import StageScore
         from rclpy.qos import qos_profile_action_status_default
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float32
+
+        from aloha_contract.ros import qos_profile
+        from aloha_interfaces.msg import StageScore
 
         c = self.contract = contract
         self.node = node
@@ -109,8 +110,8 @@ def set_recording(node, value: bool) -> bool:
 
 def test_policy_goal_episode_then_kill9_mid_episode(start_node, test_node, tmp_path):
     from action_msgs.msg import GoalStatus
-    from aloha_contract import load_contract
 
+    from aloha_contract import load_contract
     from rollout_recorder.episode_file import list_episode_files, read_act_episode, read_rollout_history
 
     contract = load_contract()

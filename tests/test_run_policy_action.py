@@ -16,9 +16,10 @@ SERVER = Path(__file__).parent / "nodes" / "run_policy_fixture_server.py"
 
 @pytest.fixture
 def action_client(ros_domain, test_node):
+    from rclpy.action import ActionClient
+
     from aloha_contract import load_contract
     from aloha_interfaces.action import RunPolicy
-    from rclpy.action import ActionClient
 
     server = NodeProcess([sys.executable, str(SERVER)], {**os.environ, "PYTHONUNBUFFERED": "1"})
     client = ActionClient(test_node, RunPolicy, load_contract().action("run_policy"))
@@ -36,6 +37,7 @@ def send(client, goal, feedback):
 
 def test_goal_feedback_result(action_client):
     from action_msgs.msg import GoalStatus
+
     from aloha_interfaces.action import RunPolicy
 
     feedback = []
@@ -56,6 +58,7 @@ def test_goal_feedback_result(action_client):
 
 def test_cancel_stops_the_run(action_client):
     from action_msgs.msg import GoalStatus
+
     from aloha_interfaces.action import RunPolicy
 
     feedback = []

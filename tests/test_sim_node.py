@@ -37,9 +37,10 @@ class Recorder:
 
 
 def subscribe_contract_topics(node, contract):
+    from sensor_msgs.msg import Image, JointState
+
     from aloha_contract.ros import qos_profile
     from aloha_interfaces.msg import StageScore
-    from sensor_msgs.msg import Image, JointState
 
     rec = Recorder()
     topics = {contract.topic("joint_states"): (JointState, "joint_states"),
@@ -54,14 +55,16 @@ def subscribe_contract_topics(node, contract):
 
 
 def send_command(pub, contract, vec, stamp=None):
-    from aloha_contract.ros import vector_to_joint_state
     from builtin_interfaces.msg import Time
+
+    from aloha_contract.ros import vector_to_joint_state
     pub.publish(vector_to_joint_state(vec, contract.joint_names, stamp or Time()))
 
 
 def command_publisher(node, contract):
-    from aloha_contract.ros import qos_profile
     from sensor_msgs.msg import JointState
+
+    from aloha_contract.ros import qos_profile
     return node.create_publisher(JointState, contract.topic("joint_commands"), qos_profile(contract, "joint_commands"))
 
 
@@ -314,8 +317,9 @@ def test_camera_worker_death_is_reported_and_stops_the_sim(ros_domain, test_node
     import os
     import sys
 
-    from aloha_contract import load_contract
     from ros_harness import NodeProcess
+
+    from aloha_contract import load_contract
     contract = load_contract()
     rec, _ = subscribe_contract_topics(test_node, contract)
     diag = Diagnostics(test_node, contract)
@@ -338,9 +342,10 @@ def test_camera_worker_death_is_reported_and_stops_the_sim(ros_domain, test_node
 
 
 def test_lockstep_reports_stale_stamps_and_scores_carry_their_step(start_node, test_node):
+    from builtin_interfaces.msg import Time
+
     from aloha_contract import load_contract
     from aloha_interfaces.srv import ResetEpisode
-    from builtin_interfaces.msg import Time
     contract = load_contract()
     rec, _ = subscribe_contract_topics(test_node, contract)
     diag = Diagnostics(test_node, contract)
@@ -359,7 +364,7 @@ def test_lockstep_reports_stale_stamps_and_scores_carry_their_step(start_node, t
     for step in range(3):  # three good steps, each stamped with the sim time it answers
         n = len(rec.get(state_topic))
         send_command(pub, contract, start, Time(sec=0, nanosec=int(round(step * period * 1e9))))
-        assert wait_until(lambda: len(rec.get(state_topic)) > n, 10), sim.output
+        assert wait_until(lambda n=n: len(rec.get(state_topic)) > n, 10), sim.output
     assert wait_until(lambda: rec.get(score_topic) and rec.get(score_topic)[-1][1].episode_step == 3, 5)
     score = rec.get(score_topic)[-1][1]
     assert abs(score.header.stamp.sec + score.header.stamp.nanosec * 1e-9 - 3 * period) < 1e-6

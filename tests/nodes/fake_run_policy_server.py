@@ -13,16 +13,17 @@ import sys
 import time
 
 import rclpy
-from aloha_contract import load_contract
-from aloha_contract.ros import qos_profile
-from aloha_interfaces.action import RunPolicy
-from aloha_interfaces.msg import StageScore
-from aloha_interfaces.srv import ResetEpisode
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
+
+from aloha_contract import load_contract
+from aloha_contract.ros import qos_profile
+from aloha_interfaces.action import RunPolicy
+from aloha_interfaces.msg import StageScore
+from aloha_interfaces.srv import ResetEpisode
 
 CHUNK_LATENCIES_MS = (10.0, 20.0, 30.0, 40.0)   # cycled over chunks
 TICK_PERIODS_MS = (19.0, 21.0, 20.0, 24.0)      # cycled over steps

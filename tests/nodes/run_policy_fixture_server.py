@@ -8,11 +8,12 @@ import sys
 import time
 
 import rclpy
-from aloha_contract import load_contract
-from aloha_interfaces.action import RunPolicy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+
+from aloha_contract import load_contract
+from aloha_interfaces.action import RunPolicy
 
 CHUNK_STEPS = 10
 CHUNK_PERIOD_S = 0.05

@@ -22,13 +22,6 @@ import sys
 import time
 
 import rclpy
-from aloha_contract import ContractError, load_contract
-from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
-from aloha_contract.peers import DISCOVERY_WAIT_S, AnotherRobotError, refusal_message, wait_for_other_robots
-from aloha_contract.robot_config import load_robot_config
-from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, vector_to_joint_state
-from aloha_contract.reason_log import ReasonLog
-from aloha_contract.safety import SafetyGate
 from diagnostic_msgs.msg import DiagnosticArray
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from interbotix_xs_msgs.srv import OperatingModes, Reboot, TorqueEnable
@@ -36,9 +29,25 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from .interbotix_bridge import (ARM_GROUP, FOLLOWER_ARM_MODE, FOLLOWER_GRIPPER_MODE, GRIPPER_JOINT, FollowerStateError,
-                                FollowerStates, arm_commands, interbotix_service)
+from aloha_contract import ContractError, load_contract
+from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
 from aloha_contract.node_main import run_node
+from aloha_contract.peers import DISCOVERY_WAIT_S, AnotherRobotError, refusal_message, wait_for_other_robots
+from aloha_contract.reason_log import ReasonLog
+from aloha_contract.robot_config import load_robot_config
+from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, vector_to_joint_state
+from aloha_contract.safety import SafetyGate
+
+from .interbotix_bridge import (
+    ARM_GROUP,
+    FOLLOWER_ARM_MODE,
+    FOLLOWER_GRIPPER_MODE,
+    GRIPPER_JOINT,
+    FollowerStateError,
+    FollowerStates,
+    arm_commands,
+    interbotix_service,
+)
 
 WAIT_LOG_PERIOD_S = 5.0  # how often the start-up wait says what it is still waiting for
 DIAGNOSTICS_PERIOD_S = 1.0

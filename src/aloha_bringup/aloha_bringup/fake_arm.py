@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from aloha_contract.contract import Contract, GripperCalibration
 
 from .interbotix_bridge import ARM_GROUP, FOLLOWER_ARM_MODE, GRIPPER_JOINT

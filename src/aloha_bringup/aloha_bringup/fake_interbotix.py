@@ -15,17 +15,18 @@ import sys
 import time
 
 import numpy as np
-from aloha_contract import ContractError, load_contract
-from aloha_contract.robot_config import load_robot_config
-from aloha_contract.ros import qos_profile, vector_to_joint_state
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
 from interbotix_xs_msgs.srv import OperatingModes, Reboot, RegisterValues, RobotInfo, TorqueEnable
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
+from aloha_contract import ContractError, load_contract
+from aloha_contract.node_main import run_node
+from aloha_contract.robot_config import load_robot_config
+from aloha_contract.ros import qos_profile, vector_to_joint_state
+
 from .fake_arm import FakeArm, FakeArmError
 from .interbotix_bridge import interbotix_service
-from aloha_contract.node_main import run_node
 
 
 class FakeInterbotix(Node):

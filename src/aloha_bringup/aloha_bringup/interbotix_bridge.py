@@ -11,9 +11,10 @@ The real-robot driver node only wires topics to these pieces:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
 from aloha_contract.contract import Contract, GripperCalibration
 from aloha_contract.gripper import follower_targets_from_command, qpos_from_follower_positions
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from aloha_contract.robot_config import ArmConfig, RobotConfig
 
 from .interbotix_bridge import ARM_GROUP, FOLLOWER_ARM_MODE, FOLLOWER_GRIPPER_MODE, GRIPPER_JOINT

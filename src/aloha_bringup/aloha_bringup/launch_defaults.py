@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from aloha_contract import load_contract
 
 PACKAGE = "aloha_bringup"

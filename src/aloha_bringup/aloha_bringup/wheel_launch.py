@@ -211,8 +211,9 @@ def _module(name: str, **attrs: Any) -> types.ModuleType:
 def install_shim() -> None:
     """Make ``import launch`` / ``import launch_ros`` resolve to this subset (only if absent)."""
     try:
-        import launch  # noqa: F401
         import launch_ros  # noqa: F401
+
+        import launch  # noqa: F401
         if hasattr(launch, "LaunchDescription"):
             return
     except ImportError:
@@ -454,7 +455,7 @@ def supervise(nodes: list[NodeProcess], env: dict[str, str], stop_timeout_s: flo
                     interrupted = True
                     exit_code = proc.returncode
     finally:
-        for pid, (node, proc, _) in procs.items():
+        for pid, (_node, proc, _) in procs.items():
             if proc.poll() is None:
                 os.killpg(pid, signal.SIGINT)  # SIGINT lets rclpy nodes shut down cleanly
         deadline = time.monotonic() + stop_timeout_s

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from aloha_contract import load_contract
 
 from aloha_bringup.fake_arm import FakeArm, FakeArmError
+from aloha_contract import load_contract
 
 START_ARM_POSE = np.array(load_contract().start_arm_joints_rad)  # the arms start in the contract's start pose
 

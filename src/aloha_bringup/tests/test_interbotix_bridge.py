@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-from aloha_contract import load_contract
 
 from aloha_bringup.fake_arm import FakeArm
+from aloha_bringup.interbotix_bridge import FollowerStateError, FollowerStates, arm_commands, interbotix_service
+from aloha_contract import load_contract
 from aloha_contract.reason_log import ReasonLog
-from aloha_bringup.interbotix_bridge import (FollowerStateError, FollowerStates, arm_commands,
-                                             interbotix_service)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 import pytest
 import yaml
-from aloha_contract import ContractError, load_contract
-from aloha_contract.robot_config import ROBOT_CONFIG_ENV_VAR, load_robot_config
 
 from aloha_bringup.interbotix_config import realsense_image_topics, realsense_parameters, write_mode_configs
+from aloha_contract import ContractError, load_contract
+from aloha_contract.robot_config import ROBOT_CONFIG_ENV_VAR, load_robot_config
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ class SafetyLimits:
     max_tracking_error: np.ndarray  # largest |target - measured|; inf for grippers (they squeeze objects)
 
     @classmethod
-    def from_contract(cls, contract: Contract, period_s: float | None = None) -> "SafetyLimits":
+    def from_contract(cls, contract: Contract, period_s: float | None = None) -> SafetyLimits:
         """Limits at the contract's control period, or at `period_s` (e.g. a policy run at 25 Hz)."""
         try:
             raw = contract.raw["safety"]

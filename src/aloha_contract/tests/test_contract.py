@@ -5,8 +5,7 @@ import pytest
 import yaml
 
 from aloha_contract import ContractError, InvalidCommand, check_joint_command, load_contract
-from aloha_contract.gripper import (follower_targets_from_command, leader_command_from_positions,
-                                    qpos_from_follower_positions)
+from aloha_contract.gripper import follower_targets_from_command, leader_command_from_positions, qpos_from_follower_positions
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from aloha_contract import load_contract
 from aloha_contract.safety import SafetyGate, SafetyLimits
 

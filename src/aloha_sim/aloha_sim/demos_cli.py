@@ -17,9 +17,16 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from rollout_recorder.episode_file import (EPISODE_NAME, Episode, attr_value, episode_index, open_episode_file,
-                                           write_act_episode)
 from tqdm import tqdm
+
+from rollout_recorder.episode_file import (
+    EPISODE_NAME,
+    Episode,
+    attr_value,
+    episode_index,
+    open_episode_file,
+    write_act_episode,
+)
 
 from .env import AlohaSimEnv
 from .rollout import Rollout, run_scripted_episode

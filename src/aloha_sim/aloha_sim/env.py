@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
+
 from aloha_contract import Contract, InvalidCommand, check_joint_command, load_contract
 
 from .scene import CameraRenderer, load_model

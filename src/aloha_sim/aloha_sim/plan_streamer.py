@@ -209,8 +209,9 @@ class PlanStreamer:
     """
 
     def __init__(self, node, contract, mode: ClockMode):
-        from aloha_contract.ros import qos_profile
         from sensor_msgs.msg import JointState
+
+        from aloha_contract.ros import qos_profile
 
         self.node = node
         self.contract = contract
@@ -274,8 +275,9 @@ class PlanStreamer:
 
     def _send(self, command: np.ndarray, stamp_ns: int | None) -> None:
         """Publish ``command`` stamped with sim time ``stamp_ns`` (lockstep) or now (realtime)."""
-        from aloha_contract.ros import vector_to_joint_state
         from builtin_interfaces.msg import Time
+
+        from aloha_contract.ros import vector_to_joint_state
 
         if stamp_ns is None:
             stamp = self.node.get_clock().now().to_msg()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from aloha_contract import Contract, load_contract
 
 from .kinematics import ArmKinematics, axis_angle_quat, quat_mul

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from aloha_contract import load_contract
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+from aloha_contract import load_contract
 
 from .plan_streamer import CLOCK_MODES, PlanStreamer, ResetError, SimEpisodes, object_poses_from_reset
 from .scripted import plan_episode

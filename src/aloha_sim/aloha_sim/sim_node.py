@@ -27,31 +27,43 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 
 import rclpy
-from aloha_contract import ContractError, load_contract
-from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
-from aloha_contract.peers import (DISCOVERY_WAIT_S, AnotherRobotError, domain_id, refusal_message, second_publisher,
-                                  wait_for_other_robots)
-from aloha_contract.reason_log import ReasonLog
-from aloha_contract.ros import (MessageError, joint_state_to_vector, qos_profile, rgb_to_image, time_msg,
-                                vector_to_joint_state)
-from aloha_contract.safety import SafetyGate
-from aloha_interfaces.msg import StageScore
-from aloha_interfaces.srv import ResetEpisode
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Pose
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.duration import Duration
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
+
+from aloha_contract import ContractError, load_contract
+from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
+from aloha_contract.peers import (
+    DISCOVERY_WAIT_S,
+    AnotherRobotError,
+    domain_id,
+    refusal_message,
+    second_publisher,
+    wait_for_other_robots,
+)
+from aloha_contract.reason_log import ReasonLog
+from aloha_contract.ros import (
+    MessageError,
+    joint_state_to_vector,
+    qos_profile,
+    rgb_to_image,
+    time_msg,
+    vector_to_joint_state,
+)
+from aloha_contract.safety import SafetyGate
+from aloha_interfaces.msg import StageScore
+from aloha_interfaces.srv import ResetEpisode
 
 from .camera_worker import CameraWorker
 from .env import AlohaSimEnv

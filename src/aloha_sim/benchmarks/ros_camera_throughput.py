@@ -18,11 +18,12 @@ import time
 
 import numpy as np
 import rclpy
-from aloha_contract import load_contract
-from aloha_contract.ros import qos_profile
 from ament_index_python.packages import get_package_prefix
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
+
+from aloha_contract import load_contract
+from aloha_contract.ros import qos_profile
 
 
 def measure(size: tuple[int, int], seconds: float, warmup_s: float, domain: int) -> dict[str, dict[str, float]]:

@@ -11,10 +11,10 @@ import argparse
 import time
 from collections import Counter
 
-import aloha_sim  # noqa: F401  (MUJOCO_GL before mujoco)
 import numpy as np
 from tqdm import tqdm
 
+import aloha_sim  # noqa: F401  (MUJOCO_GL before mujoco)
 from aloha_sim.env import AlohaSimEnv
 from aloha_sim.rollout import run_scripted_episode
 

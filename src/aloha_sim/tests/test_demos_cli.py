@@ -1,11 +1,11 @@
 """aloha_sim_demos writes ACT-layout episodes that read back through act_episode."""
 
 import numpy as np
-from cosmos_policy.data.act_episode import read_act_episode
 
 from aloha_sim.demos_cli import main
 from aloha_sim.scripted import plan_episode
 from aloha_sim.tasks import load_task
+from cosmos_policy.data.act_episode import read_act_episode
 
 
 def test_demo_cli_round_trip(tmp_path, capsys):

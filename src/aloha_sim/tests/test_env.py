@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from aloha_contract import InvalidCommand
 
+from aloha_contract import InvalidCommand
 from aloha_sim.env import AlohaSimEnv
 from aloha_sim.tasks import load_task
 

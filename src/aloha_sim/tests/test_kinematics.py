@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from aloha_contract import load_contract
 from aloha_sim.kinematics import ArmKinematics
 from aloha_sim.scene import load_model
-from aloha_contract import load_contract
 
 START_ARM_JOINTS_RAD = load_contract().start_arm_joints_rad
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aloha_contract.safety import SafetyGate
 
+from aloha_contract.safety import SafetyGate
 from aloha_sim.env import AlohaSimEnv
 from aloha_sim.scripted import plan_episode
 

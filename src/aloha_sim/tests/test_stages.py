@@ -3,8 +3,17 @@
 import numpy as np
 import pytest
 
-from aloha_sim.stages import (CUBE, PEG, PIN, TABLE, ContactState, StageTracker, finger_geoms, peg_depth_in_socket,
-                              predicates_for)
+from aloha_sim.stages import (
+    CUBE,
+    PEG,
+    PIN,
+    TABLE,
+    ContactState,
+    StageTracker,
+    finger_geoms,
+    peg_depth_in_socket,
+    predicates_for,
+)
 from aloha_sim.tasks import load_task
 
 RIGHT = finger_geoms("right")

@@ -53,8 +53,13 @@ def _median_time(fn, runs: int, device: torch.device) -> float:
 
 def item_seconds(folder: str, layout, network, items: int) -> float:
     """Seconds per augmented training item read from an episode folder (JPEG / raw ACT files)."""
-    from cosmos_policy.data.datasets import (EpisodeDataset, SampleSpec, compute_dataset_statistics,
-                                             find_episode_files, load_episodes)
+    from cosmos_policy.data.datasets import (
+        EpisodeDataset,
+        SampleSpec,
+        compute_dataset_statistics,
+        find_episode_files,
+        load_episodes,
+    )
     from cosmos_policy.data.statistics import statistics_from_dict
     from cosmos_policy.data.text import build_text_cache
 

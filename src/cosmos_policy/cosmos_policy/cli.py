@@ -38,8 +38,7 @@ def _objective_mix(text: str) -> tuple[float, float, float]:
 def _add_train(sub) -> None:
     # defaults of the training loop come from TrainConfig (their one home); torch is imported anyway by
     # every command, so importing train.py to build the parser costs nothing extra in practice
-    from .train import (DECAY_CHOICES, DISTRIBUTED_CHOICES, LATENT_CACHE_DTYPES, PRECISION_CHOICES,
-                        TrainConfig)
+    from .train import DECAY_CHOICES, DISTRIBUTED_CHOICES, LATENT_CACHE_DTYPES, PRECISION_CHOICES, TrainConfig
 
     d = TrainConfig
     p = sub.add_parser("train", help="train (or fine-tune) a policy on ACT / release HDF5 episodes")
@@ -274,8 +273,7 @@ def cmd_train(args) -> int:
 
     from .checkpoint import STATISTICS_FILE, TEXT_FILE, load_checkpoint
     from .config import NetworkConfig, SamplerConfig, load_layout
-    from .data.datasets import (EpisodeDataset, SampleSpec, camera_frame_hw, compute_dataset_statistics,
-                                load_episodes)
+    from .data.datasets import EpisodeDataset, SampleSpec, camera_frame_hw, compute_dataset_statistics, load_episodes
     from .data.statistics import load_statistics, statistics_from_dict
     from .data.text import TextEmbeddingCache, build_text_cache
     from .diffusion import CosmosPolicyModel

@@ -59,7 +59,7 @@ class NetworkConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NetworkConfig":
+    def from_dict(cls, data: dict[str, Any]) -> NetworkConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -71,7 +71,7 @@ class NetworkConfig:
         return cls(**values)
 
     @classmethod
-    def preset_config(cls, name: str) -> "NetworkConfig":
+    def preset_config(cls, name: str) -> NetworkConfig:
         """`"2b"`: exact Cosmos-Predict2-2B + Wan2.1 VAE; `"small"`: CPU-trainable; `"tiny"`: seconds on a 2-core CPU."""
         if name == "2b":
             return cls()
@@ -209,7 +209,7 @@ class LayoutConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LayoutConfig":
+    def from_dict(cls, data: dict[str, Any]) -> LayoutConfig:
         required = ("name", "cameras", "action_chunk", "action_dim", "proprio_dim", "slots")
         missing = [k for k in required if k not in data]
         if missing:
@@ -281,7 +281,7 @@ class SamplerConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SamplerConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SamplerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

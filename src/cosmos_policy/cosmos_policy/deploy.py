@@ -46,7 +46,7 @@ class DeployConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DeployConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DeployConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import statistics as stats
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -4,8 +4,15 @@ import h5py
 import numpy as np
 import pytest
 
-from cosmos_policy.data.act_episode import (Episode, EpisodeFileError, check_act_images, list_episode_files,
-                                            read_act_episode, read_act_frames, write_act_episode)
+from cosmos_policy.data.act_episode import (
+    Episode,
+    EpisodeFileError,
+    check_act_images,
+    list_episode_files,
+    read_act_episode,
+    read_act_frames,
+    write_act_episode,
+)
 
 
 def make_episode(steps=6, h=24, w=32, seed=0):

@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 import torch
+from tiny_model import tiny_model, write_checkpoint
 
 from cosmos_policy.checkpoint import CONFIG_FILE, MODEL_FILE, CheckpointFileError, load_checkpoint
 from cosmos_policy.config import SamplerConfig
 from cosmos_policy.native_import import load_release_state_dict
-from tiny_model import tiny_model, write_checkpoint
 
 
 @pytest.fixture(scope="module")

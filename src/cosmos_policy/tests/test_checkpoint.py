@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from tiny_model import random_latents, tiny_model, write_checkpoint
 
 from cosmos_policy.checkpoint import load_checkpoint, save_checkpoint
 from cosmos_policy.config import SamplerConfig
 from cosmos_policy.objectives import clean_masks
-from tiny_model import random_latents, tiny_model, write_checkpoint
 
 
 @pytest.fixture(scope="module")

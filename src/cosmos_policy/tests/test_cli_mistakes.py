@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_synthetic import write_synthetic_episodes
 
 from cosmos_policy import cli
 from cosmos_policy.cli import build_parser, main, train_config_from_args
-from cosmos_policy.train import Trainer, TrainConfig
-from data_synthetic import write_synthetic_episodes
+from cosmos_policy.train import TrainConfig, Trainer
 
 SRC = Path(__file__).resolve().parents[1]
 # tiny and short: one data load and a few steps of the tiny network

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from data_synthetic import write_synthetic_episodes
 
 from cosmos_policy.cli import main
 from cosmos_policy.config import load_layout
 from cosmos_policy.data.act_episode import read_act_episode
 from cosmos_policy.policy import CosmosPolicy
-from data_synthetic import write_synthetic_episodes
 
 
 @pytest.mark.slow

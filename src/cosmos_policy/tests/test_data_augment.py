@@ -2,7 +2,13 @@ import numpy as np
 import torch
 
 from cosmos_policy.data.augment import (
-    center_crop_resize, crop_size, frames_to_tensor, prepare_observation_image, random_crop_resize, resize_frames)
+    center_crop_resize,
+    crop_size,
+    frames_to_tensor,
+    prepare_observation_image,
+    random_crop_resize,
+    resize_frames,
+)
 
 
 def test_crop_size_covers_ninety_percent_of_the_area():

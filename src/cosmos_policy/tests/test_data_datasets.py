@@ -1,25 +1,32 @@
 """Dataset items: exact batch-spec shapes/dtypes/ranges, sources, errors, objective sampling."""
 
-import numpy as np
-import pytest
-import torch
-from torch.utils.data import DataLoader
-
-from cosmos_policy.config import NetworkConfig, load_layout
 import dataclasses
 import os
 import pickle
 
 import h5py
+import numpy as np
+import pytest
+import torch
+from data_synthetic import synthetic_episode, write_release_episode, write_synthetic_episodes
+from torch.utils.data import DataLoader
 
+from cosmos_policy.config import NetworkConfig, load_layout
 from cosmos_policy.data.act_episode import EpisodeFileError, read_act_episode
 from cosmos_policy.data.augment import resize_frames
 from cosmos_policy.data.datasets import (
-    EpisodeDataset, OpenFiles, SampleSpec, compute_dataset_statistics, expected_objective_fractions,
-    find_episode_files, load_episode, load_episodes, read_video_frames)
+    EpisodeDataset,
+    OpenFiles,
+    SampleSpec,
+    compute_dataset_statistics,
+    expected_objective_fractions,
+    find_episode_files,
+    load_episode,
+    load_episodes,
+    read_video_frames,
+)
 from cosmos_policy.data.statistics import normalize, statistics_from_dict
 from cosmos_policy.data.text import build_text_cache
-from data_synthetic import synthetic_episode, write_release_episode, write_synthetic_episodes
 
 SPEC = SampleSpec.from_configs(load_layout("aloha"), NetworkConfig.preset_config("tiny"))
 K = SPEC.action_chunk

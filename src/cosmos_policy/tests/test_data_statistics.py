@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from cosmos_policy.data.statistics import (
-    Normalizer, compute_statistics, load_statistics, normalize, save_statistics, unnormalize)
+    Normalizer,
+    compute_statistics,
+    load_statistics,
+    normalize,
+    save_statistics,
+    unnormalize,
+)
 
 
 def _episodes(seed=0):

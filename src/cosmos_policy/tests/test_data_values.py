@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from cosmos_policy.data.values import (
-    episode_score_fraction, monte_carlo_returns, score_fraction_from_staged, value_targets)
+from cosmos_policy.data.values import episode_score_fraction, monte_carlo_returns, score_fraction_from_staged, value_targets
 
 
 def test_monte_carlo_return_is_discounted_terminal_reward():

@@ -122,7 +122,8 @@ def test_dit_runs_with_torchvision_import_blocked():
         "from cosmos_policy.config import NetworkConfig\n"
         "from cosmos_policy.networks import build_transformer, run_dit\n"
         "c = NetworkConfig.preset_config('tiny'); m = build_transformer(c)\n"
-        "y = run_dit(m, torch.randn(1, 16, 2, 8, 8), torch.zeros(1, 2), torch.zeros(1, 2), torch.randn(1, 3, c.text_embed_dim))\n"
+        "text = torch.randn(1, 3, c.text_embed_dim)\n"
+        "y = run_dit(m, torch.randn(1, 16, 2, 8, 8), torch.zeros(1, 2), torch.zeros(1, 2), text)\n"
         "assert y.shape == (1, 16, 2, 8, 8) and torch.isfinite(y).all()\n"
         "print('ok')\n"
     )

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from data_synthetic import write_synthetic_episodes
 
 from cosmos_policy.config import NetworkConfig, SamplerConfig, load_layout
 from cosmos_policy.data.datasets import compute_dataset_statistics
@@ -13,7 +14,6 @@ from cosmos_policy.data.statistics import statistics_from_dict
 from cosmos_policy.data.text import build_text_cache
 from cosmos_policy.diffusion import CosmosPolicyModel
 from cosmos_policy.policy import CosmosPolicy
-from data_synthetic import write_synthetic_episodes
 
 
 def test_roc_auc_orders_successes_above_failures():

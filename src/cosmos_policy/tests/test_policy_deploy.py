@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_model import TASK, observation, statistics, text_cache, tiny_model, write_checkpoint
 
 from cosmos_policy import policy as policy_module
 from cosmos_policy.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
 from cosmos_policy.deploy import DeployConfig
 from cosmos_policy.policy import CosmosPolicy
-from tiny_model import TASK, observation, statistics, text_cache, tiny_model, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,10 @@ def test_deploy_defaults_per_layout_and_round_trip(tmp_path, checkpoint):
     # act() takes the checkpoint's action steps by default
     seen = []
     original = policy_module.generate
-    policy_module.generate = lambda model, x, mask, text, steps, *a: seen.append(steps) or original(model, x, mask, text, steps, *a)
+    def counting_generate(model, x, mask, text, steps, *a):
+        seen.append(steps)
+        return original(model, x, mask, text, steps, *a)
+    policy_module.generate = counting_generate
     try:
         loaded.act(observation(loaded.layout))
     finally:

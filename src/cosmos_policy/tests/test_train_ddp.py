@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from data_synthetic import write_synthetic_episodes
 
 from cosmos_policy.policy import CosmosPolicy
-from data_synthetic import write_synthetic_episodes
 
 SRC = Path(__file__).resolve().parents[1]
 

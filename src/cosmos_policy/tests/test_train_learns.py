@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from data_synthetic import write_synthetic_episodes
 
 from cosmos_policy.config import NetworkConfig, SamplerConfig, load_layout
 from cosmos_policy.data.act_episode import read_act_episode
@@ -19,8 +20,7 @@ from cosmos_policy.data.statistics import statistics_from_dict
 from cosmos_policy.data.text import build_text_cache
 from cosmos_policy.diffusion import CosmosPolicyModel
 from cosmos_policy.policy import CosmosPolicy
-from cosmos_policy.train import Trainer, TrainConfig
-from data_synthetic import write_synthetic_episodes
+from cosmos_policy.train import TrainConfig, Trainer
 
 NETWORK = NetworkConfig.preset_config("tiny")
 LAYOUT = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from data_synthetic import write_synthetic_episodes
 from safetensors.torch import load_file
 
 from cosmos_policy.config import NetworkConfig, load_layout
@@ -13,8 +14,7 @@ from cosmos_policy.data.datasets import EpisodeDataset, SampleSpec, compute_data
 from cosmos_policy.data.statistics import statistics_from_dict
 from cosmos_policy.data.text import build_text_cache
 from cosmos_policy.diffusion import CosmosPolicyModel
-from cosmos_policy.train import Trainer, TrainConfig, lr_factor
-from data_synthetic import write_synthetic_episodes
+from cosmos_policy.train import TrainConfig, Trainer, lr_factor
 
 NETWORK = NetworkConfig.preset_config("tiny")
 LAYOUT = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))

@@ -59,11 +59,11 @@ def wait_for(proc: subprocess.Popen, text: str, timeout_s: float, lines: list[st
 
 
 def random_tiny_checkpoint(folder: Path) -> Path:
+    from aloha_sim.tasks import load_task
     from cosmos_policy.checkpoint import save_checkpoint
     from cosmos_policy.config import NetworkConfig, load_layout
     from cosmos_policy.data.text import build_text_cache
     from cosmos_policy.diffusion import CosmosPolicyModel
-    from aloha_sim.tasks import load_task
 
     network = NetworkConfig.preset_config("tiny")
     model = CosmosPolicyModel(network, load_layout("aloha"))
@@ -95,13 +95,14 @@ def main() -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
     import rclpy
+    from rclpy.action import ActionClient
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import JointState
+
     from aloha_contract import load_contract
     from aloha_contract.ros import qos_profile
     from aloha_interfaces.action import RunPolicy
     from aloha_interfaces.srv import ResetEpisode
-    from rclpy.action import ActionClient
-    from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import JointState
 
     contract = load_contract()
     if not args.strict_gate:

@@ -7,9 +7,9 @@ inference are skipped and the chunk stays aligned to time.
 
 Prefetch: the next chunk is requested `lead_ticks` before the current one's switch tick
 (`obs_tick + execute_steps`), from the observation of that moment, so that it is ready when the switch
-comes; the lead follows the measured delay from request to arrival (inference plus queueing, in ticks). A chunk that arrives after its switch tick finds the
-current chunk still running (rows past `execute_steps` are valid targets too); the arm waits ("stall tick")
-only when no chunk has a row for the current tick.
+comes; the lead follows the measured delay from request to arrival (inference plus queueing, in ticks). A
+chunk that arrives after its switch tick finds the current chunk still running (rows past `execute_steps`
+are valid targets too); the arm waits ("stall tick") only when no chunk has a row for the current tick.
 
 Optional smoothing at the seam: `blend_steps` cross-fades from the old chunk to the new one; or ACT-style
 temporal ensembling, where every chunk that covers a tick votes with weight exp(-coeff * age rank).

@@ -273,9 +273,10 @@ class RunPolicyClient:
     RESEND_AFTER_S = 4.0
 
     def __init__(self, node, contract=None, spin: bool = True):
+        from rclpy.action import ActionClient
+
         from aloha_contract import load_contract
         from aloha_interfaces.action import RunPolicy
-        from rclpy.action import ActionClient
 
         self.node = node
         self.contract = contract or load_contract()

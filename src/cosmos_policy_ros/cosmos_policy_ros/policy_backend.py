@@ -74,6 +74,7 @@ class CosmosBackend:
                  camera_hw_check: str = "strict", vae_base_dir: str = "", world_model_samples: int = 3,
                  value_samples: int = 5) -> None:
         import torch
+
         from cosmos_policy.policy import CosmosPolicy
 
         if camera_hw_check not in ("strict", "resize"):

@@ -22,15 +22,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from aloha_contract import load_contract
-from aloha_contract.node_main import run_node
-from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, rgb_to_image, vector_to_joint_state
-from aloha_contract.safety import SafetyGate, SafetyLimits
-from aloha_interfaces.action import RunPolicy
-from aloha_interfaces.msg import StageScore
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -39,6 +33,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, String
+
+from aloha_contract import load_contract
+from aloha_contract.node_main import run_node
+from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, rgb_to_image, vector_to_joint_state
+from aloha_contract.safety import SafetyGate, SafetyLimits
+from aloha_interfaces.action import RunPolicy
+from aloha_interfaces.msg import StageScore
 
 from .chunk_scheduler import Chunk, ChunkScheduler, SeamRamp, smooth_rows
 from .command_shaping import CommandShaper, find_row_jump
@@ -80,7 +81,7 @@ class Run:
     stall_ticks: int = 0
     shaped_ticks: int = 0  # ticks whose target the command shaper slowed down
     done: threading.Event = field(default_factory=threading.Event)
-    feedback: "queue.Queue[RunPolicy.Feedback]" = field(default_factory=queue.Queue)
+    feedback: queue.Queue[RunPolicy.Feedback] = field(default_factory=queue.Queue)
 
     def request_stop(self, reason: int, detail: str) -> None:
         if self.stop_reason is None:

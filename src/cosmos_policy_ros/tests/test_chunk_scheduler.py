@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from cosmos_policy_ros.chunk_scheduler import Chunk, ChunkScheduler
 
 PERIOD = 0.02

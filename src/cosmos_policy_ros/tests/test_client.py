@@ -6,8 +6,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from cosmos_policy_ros.client import (EndReason, GoalSpec, GoalStatus, Progress, RunResult, RunStatus, classify,
-                                      end_reason_counts, format_progress, format_result)
+from cosmos_policy_ros.client import (
+    EndReason,
+    GoalSpec,
+    GoalStatus,
+    Progress,
+    RunResult,
+    RunStatus,
+    classify,
+    end_reason_counts,
+    format_progress,
+    format_result,
+)
 
 
 def result_message(**kw):

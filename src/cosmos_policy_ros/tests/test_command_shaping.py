@@ -3,6 +3,7 @@ a lagging arm is waited for, and a chunk that jumps is refused before it is comm
 
 import numpy as np
 import pytest
+
 from aloha_contract import load_contract
 from aloha_contract.safety import SafetyGate
 from cosmos_policy_ros.command_shaping import CommandShaper, find_row_jump

@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 
 from cosmos_policy_ros.evaluation.cli import build_parser, main, validate
-from cosmos_policy_ros.evaluation.drivers import (ProgressLine, ReplayError, format_batch_progress, format_eta,
-                                                  format_record, load_replay_actions, replay_plan, task_levels,
-                                                  task_text)
+from cosmos_policy_ros.evaluation.drivers import (
+    ProgressLine,
+    ReplayError,
+    format_batch_progress,
+    format_eta,
+    format_record,
+    load_replay_actions,
+    replay_plan,
+    task_levels,
+    task_text,
+)
 from cosmos_policy_ros.evaluation.report import EpisodeRecord, build_report, write_report
 
 

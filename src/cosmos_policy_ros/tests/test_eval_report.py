@@ -7,10 +7,24 @@ import json
 import numpy as np
 import pytest
 
-from cosmos_policy_ros.evaluation.report import (EpisodeRecord, ReportError, below_min_success, build_report,
-                                                 distribution, format_summary, load_report, merge_table,
-                                                 percentile, period_errors_ms, records_of, seed_range, stats,
-                                                 summarize_task, summarize_timing, write_report)
+from cosmos_policy_ros.evaluation.report import (
+    EpisodeRecord,
+    ReportError,
+    below_min_success,
+    build_report,
+    distribution,
+    format_summary,
+    load_report,
+    merge_table,
+    percentile,
+    period_errors_ms,
+    records_of,
+    seed_range,
+    stats,
+    summarize_task,
+    summarize_timing,
+    write_report,
+)
 
 LEVELS = [25.0, 50.0, 75.0, 100.0]
 

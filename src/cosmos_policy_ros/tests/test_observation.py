@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from cosmos_policy_ros.observation import ObservationAssembler, ObservationError
 
 CAMS = ["cam_high", "cam_left_wrist"]

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from aloha_contract import load_contract
 
+from aloha_contract import load_contract
 from rollout_recorder.bags import BagEpisodeOptions, BagRecording, bag_size_bytes, bag_to_episodes, record_topics
 from rollout_recorder.typestore import make_typestore
 

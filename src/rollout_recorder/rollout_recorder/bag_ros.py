@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from aloha_contract.node_main import run_node
-from aloha_contract.ros import qos_profile, rgb_to_image, vector_to_joint_state
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -31,10 +29,20 @@ from rosbags.rosbag2 import WriterError
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
+from aloha_contract.node_main import run_node
+from aloha_contract.ros import qos_profile, rgb_to_image, vector_to_joint_state
+
 from .bags import CLOCK, BagError, BagRecording, BagTopic, bag_size_bytes, open_bag, qos_spec, record_topics
 from .episode_file import open_episode_file, read_act_episode, read_act_frames
-from .playback import (ChunkScorer, PlaybackClock, PlaybackError, chunk_from_multiarray, episode_stamps_ns,
-                       rebase_ns, with_clock_ticks)
+from .playback import (
+    ChunkScorer,
+    PlaybackClock,
+    PlaybackError,
+    chunk_from_multiarray,
+    episode_stamps_ns,
+    rebase_ns,
+    with_clock_ticks,
+)
 from .typestore import make_typestore
 
 STATUS_PERIOD_S = 5.0  # how often long runs print a progress line

@@ -18,8 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from .episode_file import (EpisodeFileError, attr_value, list_episode_files, list_partial_episodes, open_episode_file,
-                           recover_episode)
+from .episode_file import (
+    EpisodeFileError,
+    attr_value,
+    list_episode_files,
+    list_partial_episodes,
+    open_episode_file,
+    recover_episode,
+)
 
 
 def cmd_list(folder: Path) -> int:

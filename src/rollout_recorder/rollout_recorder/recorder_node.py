@@ -19,15 +19,16 @@ from typing import Any
 
 import numpy as np
 from action_msgs.msg import GoalStatus, GoalStatusArray
-from aloha_contract.node_main import run_node
-from aloha_contract import load_contract
-from aloha_contract.ros import MessageError, image_to_rgb, joint_state_to_vector, qos_profile
-from aloha_interfaces.msg import StageScore
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, String
+
+from aloha_contract import load_contract
+from aloha_contract.node_main import run_node
+from aloha_contract.ros import MessageError, image_to_rgb, joint_state_to_vector, qos_profile
+from aloha_interfaces.msg import StageScore
 
 from .episode_file import DiskSpaceError, EpisodeWriter
 from .sync import TickSynchronizer, low_rate_cameras

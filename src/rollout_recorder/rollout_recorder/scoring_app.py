@@ -29,16 +29,28 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from aloha_contract import Contract, ContractError, load_contract
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .episode_file import (EpisodeFileError, attr_value, encode_jpeg, episode_index, is_complete, list_episode_files,
-                           open_episode_file, read_act_episode, read_act_frames, read_rollout_history,
-                           set_episode_score, update_episode_attrs)
+from aloha_contract import Contract, ContractError, load_contract
+
+from .episode_file import (
+    EpisodeFileError,
+    attr_value,
+    encode_jpeg,
+    episode_index,
+    is_complete,
+    list_episode_files,
+    open_episode_file,
+    read_act_episode,
+    read_act_frames,
+    read_rollout_history,
+    set_episode_score,
+    update_episode_attrs,
+)
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_PORT = 8765

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rollout_recorder.playback import (ChunkScorer, PlaybackClock, PlaybackError, chunk_from_multiarray,
-                                       episode_stamps_ns, rebase_ns, with_clock_ticks)
+from rollout_recorder.playback import (
+    ChunkScorer,
+    PlaybackClock,
+    PlaybackError,
+    chunk_from_multiarray,
+    episode_stamps_ns,
+    rebase_ns,
+    with_clock_ticks,
+)
 
 MS = 1_000_000
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout_recorder.typestore import (TypestoreError, distro_store, interface_types, interfaces_dir,
-                                        make_typestore)
+from rollout_recorder.typestore import TypestoreError, distro_store, interface_types, interfaces_dir, make_typestore
 
 SOURCE_INTERFACES = Path(__file__).resolve().parents[2] / "aloha_interfaces"
 

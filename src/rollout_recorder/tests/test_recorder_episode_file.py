@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 
 from rollout_recorder import episode_file as ef
-from rollout_recorder.episode_file import (DiskSpaceError, EpisodeFileError, EpisodeWriter, list_episode_files,
-                                           list_partial_episodes, next_episode_index, read_act_episode,
-                                           read_rollout_history, recover_episode)
+from rollout_recorder.episode_file import (
+    DiskSpaceError,
+    EpisodeFileError,
+    EpisodeWriter,
+    list_episode_files,
+    list_partial_episodes,
+    next_episode_index,
+    read_act_episode,
+    read_rollout_history,
+    recover_episode,
+)
 
 CAMS = {"cam_high": (12, 16), "cam_left_wrist": (12, 16)}
 

@@ -14,9 +14,16 @@ import numpy as np
 import pytest
 
 from rollout_recorder import episode_file as ef
-from rollout_recorder.episode_file import (Episode, EpisodeFileError, EpisodeWriter, list_episode_files,
-                                           read_act_episode, set_episode_score, update_episode_attrs,
-                                           write_act_episode)
+from rollout_recorder.episode_file import (
+    Episode,
+    EpisodeFileError,
+    EpisodeWriter,
+    list_episode_files,
+    read_act_episode,
+    set_episode_score,
+    update_episode_attrs,
+    write_act_episode,
+)
 
 T = 4
 

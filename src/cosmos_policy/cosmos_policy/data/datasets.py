@@ -55,9 +55,22 @@ from tqdm import tqdm
 
 from cosmos_policy.config import LayoutConfig, NetworkConfig
 from cosmos_policy.data.act_episode import (
-    EpisodeFileError, attr_value, check_act_images, open_episode_file, read_act_episode, read_act_frames, read_rows)
+    EpisodeFileError,
+    attr_value,
+    check_act_images,
+    open_episode_file,
+    read_act_episode,
+    read_act_frames,
+    read_rows,
+)
 from cosmos_policy.data.augment import (
-    DEFAULT_AUGMENT_VARIANT, augment_images, center_crop_resize, frames_to_tensor, resize_frames, to_model_range)
+    DEFAULT_AUGMENT_VARIANT,
+    augment_images,
+    center_crop_resize,
+    frames_to_tensor,
+    resize_frames,
+    to_model_range,
+)
 from cosmos_policy.data.statistics import compute_statistics, normalize
 from cosmos_policy.data.text import TextEmbeddingCache
 from cosmos_policy.data.values import episode_score_fraction, value_targets
@@ -204,7 +217,7 @@ class SampleSpec:
     text_dim: int
 
     @classmethod
-    def from_configs(cls, layout: LayoutConfig, network: NetworkConfig) -> "SampleSpec":
+    def from_configs(cls, layout: LayoutConfig, network: NetworkConfig) -> SampleSpec:
         return cls(cameras=tuple(layout.cameras), image_hw=(network.image_size_px, network.image_size_px),
                    action_chunk=layout.action_chunk, action_dim=layout.action_dim,
                    proprio_dim=layout.proprio_dim, value_gamma=layout.value_gamma,

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class TextEmbeddingCache:
                            f"add it with `cosmos-policy embed-text --texts {text!r} ...`")
         return self.entries[text]
 
-    def update(self, other: "TextEmbeddingCache") -> None:
+    def update(self, other: TextEmbeddingCache) -> None:
         self.entries.update(other.entries)
 
     def save(self, path: str | Path) -> Path:
@@ -123,7 +123,7 @@ class TextEmbeddingCache:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "TextEmbeddingCache":
+    def load(cls, path: str | Path) -> TextEmbeddingCache:
         """Read a cache written by `save`."""
         path = Path(path)
         if not path.is_file():

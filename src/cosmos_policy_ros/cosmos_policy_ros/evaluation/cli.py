@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from .report import ReportError, below_min_success, build_report, format_summary, load_report, merge_table, \
-    write_report
+from .report import ReportError, below_min_success, build_report, format_summary, load_report, merge_table, write_report
 
 DEFAULT_SEED_START = 1000
 EXIT_FAILED, EXIT_USAGE, EXIT_BELOW_MIN_SUCCESS, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -141,15 +140,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
     import rclpy
-    from aloha_contract import load_contract
-    from aloha_sim.plan_streamer import PlanStreamer, SimEpisodes
     from rclpy.executors import ExternalShutdownException
     from rclpy.signals import SignalHandlerOptions
 
+    from aloha_contract import load_contract
+    from aloha_sim.plan_streamer import PlanStreamer, SimEpisodes
+
     from ..client import RunPolicyClient, format_progress
-    from .drivers import (PlanDriver, PolicyDriver, ProgressLine, ReplayError, detect_clock_mode,
-                          format_batch_progress, format_record, load_replay_actions, replay_plan, scripted_plan,
-                          task_levels)
+    from .drivers import (
+        PlanDriver,
+        PolicyDriver,
+        ProgressLine,
+        ReplayError,
+        detect_clock_mode,
+        format_batch_progress,
+        format_record,
+        load_replay_actions,
+        replay_plan,
+        scripted_plan,
+        task_levels,
+    )
 
     # our own Ctrl-C handling: the context must stay up to cancel the running goal
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from aloha_sim.plan_streamer import PlanStreamer, ResetError, SimEpisodes, StageScoreTracker, object_poses_from_reset
 
 from ..client import GoalSpec, Progress, RunPolicyClient, RunResult, RunStatus
