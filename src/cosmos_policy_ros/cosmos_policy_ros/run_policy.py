@@ -142,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(node, args: argparse.Namespace) -> int:
+    from rclpy.executors import ExternalShutdownException
+
     from aloha_contract import load_contract
     from aloha_sim.plan_streamer import SimEpisodes
-    from rclpy.executors import ExternalShutdownException
 
     from .client import RunPolicyClient
     from .evaluation.drivers import PolicyDriver, ProgressLine, detect_clock_mode, task_levels
