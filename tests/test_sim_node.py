@@ -424,6 +424,23 @@ def test_a_second_simulator_on_the_same_domain_refuses_to_start(start_node, test
     assert first.output.count("episode reset:") == 1, first.output
 
 
+def test_a_late_subscriber_gets_no_stale_stage_score(start_node, test_node):
+    """Measured defect: the score topic replayed old scores to late joiners (transient local), so a node that
+    joined after an episode ended could read that episode's score as the current one."""
+    from aloha_contract import load_contract
+    from aloha_contract.ros import qos_profile
+    from aloha_interfaces.msg import StageScore
+    contract = load_contract()
+    early, _ = subscribe_contract_topics(test_node, contract)
+    start_node("aloha_sim", "sim_node", params={**SMALL, "mode": "lockstep"})  # publishes at reset, then waits
+    score_topic = contract.topic("stage_score")
+    assert wait_until(lambda: len(early.get(score_topic)) >= 1, 40)
+    late = []
+    test_node.create_subscription(StageScore, score_topic, late.append, qos_profile(contract, "stage_score"))
+    time.sleep(2.0)  # the lockstep sim publishes nothing new without a command
+    assert late == []
+
+
 def test_lockstep_sim_refuses_to_follow_a_clock(start_node):
     sim = start_node("aloha_sim", "sim_node", params={**SMALL, "mode": "lockstep", "use_sim_time": True})
     rc = sim.proc.wait(timeout=60)
