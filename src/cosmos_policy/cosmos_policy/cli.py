@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -38,7 +39,13 @@ def _objective_mix(text: str) -> tuple[float, float, float]:
 def _add_train(sub) -> None:
     # defaults of the training loop come from TrainConfig (their one home); torch is imported anyway by
     # every command, so importing train.py to build the parser costs nothing extra in practice
+    from .data.augment import AUGMENT_VARIANTS, DEFAULT_AUGMENT_VARIANT
+    from .data.datasets import DEFAULT_WORLD_MODEL_PROB, EpisodeDataset
     from .train import DECAY_CHOICES, DISTRIBUTED_CHOICES, LATENT_CACHE_DTYPES, PRECISION_CHOICES, TrainConfig
+
+    # the dataset's own defaults, so that each is written once (in EpisodeDataset's signature)
+    dataset_defaults = {name: param.default for name, param in
+                        inspect.signature(EpisodeDataset.__init__).parameters.items()}
 
     d = TrainConfig
     p = sub.add_parser("train", help="train (or fine-tune) a policy on ACT / release HDF5 episodes")
@@ -83,7 +90,7 @@ def _add_train(sub) -> None:
                    help="probability of drawing a demo (policy objective); otherwise a rollout (the demos when "
                         "there are no --rollouts) trains world model or value. Default 0.5 (base run); the "
                         "release's planning fine-tune: 0.1")
-    p.add_argument("--world-model-prob", type=float, default=0.5,
+    p.add_argument("--world-model-prob", type=float, default=DEFAULT_WORLD_MODEL_PROB,
                    help="rollout samples: probability of the world-model objective (else value)")
     p.add_argument("--stats", type=Path, help="dataset_statistics.json to use instead of computing it from --data")
     p.add_argument("--text-embeddings", type=Path, help="text embedding cache (.safetensors) to start from")
@@ -91,7 +98,7 @@ def _add_train(sub) -> None:
     p.add_argument("--task", help="task text for episodes without a task_description attr (default: folder name)")
     p.add_argument("--skip-bad-episodes", action="store_true", help="log and skip unreadable episode files")
     p.add_argument("--no-augment", action="store_true", help="centre crop instead of random crop + jitter")
-    p.add_argument("--augment", default="stronger", choices=["stronger", "weaker"],
+    p.add_argument("--augment", default=DEFAULT_AUGMENT_VARIANT, choices=sorted(AUGMENT_VARIANTS),
                    help="stronger (release ALOHA runs): 90%% crop, rotation +-5 deg, brightness 0.7-1.3, "
                         "contrast 0.6-1.4, saturation 0.5-1.5, hue +-0.05; weaker: no rotation, 0.8-1.2")
     p.add_argument("--cache-latents", action="store_true",
@@ -99,7 +106,7 @@ def _add_train(sub) -> None:
     p.add_argument("--latent-versions", type=int, default=d.latent_versions,
                    help="with --cache-latents and augmentation: fixed augmented versions per sample")
     p.add_argument("--latent-cache-dtype", default=d.latent_cache_dtype, choices=LATENT_CACHE_DTYPES)
-    p.add_argument("--sample-stride", type=int, default=1,
+    p.add_argument("--sample-stride", type=int, default=dataset_defaults["sample_stride"],
                    help="train on every Nth step of each episode (1: all; the action chunks keep every step). "
                         "Fewer distinct samples for the VAE to encode on CPU; a fidelity cost, see train.py")
     p.add_argument("--time-limit-min", type=float, default=d.time_limit_s / 60.0,

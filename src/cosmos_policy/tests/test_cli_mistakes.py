@@ -139,3 +139,15 @@ def test_ctrl_c_during_an_optimiser_step_is_held_until_the_step_is_whole(tmp_pat
     assert "interrupted at step 2 of 4: checkpoint saved" in capsys.readouterr().err
     meta = json.loads((out / "trainer_state.json").read_text())
     assert meta["step"] == 2 and len(meta["loss_history"]) == 2
+
+
+def test_dataset_option_defaults_are_the_datasets_own():
+    import inspect
+
+    from cosmos_policy.cli import build_parser
+    from cosmos_policy.data.datasets import EpisodeDataset
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    own = {name: p.default for name, p in inspect.signature(EpisodeDataset.__init__).parameters.items()}
+    assert args.sample_stride == own["sample_stride"]
+    assert args.world_model_prob == own["world_model_prob"]
+    assert args.augment == own["augment_variant"]
