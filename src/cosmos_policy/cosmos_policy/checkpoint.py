@@ -200,6 +200,8 @@ def load_checkpoint(
         load_state_strict_meta(vae, vae_state, f"checkpoint {directory}: vae")
     model = CosmosPolicyModel(network, layout, transformer=transformer, vae=vae)
     model.to(device=device, dtype=dtype)
+    # how its value objective was trained (V(s') for a release-style planning model); a fine-tune keeps it
+    model.value_conditioning = (config.get("training") or {}).get("value_conditioning", model.value_conditioning)
     statistics = _load_statistics(directory, require_statistics)
     text_cache = _load_text(directory, require_text)
     return LoadedCheckpoint(model, network, layout, sampler, statistics, text_cache, config, deploy)

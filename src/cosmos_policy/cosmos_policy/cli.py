@@ -41,6 +41,7 @@ def _add_train(sub) -> None:
     # every command, so importing train.py to build the parser costs nothing extra in practice
     from .data.augment import AUGMENT_VARIANTS, DEFAULT_AUGMENT_VARIANT
     from .data.datasets import DEFAULT_WORLD_MODEL_PROB, EpisodeDataset
+    from .objectives import VALUE_CONDITIONINGS
     from .train import DECAY_CHOICES, DISTRIBUTED_CHOICES, LATENT_CACHE_DTYPES, PRECISION_CHOICES, TrainConfig
 
     # the dataset's own defaults, so that each is written once (in EpisodeDataset's signature)
@@ -106,6 +107,9 @@ def _add_train(sub) -> None:
     p.add_argument("--latent-versions", type=int, default=d.latent_versions,
                    help="with --cache-latents and augmentation: fixed augmented versions per sample")
     p.add_argument("--latent-cache-dtype", default=d.latent_cache_dtype, choices=LATENT_CACHE_DTYPES)
+    p.add_argument("--value-conditioning", default=d.value_conditioning, choices=VALUE_CONDITIONINGS,
+                   help="value objective: V(s, a, s') (base run) or next_state = V(s'), current state and action "
+                        "masked, as the release trains its planning model")
     p.add_argument("--sample-stride", type=int, default=dataset_defaults["sample_stride"],
                    help="train on every Nth step of each episode (1: all; the action chunks keep every step). "
                         "Fewer distinct samples for the VAE to encode on CPU; a fidelity cost, see train.py")
@@ -249,7 +253,7 @@ def train_config_from_args(args):
                        seed=args.seed, num_workers=args.num_workers, threads=args.threads,
                        cache_latents=args.cache_latents, latent_versions=args.latent_versions,
                        latent_cache_dtype=args.latent_cache_dtype, progress=not args.no_progress,
-                       time_limit_s=args.time_limit_min * 60.0)
+                       time_limit_s=args.time_limit_min * 60.0, value_conditioning=args.value_conditioning)
 
 
 def check_train_out(out: Path, resume: bool, overwrite: bool) -> None:

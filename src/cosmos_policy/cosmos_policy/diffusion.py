@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from .config import LayoutConfig, NetworkConfig
 from .injection import extract, extract_value
 from .latent_sequence import encode_sequence
 from .networks import build_networks, run_dit
-from .objectives import clean_masks
+from .objectives import STATE_ACTION_NEXT_STATE, check_value_conditioning, clean_masks, loss_masks
 
 LOSS_SCALE = 10.0
 SIGMA_LOGNORMAL_MEAN = math.log(4.0)
@@ -27,18 +28,29 @@ def rf_precondition(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     return 1.0 - t, -t, 1.0 - t, t
 
 
-def randn(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normal noise from `generator` (on its own device), moved to `device`."""
+def _draw(fn, shape, generator, device: torch.device) -> torch.Tensor:
     if generator is None:
-        return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+        return fn(shape, device=device)
+    if isinstance(generator, (list, tuple)):
+        # One generator per row (shape[0] of them): row i depends on generator i only, so a batch split
+        # into chunks draws exactly the numbers it draws whole.
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} per-row generators for {shape[0]} rows")
+        rows = [fn(tuple(shape[1:]), generator=g, device=g.device).to(device) for g in generator]
+        return torch.stack(rows) if rows else torch.empty(tuple(shape), device=device)
+    return fn(shape, generator=generator, device=generator.device).to(device)
 
 
-def rand(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Uniform [0, 1) numbers from `generator`, moved to `device`."""
-    if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+def randn(shape, generator: torch.Generator | Sequence[torch.Generator] | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise from `generator` (on its own device), moved to `device`.
+
+    `generator` may be a list of one generator per row (see `_draw`)."""
+    return _draw(torch.randn, tuple(shape), generator, device)
+
+
+def rand(shape, generator: torch.Generator | Sequence[torch.Generator] | None, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) numbers from `generator` (or one generator per row), moved to `device`."""
+    return _draw(torch.rand, tuple(shape), generator, device)
 
 
 def sample_training_sigma(
@@ -82,8 +94,12 @@ class CosmosPolicyModel(nn.Module):
         transformer: nn.Module | None = None,
         vae: nn.Module | None = None,
         activation_checkpointing: bool = False,
+        value_conditioning: str = STATE_ACTION_NEXT_STATE,
     ) -> None:
         super().__init__()
+        # How `training_loss` conditions the value objective: "state_action_next_state" V(s, a, s') (base
+        # run) or "next_state" V(s') (the release's planning model). A plain attribute, not saved weights.
+        self.value_conditioning = check_value_conditioning(value_conditioning)
         layout.check_fits(network_config.latent_frame_numel)
         self.network_config = network_config
         self.layout = layout
@@ -98,7 +114,7 @@ class CosmosPolicyModel(nn.Module):
         if activation_checkpointing:
             self.dit.enable_gradient_checkpointing()
 
-    def train(self, mode: bool = True) -> "CosmosPolicyModel":
+    def train(self, mode: bool = True) -> CosmosPolicyModel:
         super().train(mode)
         self.vae.eval()
         return self
@@ -158,6 +174,7 @@ class CosmosPolicyModel(nn.Module):
         *,
         latents: torch.Tensor | None = None,
         reduction: str = "all_elements",
+        value_conditioning: str | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(loss, metrics): weighted x0 squared error averaged over all latent elements, times 10 (release).
 
@@ -168,6 +185,10 @@ class CosmosPolicyModel(nn.Module):
         elements, clean frames counting 0; so a policy sample (6 target frames of 11 on ALOHA) weighs
         more than a value sample (1 frame). `reduction="per_sample"` gives the older per-sample mean over
         its own target frames, then the batch mean.
+
+        `value_conditioning` (default: `self.value_conditioning`): "next_state" trains V(s') as the release's
+        planning model: in value samples the current-state and action frames are noised like targets (so
+        they cannot condition the value) but stay out of the loss, which covers the value frame only.
         """
         device = self.device
         x0 = self.encode_batch(batch) if latents is None else latents.to(device)
@@ -176,14 +197,17 @@ class CosmosPolicyModel(nn.Module):
         if (x0.shape[1], t) != expected or b != batch["objective"].shape[0]:
             raise ValueError(f"latents: got shape {tuple(x0.shape)}, expected ({batch['objective'].shape[0]}, "
                              f"{expected[0]}, {expected[1]}, h, w) (encode them with encode_batch)")
-        clean = clean_masks(self.layout, batch["objective"].to(device))
+        conditioning = check_value_conditioning(value_conditioning or self.value_conditioning)
+        objectives = batch["objective"].to(device)
+        clean = clean_masks(self.layout, objectives, conditioning)
+        target_mask = loss_masks(self.layout, objectives, conditioning)
         sigma = sample_training_sigma(b, t, generator, device)
         noise = randn(x0.shape, generator, device)
         xt = x0 + sigma[:, None, None, None, None] * noise
         text_mask = batch["text_mask"].to(device) if "text_mask" in batch else None
         text = mask_text(batch["text_embeddings"].to(device), text_mask)
         pred = self.denoise(xt, sigma, x0, clean, text)
-        target = (~clean).float()
+        target = target_mask.float()
         se_frame = ((pred - x0) ** 2).mean(dim=(1, 3, 4))  # (B, T): every frame has C x h x w elements
         if reduction == "all_elements":
             loss = LOSS_SCALE * (loss_weight(sigma)[:, None] * se_frame * target).mean()
@@ -192,17 +216,17 @@ class CosmosPolicyModel(nn.Module):
             loss = LOSS_SCALE * (loss_weight(sigma) * per_sample).mean()
         else:
             raise ValueError(f"reduction={reduction!r}: expected 'all_elements' or 'per_sample'")
-        return loss, self._metrics(pred.detach(), x0, clean, batch)
+        return loss, self._metrics(pred.detach(), x0, target_mask, batch)
 
     @torch.no_grad()
     def _metrics(
-        self, pred: torch.Tensor, x0: torch.Tensor, clean: torch.Tensor, batch: dict[str, torch.Tensor]
+        self, pred: torch.Tensor, x0: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> dict[str, float]:
         layout = self.layout
         metrics: dict[str, float] = {}
 
         def record(name: str, frame: int, error: torch.Tensor) -> None:
-            rows = ~clean[:, frame]
+            rows = target[:, frame]
             if bool(rows.any()):
                 metrics[name] = float(error[rows].mean())
 

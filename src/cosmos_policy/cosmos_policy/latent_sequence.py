@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .config import LayoutConfig
-from .injection import inject, inject_value
+from .injection import extract, inject, inject_value
 from .networks import encode_normalised
 from .objectives import POLICY, clean_mask_for
 
@@ -88,6 +88,26 @@ def inject_vectors(
     if value is not None and idx < t:
         latents = inject_value(latents, idx, value.reshape(-1))
     return latents
+
+
+def future_state_as_current(
+    layout: LayoutConfig, latents: torch.Tensor, proprio: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A new observation prefix from a predicted future state (depth search: re-plan from s').
+
+    latents: (B, C, T, h, w) after a world-model pass. Returns (B, C, T, h, w) whose current image slots
+    hold the predicted future-image latents of the same cameras, whose proprio slot holds `proprio`
+    (normalised (B, d); default: the predicted future proprio read back from its slot and clipped to
+    [-1, 1]), and whose frames after the policy prefix are zero (they are generated anew).
+    """
+    out = torch.zeros_like(latents)
+    p = prefix_slots(layout)
+    out[:, :, :p] = latents[:, :, :p]
+    for cam in layout.cameras:
+        out[:, :, layout.index("image", cam)] = latents[:, :, layout.index("future_image", cam)]
+    if proprio is None:
+        proprio = extract(latents, layout.index("future_proprio"), layout.proprio_dim).clamp(-1.0, 1.0)
+    return inject_vectors(layout, out, proprio=proprio)
 
 
 @torch.no_grad()

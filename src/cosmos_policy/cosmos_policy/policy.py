@@ -1,12 +1,19 @@
-"""Inference API: `CosmosPolicy.from_checkpoint(dir).act(obs)` -> action chunk, value, optional future images."""
+"""Inference API: `CosmosPolicy.from_checkpoint(dir).act(obs)` -> action chunk, value, optional future images.
+
+Planning as the release deploys it: `planner.plan(obs, proposer=base_policy)`. The base policy's checkpoint
+proposes N chunks; the planning checkpoint predicts s' for each (3 world-model samples, 5 denoising steps)
+and V(s') (5 value samples per s', 5 steps, current state and action masked out of the value pass); the
+15 values of a candidate are aggregated by the release's majority mean (threshold 0.05) and the highest
+wins. Every ensemble member has its own seed ("seed switching"); batches are chunked (`max_batch`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,9 +23,17 @@ from .config import LayoutConfig, SamplerConfig
 from .deploy import DeployConfig, default_deploy
 from .diffusion import CosmosPolicyModel
 from .injection import extract, extract_value, value_to_unit
-from .latent_sequence import encode_sequence, inject_vectors, prefix_slots
+from .latent_sequence import encode_sequence, future_state_as_current, inject_vectors, prefix_slots
 from .networks import decode_normalised
-from .objectives import POLICY, VALUE, WORLD_MODEL, clean_mask_for
+from .objectives import (
+    NEXT_STATE,
+    POLICY,
+    STATE_ACTION_NEXT_STATE,
+    VALUE,
+    WORLD_MODEL,
+    check_value_conditioning,
+    clean_mask_for,
+)
 from .sampler import generate
 
 TextEncoder = Callable[[str], tuple[torch.Tensor, torch.Tensor]]
@@ -70,12 +85,100 @@ class _Generated:
     value_latents: torch.Tensor
 
 
-def majority_mean(values: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Aggregate value samples (N, S) in [0, 1]: the mean of the majority side of `threshold`."""
-    high = values >= threshold
-    majority_high = high.float().mean(dim=1) >= 0.5
-    pick = torch.where(majority_high[:, None], high, ~high).float()
-    return (values * pick).sum(dim=1) / pick.sum(dim=1).clamp(min=1.0)
+RELEASE_VALUE_THRESHOLD = 0.05
+AGGREGATIONS = ("majority_mean", "mean")
+
+
+def release_majority_mean(values: torch.Tensor, threshold: float = RELEASE_VALUE_THRESHOLD) -> torch.Tensor:
+    """The release's "majority mean" of value samples (N, S) in [0, 1] -> (N,): if at least half of a
+    row's samples exceed `threshold`, the mean of those that do; otherwise 0 (most samples predict
+    failure). Clipped to [0, 1]."""
+    high = values > threshold
+    count = high.sum(dim=1)
+    mean_high = (values * high).sum(dim=1) / count.clamp(min=1)
+    majority = 2 * count >= values.shape[1]
+    return torch.where(majority, mean_high, torch.zeros_like(mean_high)).clamp(0.0, 1.0)
+
+
+def aggregate_values(
+    values: torch.Tensor, aggregation: str = "majority_mean", threshold: float = RELEASE_VALUE_THRESHOLD
+) -> torch.Tensor:
+    """Aggregate value samples (N, S) in [0, 1] into one value per candidate (N,).
+
+    "majority_mean": the release's (`release_majority_mean`); "mean": plain mean, an ablation only.
+    """
+    if aggregation == "majority_mean":
+        return release_majority_mean(values, threshold)
+    if aggregation == "mean":
+        return values.mean(dim=1).clamp(0.0, 1.0)
+    raise ValueError(f"aggregation={aggregation!r}: expected one of {list(AGGREGATIONS)} ('mean' is an ablation)")
+
+
+# Keys that make every planning stage draw from its own seeds (see `_derive_seed`).
+_PROPOSE, _WORLD_MODEL, _VALUE = 0, 1, 2
+
+
+def _derive_seed(base: int, *keys: int) -> int:
+    """A seed for one ensemble member / candidate / stage, mixed from the base seed and its indices."""
+    state = np.random.SeedSequence([int(base) % 2**63, *[int(k) for k in keys]]).generate_state(2, dtype=np.uint64)
+    return int(state[0] % np.uint64(2**63))
+
+
+def _same_statistics(a: CosmosPolicy, b: CosmosPolicy, modality: str) -> bool:
+    if a is b:
+        return True
+    if a.statistics is None or b.statistics is None:
+        return a.statistics is b.statistics
+    return all(np.array_equal(np.asarray(a.statistics[f"{modality}_{k}"], np.float32),
+                              np.asarray(b.statistics[f"{modality}_{k}"], np.float32)) for k in ("min", "max"))
+
+
+@dataclass(frozen=True)
+class PlanningOptions:
+    """Best-of-N planning settings; the defaults are the release's deployed ALOHA planning.
+
+    action_steps None: the proposer's deploy action steps (10 on ALOHA). value_conditioning "next_state":
+    V(s') as the release's planning model was trained ("state_action_next_state" for a scorer trained with
+    V(s, a, s')). aggregation "mean" is an ablation. depth > 1: re-plan from each predicted future state
+    (the proposer proposes again, the world model predicts again) and keep the last depth's value.
+    max_batch: the most samples per network call (memory cap; results do not depend on it).
+    """
+
+    num_candidates: int = 8
+    world_model_samples: int = 3
+    value_samples: int = 5
+    action_steps: int | None = None
+    world_model_steps: int = 5
+    value_steps: int = 5
+    value_conditioning: str = NEXT_STATE
+    aggregation: str = "majority_mean"
+    value_threshold: float = RELEASE_VALUE_THRESHOLD
+    depth: int = 1
+    max_batch: int | None = 16
+
+    def __post_init__(self) -> None:
+        for name in ("num_candidates", "world_model_samples", "value_samples", "world_model_steps", "value_steps",
+                     "depth"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
+        if self.action_steps is not None and self.action_steps < 1:
+            raise ValueError(f"action_steps={self.action_steps}: expected >= 1 or None")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError(f"max_batch={self.max_batch}: expected >= 1 or None")
+        check_value_conditioning(self.value_conditioning)
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation={self.aggregation!r}: expected one of {list(AGGREGATIONS)}")
+
+
+@dataclass
+class PlanResult:
+    """What planning computed: proposals (N, K, d) normalised in the proposer's units, the raw value
+    samples (N, W x V) of the last depth, the aggregated values (N,) and the winner's index."""
+
+    actions: torch.Tensor
+    value_samples: torch.Tensor
+    values: torch.Tensor
+    best: int
 
 
 class CosmosPolicy:
@@ -103,7 +206,7 @@ class CosmosPolicy:
         self.text_cache = text_cache
         self.text_encoder = text_encoder
         self._text_memo: dict[str, torch.Tensor] = {}
-        self._mask_memo: dict[int, torch.Tensor] = {}
+        self._mask_memo: dict[tuple[int, str], torch.Tensor] = {}
 
     @classmethod
     def from_checkpoint(
@@ -116,7 +219,7 @@ class CosmosPolicy:
         text_encoder: TextEncoder | None = None,
         camera_hw: tuple[int, int] | None | str = "layout",
         vae_base_dir: str | Path | None = None,
-    ) -> "CosmosPolicy":
+    ) -> CosmosPolicy:
         """Load a checkpoint directory (see checkpoint.py); `layout` checks the embodiment.
 
         camera_hw: the camera frame size to insist on ("layout": the layout's, e.g. 480 x 640 for ALOHA;
@@ -232,10 +335,15 @@ class CosmosPolicy:
             return None
         return torch.Generator(device=self.device).manual_seed(int(seed))
 
-    def _clean_mask(self, objective: int, batch: int) -> torch.Tensor:
-        if objective not in self._mask_memo:
-            self._mask_memo[objective] = clean_mask_for(self.layout, objective).to(self.device)
-        return self._mask_memo[objective][None].expand(batch, -1)
+    def _clean_mask(self, objective: int, batch: int, value_conditioning: str = STATE_ACTION_NEXT_STATE) -> torch.Tensor:
+        key = (objective, value_conditioning)
+        if key not in self._mask_memo:
+            self._mask_memo[key] = clean_mask_for(self.layout, objective, value_conditioning).to(self.device)
+        return self._mask_memo[key][None].expand(batch, -1)
+
+    def _row_generators(self, base_seed: int, *keys: tuple[int, ...]) -> list[torch.Generator]:
+        """One generator per row, seeded from the base seed and the row's keys (seed switching)."""
+        return [torch.Generator(device=self.device).manual_seed(_derive_seed(base_seed, *k)) for k in keys]
 
     def encode_observation(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """x_clean (B, 16, T, h, w): the encoded prefix (images + injected proprio), zeros after it."""
@@ -300,23 +408,6 @@ class CosmosPolicy:
         future = self._future_images(out.latents, placeholders) if placeholders is not None else None
         return actions, values, future
 
-    def _score(
-        self, x_prefix: torch.Tensor, text: torch.Tensor, actions: torch.Tensor, world_model_samples: int,
-        value_samples: int, generator: torch.Generator | None,
-    ) -> torch.Tensor:
-        """Majority-mean V(s') (n,) of normalised action chunks (n, K, d): world model, then value, batched."""
-        n, w, v = actions.shape[0], world_model_samples, value_samples
-        cfg = self.sampler
-        x = x_prefix.expand(n * w, -1, -1, -1, -1)
-        x = inject_vectors(self.layout, x, actions=actions.repeat_interleave(w, dim=0))
-        x = generate(self.model, x, self._clean_mask(WORLD_MODEL, n * w), text.expand(n * w, -1, -1),
-                     cfg.future_state_steps, cfg, generator)
-        x = x.repeat_interleave(v, dim=0)
-        x = generate(self.model, x, self._clean_mask(VALUE, n * w * v), text.expand(n * w * v, -1, -1),
-                     cfg.value_steps, cfg, generator)
-        values = value_to_unit(extract_value(x, self.layout.index("value"))).reshape(n, w * v)
-        return majority_mean(values)
-
     def act(
         self,
         obs: Mapping[str, Any],
@@ -370,6 +461,124 @@ class CosmosPolicy:
             return ActionChunk(actions_np[0], float(values_np[0]), future[0] if future else None, latency_s)
         return ActionCandidates(actions_np, values_np, future, latency_s)
 
+    # ---- planning ---------------------------------------------------------------------------------------
+
+    def _propose(
+        self, prefix: torch.Tensor, text: torch.Tensor, steps: int, generators, max_batch: int | None
+    ) -> torch.Tensor:
+        """Normalised action chunks (R, K, d), one per prefix row (R, C, T, h, w): the policy pass only."""
+        layout, r = self.layout, prefix.shape[0]
+        x = generate(self.model, prefix, self._clean_mask(POLICY, r), text.expand(r, -1, -1), steps, self.sampler,
+                     generators, max_batch=max_batch)
+        flat = extract(x, layout.index("action"), layout.vector_length("action"))
+        return flat.reshape(r, layout.action_chunk, layout.action_dim).clamp(-1.0, 1.0)
+
+    def _world_model(
+        self, prefix: torch.Tensor, actions: torch.Tensor, text: torch.Tensor, steps: int, generators,
+        max_batch: int | None,
+    ) -> torch.Tensor:
+        """Latents (R, C, T, h, w) with s' (and a value) predicted from each prefix row and action chunk."""
+        r = prefix.shape[0]
+        x = inject_vectors(self.layout, prefix, actions=actions.to(prefix.device))
+        return generate(self.model, x, self._clean_mask(WORLD_MODEL, r), text.expand(r, -1, -1), steps,
+                        self.sampler, generators, max_batch=max_batch)
+
+    def _values(
+        self, latents: torch.Tensor, text: torch.Tensor, steps: int, generators, value_conditioning: str,
+        max_batch: int | None,
+    ) -> torch.Tensor:
+        """Values in [0, 1] (R,) of latent sequences (R, C, T, h, w): only the value frame is generated;
+        under "next_state" the current state and action frames are masked out (noise, not condition)."""
+        r = latents.shape[0]
+        x = generate(self.model, latents, self._clean_mask(VALUE, r, value_conditioning), text.expand(r, -1, -1),
+                     steps, self.sampler, generators, max_batch=max_batch)
+        return value_to_unit(extract_value(x, self.layout.index("value")))
+
+    @torch.no_grad()
+    def predict_values(
+        self,
+        latents: torch.Tensor,
+        task: str,
+        *,
+        samples: int = 1,
+        num_steps: int = 5,
+        value_conditioning: str = NEXT_STATE,
+        seed: int | None = None,
+        max_batch: int | None = 16,
+    ) -> torch.Tensor:
+        """Value samples in [0, 1], (B, samples), of whole latent sequences (B, C, T, h, w), e.g. after a
+        world-model pass. "next_state": V(s') as the release's planning model (the current state and action
+        frames are masked out, so they cannot change the value); "state_action_next_state": V(s, a, s')."""
+        check_value_conditioning(value_conditioning)
+        b = latents.shape[0]
+        base = self._base_seed(seed)
+        x = latents.to(self.device).float().repeat_interleave(samples, dim=0)
+        gens = self._row_generators(base, *[(_VALUE, 0, i, k) for i in range(b) for k in range(samples)])
+        values = self._values(x, self._text(task)[None], num_steps, gens, value_conditioning, max_batch)
+        return values.reshape(b, samples)
+
+    @staticmethod
+    def _base_seed(seed: int | None) -> int:
+        return int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)
+
+    def _actions_from(self, actions: torch.Tensor, source: CosmosPolicy) -> torch.Tensor:
+        """Normalised actions of `source` (another checkpoint) in this checkpoint's normalisation."""
+        if _same_statistics(self, source, "actions"):
+            return actions.to(self.device)
+        robot = source._normalizer("actions").unnormalize(actions.float())
+        return self._normalizer("actions").normalize(robot).to(self.device)
+
+    def _prefix_for(self, latents: torch.Tensor, source: CosmosPolicy) -> torch.Tensor:
+        """The predicted future state of `source`'s latents (R, C, T, h, w) as this checkpoint's prefix."""
+        proprio = None
+        if not _same_statistics(self, source, "proprio"):
+            future = extract(latents, source.layout.index("future_proprio"), source.layout.proprio_dim)
+            robot = source._normalizer("proprio").unnormalize(future.clamp(-1.0, 1.0))
+            proprio = self._normalizer("proprio").normalize(robot).to(latents.device)
+        return future_state_as_current(self.layout, latents, proprio).to(self.device)
+
+    def _plan_core(
+        self,
+        proposer: CosmosPolicy,
+        proposer_prefix: torch.Tensor | None,
+        proposer_text: torch.Tensor | None,
+        prefix: torch.Tensor,
+        text: torch.Tensor,
+        options: PlanningOptions,
+        base_seed: int,
+        actions: torch.Tensor | None = None,
+    ) -> PlanResult:
+        """Propose (unless `actions` (N, K, d) in this checkpoint's units are given), predict s' and V(s'),
+        aggregate. Prefixes (1, C, T, h, w) are encoded once per checkpoint and shared by every row."""
+        o = options
+        n = o.num_candidates if actions is None else actions.shape[0]
+        w, v = o.world_model_samples, o.value_samples
+        steps = proposer.deploy.action_steps if o.action_steps is None else o.action_steps
+        if actions is None:
+            gens = proposer._row_generators(base_seed, *[(_PROPOSE, 0, i) for i in range(n)])
+            proposals = proposer._propose(proposer_prefix.expand(n, -1, -1, -1, -1), proposer_text, steps, gens,
+                                          o.max_batch)
+            actions = self._actions_from(proposals, proposer)
+        else:
+            proposals = actions
+        rows = [(i, j) for i in range(n) for j in range(w)]
+        x = prefix.expand(n * w, -1, -1, -1, -1)
+        chunk = actions.repeat_interleave(w, dim=0)
+        for d in range(o.depth):
+            if d > 0:  # re-plan from every branch's predicted future state
+                p_prefix = proposer._prefix_for(x, self)
+                gens = proposer._row_generators(base_seed, *[(_PROPOSE, d, i, j) for i, j in rows])
+                chunk = self._actions_from(proposer._propose(p_prefix, proposer_text, steps, gens, o.max_batch),
+                                           proposer)
+                x = future_state_as_current(self.layout, x)
+            gens = self._row_generators(base_seed, *[(_WORLD_MODEL, d, i, j) for i, j in rows])
+            x = self._world_model(x, chunk, text, o.world_model_steps, gens, o.max_batch)
+        gens = self._row_generators(base_seed, *[(_VALUE, o.depth - 1, i, j, k) for i, j in rows for k in range(v)])
+        samples = self._values(x.repeat_interleave(v, dim=0), text, o.value_steps, gens, o.value_conditioning,
+                               o.max_batch).reshape(n, w * v)
+        values = aggregate_values(samples, o.aggregation, o.value_threshold)
+        return PlanResult(proposals, samples, values, int(torch.argmax(values)))
+
     @torch.no_grad()
     def score_actions(
         self,
@@ -379,58 +588,85 @@ class CosmosPolicy:
         world_model_samples: int = 3,
         value_samples: int = 5,
         seed: int | None = None,
+        world_model_steps: int = 5,
+        value_steps: int = 5,
+        value_conditioning: str = NEXT_STATE,
+        aggregation: str = "majority_mean",
+        value_threshold: float = RELEASE_VALUE_THRESHOLD,
+        max_batch: int | None = 16,
     ) -> np.ndarray:
-        """V(s') per candidate chunk (N, K, d) in robot units: world-model samples x value samples, majority mean."""
+        """Aggregated V(s') per candidate chunk (N, K, d) in robot units: world-model samples x value samples
+        (release defaults, see `PlanningOptions`)."""
         actions = np.asarray(actions, dtype=np.float32)
         layout = self.layout
-        if actions.ndim != 3 or actions.shape[1:] != (layout.action_chunk, layout.action_dim):
+        if actions.ndim != 3 or actions.shape[0] < 1 or actions.shape[1:] != (layout.action_chunk, layout.action_dim):
             raise ValueError(
                 f"actions: got {actions.shape}, expected (N, {layout.action_chunk}, {layout.action_dim})"
             )
+        options = PlanningOptions(num_candidates=actions.shape[0], world_model_samples=world_model_samples,
+                                  value_samples=value_samples, world_model_steps=world_model_steps,
+                                  value_steps=value_steps, value_conditioning=value_conditioning,
+                                  aggregation=aggregation, value_threshold=value_threshold, max_batch=max_batch)
         images, proprio, text = self._validate(obs)
         actions_n = torch.as_tensor(self._normalizer("actions").normalize(actions)).to(self.device)
-        values = self._score(self.encode_observation(images, proprio), text, actions_n, world_model_samples,
-                             value_samples, self._generator(seed))
-        return values.float().cpu().numpy()
+        result = self._plan_core(self, None, None, self.encode_observation(images, proprio), text, options,
+                                 self._base_seed(seed), actions=actions_n)
+        return result.values.float().cpu().numpy()
 
     @torch.no_grad()
     def plan(
         self,
         obs: Mapping[str, Any],
         *,
-        proposer: "CosmosPolicy | None" = None,
+        proposer: CosmosPolicy | None = None,
         num_candidates: int = 8,
         world_model_samples: int = 3,
         value_samples: int = 5,
         seed: int | None = None,
+        action_steps: int | None = None,
+        world_model_steps: int = 5,
+        value_steps: int = 5,
+        value_conditioning: str = NEXT_STATE,
+        aggregation: str = "majority_mean",
+        value_threshold: float = RELEASE_VALUE_THRESHOLD,
+        depth: int = 1,
+        max_batch: int | None = 16,
+        options: PlanningOptions | None = None,
     ) -> ActionChunk:
-        """Best-of-N: `proposer` (default: this policy) samples N chunks, this model scores V(s'), best wins.
+        """Best-of-N as the release deploys it: `proposer` (the base policy's checkpoint; default: this one,
+        which then does both) samples N chunks with its deploy action steps; this checkpoint (the planning
+        model) scores each by world-model samples x V(s') samples, majority mean; the best chunk wins.
 
-        With the default proposer the observation is encoded once and nothing leaves the device until
-        the winner is chosen.
+        Each checkpoint encodes the observation once; the prefix is shared by every candidate and sample.
+        Every candidate, world-model sample and value sample draws from its own seed, derived from `seed`.
+        `options` (a PlanningOptions) replaces all the keyword settings at once; see PlanningOptions for
+        their meaning. Returns the winner (robot units), its value and every candidate's value.
         """
-        if num_candidates < 1:
-            raise ValueError(f"num_candidates={num_candidates}: expected >= 1")
-        if proposer is not None and proposer.layout != self.layout:
+        if options is None:
+            options = PlanningOptions(num_candidates=num_candidates, world_model_samples=world_model_samples,
+                                      value_samples=value_samples, action_steps=action_steps,
+                                      world_model_steps=world_model_steps, value_steps=value_steps,
+                                      value_conditioning=value_conditioning, aggregation=aggregation,
+                                      value_threshold=value_threshold, depth=depth, max_batch=max_batch)
+        proposer = self if proposer is None else proposer
+        if proposer.layout != self.layout:
             raise ValueError(
                 f"proposer: layout {proposer.layout.name!r} differs from the planning model's {self.layout.name!r}"
             )
         start = time.perf_counter()
-        images, proprio, text = self._validate(obs)
-        generator = self._generator(seed)
-        x_prefix = self.encode_observation(images, proprio)
-        if proposer is None:
-            actions, _, _ = self._sample_actions(x_prefix, text, self.deploy.action_steps, num_candidates,
-                                                 generator, None)
+        prepared = proposer.prepare(obs)
+        images, proprio, text = proposer._to_device(prepared)
+        proposer_prefix = proposer.encode_observation(images, proprio)
+        if proposer is self:
+            prefix, own_text = proposer_prefix, text
         else:
-            proposals = proposer.act(obs, seed=seed, num_candidates=num_candidates)
-            chunks = proposals.actions if num_candidates > 1 else proposals.actions[None]
-            actions = torch.as_tensor(self._normalizer("actions").normalize(chunks)).to(self.device)
-        values = self._score(x_prefix, text, actions, world_model_samples, value_samples, generator)
-        best = int(torch.argmax(values))
-        chunk = self._normalizer("actions").unnormalize(actions[best]).float().cpu().numpy().astype(np.float32)
-        return ActionChunk(chunk, float(values[best]), None, time.perf_counter() - start,
-                           values.float().cpu().numpy())
+            images_s, proprio_s, own_text = self._validate(obs)
+            prefix = self.encode_observation(images_s, proprio_s)
+        result = self._plan_core(proposer, proposer_prefix, text, prefix, own_text, options, self._base_seed(seed))
+        best = result.best
+        chunk = proposer._normalizer("actions").unnormalize(result.actions[best]).float().cpu().numpy()
+        return ActionChunk(chunk.astype(np.float32), float(result.values[best]), None, time.perf_counter() - start,
+                           result.values.float().cpu().numpy())
 
     def warmup(self, task: str | None = None, runs: int = 2, num_steps: int | None = None) -> float:
         """Run inference on a synthetic observation so that the first real chunk is not slow (lazy

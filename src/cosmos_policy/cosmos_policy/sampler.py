@@ -8,7 +8,7 @@ from the previous step's D (multistep), so the first step is first order.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -71,10 +71,12 @@ def schedule(
     config: SamplerConfig,
     num_steps: int,
     batch_size: int,
-    generator: torch.Generator | None,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
     device: torch.device,
 ) -> torch.Tensor:
-    """Sigmas (B, N); with `config.variance_scale` each sample draws sigma_max * U[1, 3], sigma_min * U[0.1, 1]."""
+    """Sigmas (B, N); with `config.variance_scale` each sample draws sigma_max * U[1, 3], sigma_min * U[0.1, 1].
+
+    `generator`: one generator, or one per sample (then each sample's draw depends on its own only)."""
     hi = torch.full((batch_size,), config.sigma_max, device=device)
     lo = torch.full((batch_size,), config.sigma_min, device=device)
     if config.variance_scale:
@@ -92,10 +94,35 @@ def generate(
     text_embeddings: torch.Tensor,
     num_steps: int,
     config: SamplerConfig,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    *,
+    max_batch: int | None = None,
 ) -> torch.Tensor:
-    """Denoise the non-clean frames of `x_clean` (B, C, T, h, w) with `model.denoise`; clean frames kept."""
-    sigmas = schedule(config, num_steps, x_clean.shape[0], generator, x_clean.device)
+    """Denoise the non-clean frames of `x_clean` (B, C, T, h, w) with `model.denoise`; clean frames kept.
+
+    generator: one generator for the batch, or a list of one per sample ("seed switching": each sample's
+    noise and schedule come from its own generator, so the result of a sample does not depend on which
+    batch or chunk it runs in). max_batch: run at most that many samples per network call (memory cap);
+    with per-sample generators the result equals the unchunked one.
+    """
+    b = x_clean.shape[0]
+    if max_batch is not None and max_batch < 1:
+        raise ValueError(f"max_batch={max_batch}: expected >= 1 or None")
+    if max_batch is not None and b > max_batch:
+        per_row = isinstance(generator, (list, tuple))
+        if per_row and len(generator) != b:
+            raise ValueError(f"got {len(generator)} per-sample generators for {b} samples")
+        if clean_mask.shape[0] != b or text_embeddings.shape[0] != b:
+            raise ValueError(f"clean_mask {tuple(clean_mask.shape)} / text {tuple(text_embeddings.shape)}: "
+                             f"expected {b} rows")
+        out = []
+        for lo in range(0, b, max_batch):
+            hi = min(b, lo + max_batch)
+            gen = list(generator[lo:hi]) if per_row else generator
+            out.append(generate(model, x_clean[lo:hi], clean_mask[lo:hi], text_embeddings[lo:hi], num_steps,
+                                config, gen))
+        return torch.cat(out)
+    sigmas = schedule(config, num_steps, b, generator, x_clean.device)
     noise = randn(x_clean.shape, generator, x_clean.device)
     keep = clean_mask[:, None, :, None, None]
     x = torch.where(keep, x_clean, _per_sample(sigmas[:, 0], noise) * noise)

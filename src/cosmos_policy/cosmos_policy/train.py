@@ -70,6 +70,7 @@ from .data.datasets import EpisodeDataset, describe
 from .data.text import TextEmbeddingCache
 from .diffusion import CosmosPolicyModel
 from .latent_sequence import inject_vectors
+from .objectives import STATE_ACTION_NEXT_STATE, check_value_conditioning
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,11 @@ class TrainConfig:
     latent_cache_dtype: str = "float16"
     progress: bool = True
     time_limit_s: float = 0.0  # stop (and save) after the step that passes this wall time (0: off)
+    # the value objective: V(s, a, s') for a base run; "next_state" = V(s') for the release's planning model
+    value_conditioning: str = STATE_ACTION_NEXT_STATE
 
     def __post_init__(self) -> None:
+        check_value_conditioning(self.value_conditioning)
         for name, allowed in (("decay", DECAY_CHOICES), ("latent_cache_dtype", LATENT_CACHE_DTYPES),
                               ("precision", PRECISION_CHOICES), ("distributed", DISTRIBUTED_CHOICES)):
             if getattr(self, name) not in allowed:
@@ -490,6 +494,7 @@ class Trainer:
             dataset.cached_flags = self.latent_cache.flags
             if self.context.device.type == "cpu":
                 dataset.encoder = ItemEncoder(model)
+        model.value_conditioning = config.value_conditioning  # the loss reads it; saved in the checkpoint
         self.loss_module = self._wrap(_LossModule(model))
         self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, betas=config.betas,
                                            weight_decay=config.weight_decay)
@@ -530,7 +535,8 @@ class Trainer:
         directory = self.out_dir
         save_checkpoint(directory, self.model, dit_state=model_state, sampler=self.sampler_config,
                         statistics=self.statistics, text_cache=self.text_cache, vae_base_dir=self.vae_base_dir,
-                        extra_config={"training": {"step": self.step, **self.extra_config}})
+                        extra_config={"training": {"step": self.step, "value_conditioning": self.config.value_conditioning,
+                                                     **self.extra_config}})
         tensors, optimizer_meta = optimizer_state
         tensors["rng/torch"] = torch.get_rng_state()
         if torch.cuda.is_available():

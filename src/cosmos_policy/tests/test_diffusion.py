@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from tiny_model import random_batch, random_latents, tiny_model
 
 from cosmos_policy.diffusion import CosmosPolicyModel, loss_weight, rf_precondition, sample_training_sigma
 from cosmos_policy.objectives import clean_masks
-from tiny_model import random_batch, random_latents, tiny_model
 
 
 def test_rectified_flow_preconditioning_recovers_x0_from_the_ideal_velocity():

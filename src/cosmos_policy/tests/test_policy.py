@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_model import TASK, observation, statistics, text_cache, tiny_model, write_checkpoint
 
 from cosmos_policy.checkpoint import save_checkpoint
 from cosmos_policy.config import SamplerConfig
-from cosmos_policy.policy import ActionCandidates, ActionChunk, CosmosPolicy, majority_mean
-from tiny_model import TASK, observation, statistics, text_cache, tiny_model, write_checkpoint
+from cosmos_policy.policy import ActionCandidates, ActionChunk, CosmosPolicy
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +88,6 @@ def test_autoregressive_mode_and_planning(policy):
         assert by_proposer.actions.shape == (50, 14)
     finally:
         policy.sampler = original
-
-
-def test_majority_mean():
-    values = torch.tensor([[0.9, 0.8, 0.1], [0.2, 0.3, 0.9], [0.6, 0.4, 0.5]])
-    got = majority_mean(values)
-    assert torch.allclose(got, torch.tensor([0.85, 0.25, 0.55]))
 
 
 @pytest.mark.parametrize(

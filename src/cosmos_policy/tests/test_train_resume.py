@@ -121,3 +121,21 @@ def test_a_latent_cache_from_other_data_is_not_taken(tmp_path):
     second = _cached_trainer(tmp_path, "run", dataset, raw, cache)
     second.resume()
     assert len(second.latent_cache.store) == 0
+
+
+def test_value_conditioning_is_trained_and_saved(tmp_path):
+    """A planning model trained with V(s') says so in its checkpoint, and loading it restores that."""
+    from cosmos_policy.checkpoint import load_checkpoint
+    dataset, raw, cache = _setup(tmp_path)
+    torch.manual_seed(0)
+    model = CosmosPolicyModel(NETWORK, LAYOUT)
+    cfg = TrainConfig(steps=1, batch_size=2, warmup_steps=1, save_every=0, save_every_s=0, progress=False,
+                      value_conditioning="next_state")
+    trainer = Trainer(model, dataset, cfg, tmp_path / "planning", raw, cache)
+    assert model.value_conditioning == "next_state"
+    trainer.train()
+    config = json.loads((tmp_path / "planning" / "config.json").read_text())
+    assert config["training"]["value_conditioning"] == "next_state"
+    assert load_checkpoint(tmp_path / "planning").model.value_conditioning == "next_state"
+    with pytest.raises(ValueError, match="value_conditioning"):
+        TrainConfig(value_conditioning="s")
