@@ -41,6 +41,14 @@ def stamp_s(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
 class Recording:
     """The episode being recorded: its synchroniser, counters and what the topics told about it."""
 
@@ -175,6 +183,8 @@ class RecorderNode(Node):
         if run is not None:  # the goal's own task text, seed and checkpoint beat the node's defaults
             attrs.update(task_description=str(run.get("task", "")), seed=int(run.get("seed", -1)),
                          policy_checkpoint=str(run.get("checkpoint", "")), policy_mode=str(run.get("mode", "")))
+        # HDF5 string attributes cannot hold NUL: a bad task text must not cost the episode its final write
+        attrs = {k: _without_nul(v) for k, v in attrs.items()}
         self.ops.put(("finish", (attrs, rec.rows, rates, low)))
 
     # ---- topics ----
@@ -218,6 +228,10 @@ class RecorderNode(Node):
                     self._queue_row(rec, row)
 
     def on_stage_score(self, msg: StageScore) -> None:
+        if not 0.0 <= msg.score <= 100.0:  # NaN, inf or out of the 0-100 range: no stage history row to store
+            self.get_logger().warning(f"{self.contract.topic('stage_score')}: score {msg.score} not in 0-100 "
+                                      f"(message ignored)", throttle_duration_sec=1.0)
+            return
         with self.lock:
             self.last_stage = msg
             if self.recording is not None:
@@ -232,10 +246,17 @@ class RecorderNode(Node):
 
     def on_policy_run(self, msg: String) -> None:
         try:
-            run = json.loads(msg.data)
-            self.policy_runs[str(run["goal_id"])] = run
-        except (ValueError, KeyError, TypeError) as exc:
-            self.get_logger().warning(f"{self.contract.topic('policy_run')}: unreadable message ({exc})")
+            run = json.loads(msg.data)  # deep nesting: RecursionError
+            goal_id = str(run["goal_id"])
+            # the fields stop() stores, typed here: a bad announcement must not fail the episode's end
+            run = {"task": str(run.get("task", "")), "seed": int(run.get("seed", -1)),
+                   "checkpoint": str(run.get("checkpoint", "")), "mode": str(run.get("mode", ""))}
+            if not -2**63 <= run["seed"] < 2**63:
+                raise ValueError(f"seed {run['seed']} out of int64 range")
+            self.policy_runs[goal_id] = run
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+            self.get_logger().warning(f"{self.contract.topic('policy_run')}: unreadable message ({exc})"[:500],
+                                      throttle_duration_sec=1.0)
 
     def on_goal_status(self, msg: GoalStatusArray) -> None:
         if not self.auto_record_policy:
