@@ -241,6 +241,11 @@ class PolicyNode(Node):
         if not checkpoint:
             raise ValueError("parameter checkpoint: empty; pass checkpoint:=<checkpoint directory> (the shipped "
                              "default is checkpoints/aloha_sim_default)")
+        if checkpoint.startswith("lerobot:"):  # LeRobot (ACT) served from .venv-lerobot: docs/lerobot.md
+            if planning:
+                raise ValueError("parameter planning_checkpoint: not supported with a lerobot: checkpoint")
+            from .external_backend import LeRobotBackend
+            return LeRobotBackend(checkpoint[len("lerobot:"):], device=device, camera_hw_check=hw_check)
         from .policy_backend import CosmosBackend
         return CosmosBackend(checkpoint, planning_checkpoint=planning, device=device, camera_hw_check=hw_check,
                              vae_base_dir=vae_base_dir)
