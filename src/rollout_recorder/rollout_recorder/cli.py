@@ -14,6 +14,7 @@ list, recover and bag-to-episode need no ROS; record, replay and episode-to-topi
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C must reach the bag programs even when the parent started us with SIGINT ignored (a background
+    # job): an ignored signal stays ignored across exec, and Python then installs no KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
@@ -226,7 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bag-to-episode":
             return cmd_bag_to_episode(args)
-        return cmd_ros(args)
+        try:
+            return cmd_ros(args)
+        except KeyboardInterrupt:
+            # a Ctrl-C that lands while the program starts or cleans up (measured in CI: rclpy's handler shut
+            # the context mid-publish, and the KeyboardInterrupt surfaced in the clean-up, exit by SIGINT)
+            return 0
     except (EpisodeFileError, BagError, PlaybackError, TypestoreError, ContractError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
