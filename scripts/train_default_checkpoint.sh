@@ -26,49 +26,56 @@
 #                        release schedule, warm-up 200, one decay cycle over the whole run.
 #   objective mix, augmentation ("stronger"), loss reduction: the release's defaults.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source env.sh
 
-DATA=${DATA:-data/demos_96x128}
-RUN=${RUN:-runs/default}
-OUT=${OUT:-checkpoints/aloha_sim_default}
-STEPS=${STEPS:-4000}
-TIME_LIMIT_MIN=${TIME_LIMIT_MIN:-0}
-EPISODES=${EPISODES:-50}
+# One function, called on the last line: bash reads a script as it runs, so an edit to this file during a
+# 70-minute run would otherwise execute shifted text (measured: "5: command not found" at the export).
+main() {
+    cd "$(dirname "$0")/.."
+    source env.sh
 
-for task in transfer_cube insertion; do
-    have=$(find "$DATA/$task" -name 'episode_*.hdf5' 2>/dev/null | wc -l)
-    if [ "$have" -lt "$EPISODES" ]; then
-        echo "recording $EPISODES scripted $task demos (seeds 0-$((EPISODES - 1))) into $DATA/$task"
-        continue_demos=()
-        [ "$have" -gt 0 ] && continue_demos=(--resume)  # an interrupted recording continues where it stopped
-        ./scripts/run.sh aloha_sim aloha_sim_demos --task "$task" --episodes "$EPISODES" --seed-start 0 \
-            --out "$DATA/$task" --image-size 96x128 --compress "${continue_demos[@]}"
+    DATA=${DATA:-data/demos_96x128}
+    RUN=${RUN:-runs/default}
+    OUT=${OUT:-checkpoints/aloha_sim_default}
+    STEPS=${STEPS:-4000}
+    TIME_LIMIT_MIN=${TIME_LIMIT_MIN:-0}
+    EPISODES=${EPISODES:-50}
+
+    for task in transfer_cube insertion; do
+        have=$(find "$DATA/$task" -name 'episode_*.hdf5' 2>/dev/null | wc -l)
+        if [ "$have" -lt "$EPISODES" ]; then
+            echo "recording $EPISODES scripted $task demos (seeds 0-$((EPISODES - 1))) into $DATA/$task"
+            continue_demos=()
+            [ "$have" -gt 0 ] && continue_demos=(--resume)  # an interrupted recording continues where it stopped
+            ./scripts/run.sh aloha_sim aloha_sim_demos --task "$task" --episodes "$EPISODES" --seed-start 0 \
+                --out "$DATA/$task" --image-size 96x128 --compress "${continue_demos[@]}"
+        fi
+    done
+
+    resume=()
+    if [ -f "$RUN/trainer_state.json" ]; then
+        resume=(--resume)
+        echo "resuming $RUN"
     fi
-done
+    mkdir -p "$RUN"
+    cosmos-policy train \
+        --data "$DATA/transfer_cube" --data "$DATA/insertion" --layout aloha --network small \
+        --out "$RUN" "${resume[@]}" --seed 0 \
+        --steps "$STEPS" --batch-size 16 --lr 5e-4 --warmup-steps 200 --lr-cycle-steps "$STEPS" \
+        --cache-latents --latent-versions 1 --sample-stride 5 \
+        --num-workers 2 --threads 1 \
+        --save-every 0 --save-every-s 300 --no-progress --log-every 25 \
+        --time-limit-min "$TIME_LIMIT_MIN"
 
-resume=()
-if [ -f "$RUN/trainer_state.json" ]; then
-    resume=(--resume)
-    echo "resuming $RUN"
-fi
-mkdir -p "$RUN"
-cosmos-policy train \
-    --data "$DATA/transfer_cube" --data "$DATA/insertion" --layout aloha --network small \
-    --out "$RUN" "${resume[@]}" --seed 0 \
-    --steps "$STEPS" --batch-size 16 --lr 5e-4 --warmup-steps 200 --lr-cycle-steps "$STEPS" \
-    --cache-latents --latent-versions 1 --sample-stride 5 \
-    --num-workers 2 --threads 1 \
-    --save-every 0 --save-every-s 300 --no-progress --log-every 25 \
-    --time-limit-min "$TIME_LIMIT_MIN"
+    # export: weights + config + statistics + text embeddings, no optimiser state
+    step=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$RUN/trainer_state.json")
+    if [ "$step" -lt "$STEPS" ]; then
+        echo "training stopped at step $step of $STEPS (time limit): run this script again to continue" >&2
+        exit 1
+    fi
+    mkdir -p "$OUT"
+    cp "$RUN/model.safetensors" "$RUN/config.json" "$RUN/dataset_statistics.json" "$RUN/text_embeddings.safetensors" "$OUT/"
+    du -sh "$OUT"
+    echo "exported step $step to $OUT"
+}
 
-# export: weights + config + statistics + text embeddings, no optimiser state
-step=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$RUN/trainer_state.json")
-if [ "$step" -lt "$STEPS" ]; then
-    echo "training stopped at step $step of $STEPS (time limit): run this script again to continue" >&2
-    exit 1
-fi
-mkdir -p "$OUT"
-cp "$RUN/model.safetensors" "$RUN/config.json" "$RUN/dataset_statistics.json" "$RUN/text_embeddings.safetensors" "$OUT/"
-du -sh "$OUT"
-echo "exported step $step to $OUT"
+main "$@"
