@@ -55,6 +55,15 @@ def wait_for(condition, what, timeout_s=WAIT_S):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def click(driver, by, selector):
+    """Click the element, finding it again if the page redrew it between the lookup and the click (the list
+    refreshes on a timer: measured in CI as a StaleElementReferenceException on a loaded machine)."""
+    def attempt():
+        driver.find_element(by, selector).click()
+        return True
+    wait_for(attempt, f"a clickable {selector}")
+
+
 @pytest.fixture
 def folder(tmp_path):
     root = tmp_path / "rollouts"
@@ -128,7 +137,7 @@ def test_score_an_episode_by_click_and_by_key(server, folder, browser):
     wait_for(lambda: d.find_element(By.ID, "ep-title").text == "sim/episode_0.hdf5", "the newest episode to open")
     assert "from the simulator" in d.find_element(By.ID, "score-info").text
 
-    d.find_element(By.CSS_SELECTOR, "#episodes li[data-id='real/episode_0.hdf5']").click()
+    click(d, By.CSS_SELECTOR, "#episodes li[data-id='real/episode_0.hdf5']")
     wait_for(lambda: d.find_element(By.ID, "ep-title").text == "real/episode_0.hdf5", "the clicked episode to open")
     buttons = d.find_elements(By.CSS_SELECTOR, "#stages button")
     assert [b.get_attribute("data-score") for b in buttons] == ["0", "25", "50", "75", "100"]  # from tasks.yaml
@@ -153,7 +162,7 @@ def test_score_an_episode_by_click_and_by_key(server, folder, browser):
     d.find_element(By.ID, "notes").send_keys("slipped at the handover")
     path = folder / "real" / "episode_0.hdf5"
 
-    d.find_element(By.CSS_SELECTOR, "#stages button[data-score='50']").click()
+    click(d, By.CSS_SELECTOR, "#stages button[data-score='50']")
     wait_for(lambda: file_attrs(path).get("stage_score") == 50.0, "the clicked score in the file")
     a = file_attrs(path)
     assert a["scored_by"] == "robin" and a["score_source"] == "operator" and a["success"] is False
@@ -176,12 +185,12 @@ def test_score_an_episode_by_click_and_by_key(server, folder, browser):
     d.find_element(By.TAG_NAME, "body").send_keys("n")
     wait_for(lambda: d.find_element(By.ID, "ep-title").text == "real/episode_0.hdf5", "n to open the next episode")
 
-    d.find_element(By.CSS_SELECTOR, "#episodes li[data-id='real/episode_9.hdf5']").click()
+    click(d, By.CSS_SELECTOR, "#episodes li[data-id='real/episode_9.hdf5']")
     wait_for(lambda: "cannot open real/episode_9.hdf5: 409" in d.find_element(By.ID, "status").text,
              "the unreadable episode's error")
 
     # follow: a newly recorded episode comes up for scoring by itself
-    d.find_element(By.ID, "follow").click()
+    click(d, By.ID, "follow")
     write_act_episode(folder / "sim" / "episode_1.hdf5", make_episode(5, task="transfer_cube", sim=True))
     wait_for(lambda: d.find_element(By.ID, "ep-title").text == "sim/episode_1.hdf5", "follow to open the new episode")
 
@@ -199,7 +208,7 @@ def test_a_refused_score_is_shown_not_written(server, folder, browser):
     wait_for(lambda: d.find_element(By.ID, "ep-title").text == "sim/episode_0.hdf5", "the newest episode to open")
     d.execute_script("localStorage.clear(); document.getElementById('scorer').value = '';")
     before = file_attrs(folder / "sim" / "episode_0.hdf5")
-    d.find_element(By.CSS_SELECTOR, "#stages button[data-score='25']").click()
+    click(d, By.CSS_SELECTOR, "#stages button[data-score='25']")
     wait_for(lambda: "enter your name" in d.find_element(By.ID, "status").text, "the missing-name message")
     # a request the page would never send: the server's own refusal reaches the operator as text
     d.execute_script("post('/api/score', {id: 'sim/episode_0.hdf5', score: 30, scorer: 'x'})"
