@@ -26,7 +26,7 @@ def test_sim_graph_with_the_shipped_checkpoint_by_default():
     assert {"aloha_sim", "policy_node", "run_policy"} <= set(nodes)
     policy_args = " ".join(nodes["policy_node"].argv)
     assert re.search(r"checkpoint:=\S+/cosmos_policy_ros/checkpoints/aloha_sim_default", policy_args)
-    assert "clock_mode:=realtime" in policy_args
+    assert "clock_mode:=lockstep" in policy_args  # the main job: deterministic, immune to a busy CPU
     assert re.search(r"--params-file \S+/aloha_bringup/config/policy.yaml", policy_args)
     assert nodes["run_policy"].shutdown_on_exit and nodes["policy_node"].shutdown_on_exit
 
@@ -51,6 +51,8 @@ def test_real_robot_starts_no_simulator_and_no_episodes():
     nodes = labels(evaluate(robot="real", hardware="fake")[0])  # the Interbotix packages are absent here
     assert "aloha_sim" not in nodes and "run_policy" not in nodes
     assert {"policy_node", "aloha_driver"} <= set(nodes)
+    # the real robot keeps the wall clock whatever the sim's mode argument says (lockstep by default)
+    assert "clock_mode:=realtime" in " ".join(nodes["policy_node"].argv)
 
 
 @pytest.mark.ros

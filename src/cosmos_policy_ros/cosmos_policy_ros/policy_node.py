@@ -230,6 +230,13 @@ class PolicyNode(Node):
         checkpoint = self._param("checkpoint", "", "checkpoint directory of the policy")
         planning = self._param("planning_checkpoint", "", "checkpoint scoring proposals in planning mode")
         device = self._param("device", "cpu", "torch device: cpu, cuda, cuda:1")
+        threads = self._param("torch_threads", 0, "CPU threads for inference (0 = torch's default: every core)",
+                              minimum=0)
+        if threads and not fake:
+            # fewer threads for the model leave cores to the driver or sim and to this node's callbacks (on 2
+            # cores with every core for the model, realtime joint states arrived 0.3 s late: stale sensor)
+            import torch
+            torch.set_num_threads(threads)
         hw_check = self._param("camera_hw_check", "strict", "strict: frames must have the training size; "
                                "resize: any size", choices=("strict", "resize"))
         vae_base_dir = self._param("vae_base_dir", "", "diffusers base folder for the checkpoint's VAE on this machine")
