@@ -18,11 +18,13 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from aloha_bringup.launch_defaults import namespace_argument, robot_namespace
 from launch import LaunchDescription
 
 
 def generate_launch_description():
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("driver", default_value="policy", choices=["policy", "scripted", "replay"],
                               description="policy (the policy node), scripted (upper bound) or replay (lower bound)"),
         DeclareLaunchArgument("tasks", default_value="transfer_cube,insertion",
@@ -73,6 +75,7 @@ def generate_launch_description():
         package="cosmos_policy_ros",
         executable="policy_node",
         name="policy_node",
+        namespace=robot_namespace(),
         output="screen",
         parameters=[
             PathJoinSubstitution([share, "config", "policy.yaml"]),
@@ -89,6 +92,7 @@ def generate_launch_description():
         package="cosmos_policy_ros",
         executable="aloha_eval",
         name="aloha_eval",
+        namespace=robot_namespace(),
         output="screen",
         arguments=["--driver", driver, "--tasks", LaunchConfiguration("tasks"),
                    "--episodes", LaunchConfiguration("episodes"), "--seed-start", LaunchConfiguration("seed_start"),

@@ -16,6 +16,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from aloha_bringup.launch_defaults import namespace_argument, robot_namespace
 from launch import LaunchDescription
 
 
@@ -26,6 +27,7 @@ def generate_launch_description():
     use_sim_time = PythonExpression(["'", robot, "' == 'sim' and '", LaunchConfiguration("mode"), "' == 'lockstep'"])
     share = FindPackageShare("aloha_bringup")
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "real"],
                               description="sim: MuJoCo ALOHA; real: the Interbotix arms and RealSense cameras"),
         DeclareLaunchArgument("execute_steps", default_value="0",
@@ -75,6 +77,7 @@ def generate_launch_description():
         package="cosmos_policy_ros",
         executable="policy_node",
         name="policy_node",
+        namespace=robot_namespace(),
         output="screen",
         parameters=[
             PathJoinSubstitution([share, "config", "policy.yaml"]),
@@ -93,6 +96,7 @@ def generate_launch_description():
         package="cosmos_policy_ros",
         executable="run_policy",
         name="run_policy",
+        namespace=robot_namespace(),
         output="screen",
         parameters=[{"tasks": LaunchConfiguration("task"), "episodes": LaunchConfiguration("episodes"),
                      "seed_start": LaunchConfiguration("seed_start"), "use_sim_time": use_sim_time}],

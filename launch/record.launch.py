@@ -8,11 +8,13 @@ from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from aloha_bringup.launch_defaults import namespace_argument, robot_namespace
 from launch import LaunchDescription
 
 
 def generate_launch_description():
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("out_dir", default_value="data/rollouts", description="episode folder"),
         DeclareLaunchArgument("image_height", default_value="0", description="frame height (0: the contract's)"),
         DeclareLaunchArgument("image_width", default_value="0", description="frame width (0: the contract's)"),
@@ -29,6 +31,7 @@ def generate_launch_description():
         package="rollout_recorder",
         executable="recorder_node",
         name="rollout_recorder",
+        namespace=robot_namespace(),
         output="screen",
         parameters=[{name: LaunchConfiguration(name) for name in (
             "out_dir", "image_height", "image_width", "compress", "sim", "policy_checkpoint", "auto_record_policy",

@@ -12,11 +12,13 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from aloha_bringup.launch_defaults import namespace_argument, robot_namespace
 from launch import LaunchDescription
 
 
 def generate_launch_description():
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("hardware", default_value="real", choices=["real", "fake"],
                               description="real: Interbotix xs_sdk + RealSense drivers; fake: the fake Interbotix "
                                           "driver, no cameras"),
@@ -36,6 +38,7 @@ def generate_launch_description():
         package="aloha_bringup",
         executable="aloha_driver",
         name="aloha_driver",
+        namespace=robot_namespace(),
         output="screen",
         # without the driver nothing reaches the arms: a failed start-up stops the whole robot graph
         on_exit=Shutdown(reason="aloha_driver ended"),

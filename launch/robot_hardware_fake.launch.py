@@ -4,11 +4,13 @@ from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from aloha_bringup.launch_defaults import namespace_argument, robot_namespace
 from launch import LaunchDescription
 
 
 def generate_launch_description():
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("launch_leaders", default_value="false", choices=["true", "false"],
                               description="also fake the two leader arms"),
     ]
@@ -16,6 +18,7 @@ def generate_launch_description():
         package="aloha_bringup",
         executable="fake_interbotix",
         name="fake_interbotix",
+        namespace=robot_namespace(),
         output="screen",
         parameters=[{"with_leaders": LaunchConfiguration("launch_leaders")}],
     )

@@ -12,17 +12,19 @@ from launch_ros.substitutions import FindPackageShare
 
 from aloha_bringup.interbotix_config import (
     MOTOR_CONFIG_PACKAGE,
-    realsense_image_topics,
     realsense_parameters,
+    realsense_remappings,
     write_mode_configs,
 )
 from aloha_contract import load_contract
 from aloha_contract.robot_config import load_robot_config
+from aloha_bringup.launch_defaults import namespace_argument, under_robot_namespace
 from launch import LaunchDescription
 
 
 def generate_launch_description():
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("launch_leaders", default_value="false", choices=["true", "false"],
                               description="also start the two leader arms (teleoperation)"),
         DeclareLaunchArgument("use_cameras", default_value="true", choices=["true", "false"],
@@ -40,7 +42,7 @@ def generate_launch_description():
             package="interbotix_xs_sdk",
             executable="xs_sdk",
             name="xs_sdk",
-            namespace=arm.robot,
+            namespace=under_robot_namespace(arm.robot),
             output="screen",
             parameters=[{
                 "motor_configs": PathJoinSubstitution([FindPackageShare(MOTOR_CONFIG_PACKAGE), "config",
@@ -57,12 +59,11 @@ def generate_launch_description():
             package="realsense2_camera",
             executable="realsense2_camera_node",
             name="camera",
-            namespace=cam.name,
+            namespace=under_robot_namespace(cam.name),
             output="screen",
             parameters=[realsense_parameters(cam.name, cam.serial_number, robot.camera_fps, contract.image_width,
                                              contract.image_height, robot.camera_auto_exposure)],
-            remappings=[(topic, contract.camera_topic(cam.name)) for topic in realsense_image_topics(cam.name)
-                        if topic != contract.camera_topic(cam.name)],
+            remappings=realsense_remappings(contract, cam.name),
             condition=IfCondition(LaunchConfiguration("use_cameras")),
         ))
     unset = robot.unset_camera_serials()

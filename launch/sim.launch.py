@@ -10,13 +10,14 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from aloha_bringup.launch_defaults import sim_defaults
+from aloha_bringup.launch_defaults import namespace_argument, robot_namespace, sim_defaults
 from launch import LaunchDescription
 
 
 def generate_launch_description():
     defaults = sim_defaults()
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("task", default_value=defaults["task"], description="task in config/tasks.yaml"),
         DeclareLaunchArgument("seed", default_value=defaults["seed"],
                               description="object pose seed of the first episode"),
@@ -31,6 +32,7 @@ def generate_launch_description():
         package="aloha_sim",
         executable="sim_node",
         name="aloha_sim",
+        namespace=robot_namespace(),
         output="screen",
         parameters=[
             PathJoinSubstitution([FindPackageShare("aloha_bringup"), "config", "aloha_sim.yaml"]),

@@ -10,13 +10,14 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from aloha_bringup.launch_defaults import sim_defaults
+from aloha_bringup.launch_defaults import namespace_argument, robot_namespace, sim_defaults
 from launch import LaunchDescription
 
 
 def generate_launch_description():
     defaults = sim_defaults()
     args = [
+        namespace_argument(),
         DeclareLaunchArgument("tasks", default_value="transfer_cube,insertion",
                               description="comma-separated tasks of config/tasks.yaml, run one after the other"),
         DeclareLaunchArgument("episodes", default_value="2", description="scripted episodes per task"),
@@ -40,6 +41,7 @@ def generate_launch_description():
         package="aloha_sim",
         executable="scripted_driver",
         name="scripted_driver",
+        namespace=robot_namespace(),
         output="screen",
         parameters=[{"mode": LaunchConfiguration("mode"), "tasks": LaunchConfiguration("tasks"),
                      "episodes": LaunchConfiguration("episodes"), "seed_start": LaunchConfiguration("seed_start"),

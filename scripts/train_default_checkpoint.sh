@@ -4,21 +4,28 @@
 # task_description attr, the same string the sim's ResetEpisode returns), trained on scripted demos.
 #
 #   ./scripts/train_default_checkpoint.sh            # demos (if missing) -> train (resumes) -> export
-#   STEPS="4000 8000" TIME_LIMIT_MIN=... ./scripts/train_default_checkpoint.sh
+#   STEPS="4000 8000" CONTINUE_STEPS=4000 TIME_LIMIT_MIN=... ./scripts/train_default_checkpoint.sh
+#   START_FROM=checkpoints/aloha_sim_default ./scripts/train_default_checkpoint.sh   # stage B only
 #
-# The shipped checkpoint is two stages (STEPS="4000 8000", the default): 4,000 steps with one LR cycle of
-# 4,000, then resumed to 8,000 with a cycle of 8,000 (a warm restart at factor 0.65). Held-out action L1
-# 0.076 -> 0.054 (normalised), transfer-cube mean stage score 1.5 -> 2.5 on seeds 1000-1049.
+# Two stages:
+#   A (STEPS="4000 8000"): from scratch in runs/default, 4,000 steps with one LR cycle of 4,000, then resumed
+#     to 8,000 with a cycle of 8,000 (a warm restart at factor 0.65). Held-out action L1 0.076 -> 0.054
+#     (normalised), transfer-cube mean stage score 1.5 -> 2.5 on seeds 1000-1049.
+#   B (CONTINUE_STEPS=4000): a fine-tune of stage A's weights in runs/default_continue, with a fresh optimiser and
+#     its own LR cycle (warm-up 200, factor 1.0 -> 0.3 over CONTINUE_STEPS), seed 1. START_FROM=DIR skips stage A
+#     and starts B from the weights in DIR. That is how the shipped checkpoint was made: stage A's run folder
+#     (optimiser state included) was lost with a session's runs/, so B started from the exported 8,000-step
+#     weights, which is exactly what this script does after A. CONTINUE_STEPS=0 ships stage A.
 # Expected cost (measured 2026-12-02, 2-core x86_64 CPU shared with other jobs): the first 4,000 steps x
 # batch 16 took 67.5 min wall (~1.5 CPU hours: the main process trains the DiT on one core; two data
 # workers decode, augment and VAE-encode the 9,000 samples once during the first ~25 min, 6-7 samples/s,
 # then the DiT runs alone at ~27 samples/s); the second 4,000 took 93 min under heavy load from other
 # jobs (~1.6 CPU hours, of which ~45 min re-encoding: that run predates the saved latent cache); plus
-# ~25 min (~0.4 CPU hour) to record the 100 demos. About 3.5 CPU hours in all.
-# Resumable: a checkpoint is written to runs/default every 5 minutes, with the latent cache; re-running the
+# ~25 min (~0.4 CPU hour) to record the 100 demos. Stage B: see docs/results.md (training cost).
+# Resumable: a checkpoint is written to the run folder every 5 minutes, with the latent cache; re-running the
 # script continues from it with the same samples, noise and optimiser state as an uninterrupted run.
 #
-# Seeded: demos use seeds 0-49 per task (seeds >= 1000 are reserved for evaluation); training --seed 0.
+# Seeded: demos use seeds 0-49 per task (seeds >= 1000 are reserved for evaluation); training --seed 0 (A), 1 (B).
 # Choices (see the issue 7 report and cosmos_policy/train.py):
 #   --network small      width 128, 4 layers, 64 px, tiny VAE: the largest DiT that trains enough
 #                        samples in the budget on 2 cores (~32 ms/sample per train step)
@@ -27,7 +34,7 @@
 #                        fixed augmentation per sample: --latent-versions 1). Fidelity cost vs the release:
 #                        fewer distinct observations and no fresh augmentation per visit.
 #   --lr 5e-4            a from-scratch small network (the release fine-tunes a pretrained 2B at 1e-4);
-#                        release schedule, warm-up 200, one decay cycle over the whole run.
+#                        release schedule, warm-up 200, one decay cycle per stage.
 #   objective mix, augmentation ("stronger"), loss reduction: the release's defaults.
 set -euo pipefail
 
@@ -39,8 +46,11 @@ main() {
 
     DATA=${DATA:-data/demos_96x128}
     RUN=${RUN:-runs/default}
+    CONTINUE_RUN=${CONTINUE_RUN:-runs/default_continue}
     OUT=${OUT:-checkpoints/aloha_sim_default}
     STEPS=${STEPS:-"4000 8000"}
+    CONTINUE_STEPS=${CONTINUE_STEPS:-4000}
+    START_FROM=${START_FROM:-}
     TIME_LIMIT_MIN=${TIME_LIMIT_MIN:-0}
     EPISODES=${EPISODES:-50}
 
@@ -55,39 +65,61 @@ main() {
         fi
     done
 
-    current_step() {
-        [ -f "$RUN/trainer_state.json" ] || { echo 0; return; }
-        python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$RUN/trainer_state.json"
+    current_step() {  # the step saved in run folder $1 (0: none)
+        [ -f "$1/trainer_state.json" ] || { echo 0; return; }
+        python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"
     }
-    mkdir -p "$RUN"
-    local target=0
-    for target in $STEPS; do  # each stage: train to `target` with one LR cycle of `target` steps
-        [ "$(current_step)" -ge "$target" ] && continue
+    # the options both stages share: data, size, caching, saving
+    common=(--data "$DATA/transfer_cube" --data "$DATA/insertion" --batch-size 16 --lr 5e-4 --warmup-steps 200
+            --cache-latents --latent-versions 1 --sample-stride 5 --num-workers 2 --threads 1
+            --save-every 0 --save-every-s 300 --no-progress --log-every 25 --time-limit-min "$TIME_LIMIT_MIN")
+    stopped() {
+        echo "training stopped at step $(current_step "$1") of $2 (time limit): run this script again to continue" >&2
+        exit 1
+    }
+
+    # stage A: from scratch, each target one LR cycle of `target` steps
+    local target=0 final=$RUN
+    if [ -z "$START_FROM" ]; then
+        mkdir -p "$RUN"
+        for target in $STEPS; do
+            [ "$(current_step "$RUN")" -ge "$target" ] && continue
+            resume=()
+            if [ -f "$RUN/trainer_state.json" ]; then
+                resume=(--resume)
+                echo "resuming $RUN at step $(current_step "$RUN"), training to $target"
+            fi
+            cosmos-policy train "${common[@]}" --layout aloha --network small --out "$RUN" "${resume[@]}" --seed 0 \
+                --steps "$target" --lr-cycle-steps "$target"
+            [ "$(current_step "$RUN")" -ge "$target" ] || stopped "$RUN" "$target"
+        done
+        START_FROM=$RUN
+    fi
+
+    # stage B: a fine-tune of stage A's weights (fresh optimiser, own LR cycle)
+    if [ "$CONTINUE_STEPS" -gt 0 ]; then
         resume=()
-        if [ -f "$RUN/trainer_state.json" ]; then
+        if [ -f "$CONTINUE_RUN/trainer_state.json" ]; then
             resume=(--resume)
-            echo "resuming $RUN at step $(current_step), training to $target"
+            echo "resuming $CONTINUE_RUN at step $(current_step "$CONTINUE_RUN") of $CONTINUE_STEPS"
         fi
-        cosmos-policy train \
-            --data "$DATA/transfer_cube" --data "$DATA/insertion" --layout aloha --network small \
-            --out "$RUN" "${resume[@]}" --seed 0 \
-            --steps "$target" --batch-size 16 --lr 5e-4 --warmup-steps 200 --lr-cycle-steps "$target" \
-            --cache-latents --latent-versions 1 --sample-stride 5 \
-            --num-workers 2 --threads 1 \
-            --save-every 0 --save-every-s 300 --no-progress --log-every 25 \
-            --time-limit-min "$TIME_LIMIT_MIN"
-        if [ "$(current_step)" -lt "$target" ]; then
-            echo "training stopped at step $(current_step) of $target (time limit): run this script again to continue" >&2
-            exit 1
+        if [ "$(current_step "$CONTINUE_RUN")" -lt "$CONTINUE_STEPS" ]; then
+            cosmos-policy train "${common[@]}" --init-checkpoint "$START_FROM" --out "$CONTINUE_RUN" "${resume[@]}" \
+                --seed 1 --steps "$CONTINUE_STEPS" --lr-cycle-steps "$CONTINUE_STEPS"
         fi
-    done
+        [ "$(current_step "$CONTINUE_RUN")" -ge "$CONTINUE_STEPS" ] || stopped "$CONTINUE_RUN" "$CONTINUE_STEPS"
+        final=$CONTINUE_RUN
+    fi
 
     # export: weights + config + statistics + text embeddings, no optimiser state
-    step=$(current_step)
+    local tmp
+    tmp=$(mktemp -d)  # START_FROM may be $OUT itself: copy through a temporary folder
+    cp "$final/model.safetensors" "$final/config.json" "$final/dataset_statistics.json" \
+        "$final/text_embeddings.safetensors" "$tmp/"
     mkdir -p "$OUT"
-    cp "$RUN/model.safetensors" "$RUN/config.json" "$RUN/dataset_statistics.json" "$RUN/text_embeddings.safetensors" "$OUT/"
+    cp "$tmp"/* "$OUT/" && rm -r "$tmp"
     du -sh "$OUT"
-    echo "exported step $step to $OUT"
+    echo "exported $final (step $(current_step "$final")) to $OUT"
 }
 
 main "$@"

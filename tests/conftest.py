@@ -26,11 +26,12 @@ def ros_domain(monkeypatch) -> int:
 
 @pytest.fixture
 def start_node(ros_domain) -> Iterator[Callable[..., NodeProcess]]:
-    """start_node(package, executable, params={...}) -> NodeProcess; all are stopped after the test."""
+    """start_node(package, executable, params={...}, ros_args=[...]) -> NodeProcess; all are stopped after the test."""
     started: list[NodeProcess] = []
 
-    def start(package: str, executable: str, *, params: dict | None = None, args: list[str] | None = None) -> NodeProcess:
-        argv = [package_executable(package, executable), *(args or []), "--ros-args"]
+    def start(package: str, executable: str, *, params: dict | None = None, args: list[str] | None = None,
+              ros_args: list[str] | None = None) -> NodeProcess:
+        argv = [package_executable(package, executable), *(args or []), "--ros-args", *(ros_args or [])]
         for key, value in (params or {}).items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             argv += ["-p", f"{key}:={text}"]

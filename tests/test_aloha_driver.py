@@ -301,9 +301,17 @@ def test_real_hardware_graph_has_an_xs_sdk_per_arm_and_a_camera_per_view(tmp_pat
     assert len(cameras) == len(contract.cameras)
     for cam in contract.cameras:
         line = next(a for a in cameras if f"__ns:={cam}" in a or f"__ns:=/{cam}" in a)
-        assert f"/{cam}/camera/color/image_raw:={contract.camera_topic(cam)}" in line
+        # private names: the rule holds under any robot namespace (~ = <ns>/<cam>/camera)
+        assert "~/color/image_raw:=~/color/image_rect_raw" in line
+        assert contract.camera_topic(cam) == f"{cam}/camera/color/image_rect_raw"
         assert "rgb_camera.color_profile:=640x480x" in line
     assert sum("aloha_driver" in a for a in argv) == 1
+
+    # one namespace for the whole robot: every arm, camera and the driver under it
+    nodes, _ = wl.evaluate(description, {"hardware": "real", "namespace": "robot_a"})
+    namespaces = sorted(next(a for a in n.argv if a.startswith("__ns:=")) for n in nodes)
+    assert namespaces == sorted(["__ns:=/robot_a", *(f"__ns:=/robot_a/{arm.robot}" for arm in robot.followers),
+                                 *(f"__ns:=/robot_a/{cam}" for cam in contract.cameras)])
 
     nodes, _ = wl.evaluate(description, {"hardware": "real", "launch_leaders": "true", "use_cameras": "false"})
     argv = [" ".join(n.argv) for n in nodes]

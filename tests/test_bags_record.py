@@ -85,8 +85,10 @@ def test_record_subprocess_bag_becomes_an_episode(ros_domain, test_node, tmp_pat
         robot = FakeRobot(test_node, contract)
         assert wait_until(robot.connected, 30.0), "the recorder did not subscribe to every contract topic"
         robot.stage(50)
-        streams = [contract.topic("joint_states"), contract.topic("joint_commands"),
-                   *(contract.camera_topic(c) + ("/compressed" if compress else "") for c in contract.cameras)]
+        # the bag's (fully qualified) names
+        streams = [contract.qualified_topic("joint_states"), contract.qualified_topic("joint_commands"),
+                   *(contract.qualified_topic("camera_image", camera=c) + ("/compressed" if compress else "")
+                     for c in contract.cameras)]
         # the first messages after matching can be lost while discovery completes on the recorder's side: tick
         # until the recorder has seen every stream, then every one of the STEPS ticks after that must be in the bag
         t = 0
@@ -109,7 +111,7 @@ def test_record_subprocess_bag_becomes_an_episode(ros_domain, test_node, tmp_pat
     meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     counts = {t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]}
     assert all(counts[s] >= STEPS for s in streams), counts
-    assert counts[contract.topic("stage_score")] == 1 and meta["storage_identifier"] == "mcap"
+    assert counts[contract.qualified_topic("stage_score")] == 1 and meta["storage_identifier"] == "mcap"
 
     out = tmp_path / "episodes"
     result = subprocess.run(cli("bag-to-episode", str(bag), "--out", str(out), "--task", "demo", "--reserve-mb", "0",

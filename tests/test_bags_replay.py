@@ -34,14 +34,14 @@ def write_bag(path, contract):
     cam = contract.cameras[0]
     for k in range(STEPS):
         stamp = T0_NS + k * PERIOD_NS
-        writer.write_message(contract.topic("joint_states"), t["sensor_msgs/msg/JointState"](
+        writer.write_message(contract.qualified_topic("joint_states"), t["sensor_msgs/msg/JointState"](
             header=header(stamp), name=contract.joint_names, position=np.full(14, float(k)),
             velocity=np.zeros(0), effort=np.zeros(0)), stamp, contract.qos("joint_states"))
-        writer.write_message(contract.camera_topic(cam), t["sensor_msgs/msg/Image"](
+        writer.write_message(contract.qualified_topic("camera_image", camera=cam), t["sensor_msgs/msg/Image"](
             header=header(stamp), height=HW[0], width=HW[1], encoding="rgb8", is_bigendian=0, step=HW[1] * 3,
             data=np.full(HW[0] * HW[1] * 3, k, np.uint8)), stamp + 1_000_000, contract.qos("images"))
         if k == 3:
-            writer.write_message(contract.topic("stage_score"), t["aloha_interfaces/msg/StageScore"](
+            writer.write_message(contract.qualified_topic("stage_score"), t["aloha_interfaces/msg/StageScore"](
                 header=header(stamp), task="transfer_cube", episode_step=k, score=25.0, stage="touched",
                 stages_reached=["touched"], success=False, source="sim"), stamp + 2_000_000,
                 contract.qos("stage_score"))

@@ -70,7 +70,7 @@ def test_the_sim_camera_size_defaults_to_the_contract(tmp_path):
 
 
 def test_sim_parameter_file_repeats_no_contract_fact():
-    sim = yaml.safe_load((ROOT / "config" / "aloha_sim.yaml").read_text())["aloha_sim"]["ros__parameters"]
+    sim = yaml.safe_load((ROOT / "config" / "aloha_sim.yaml").read_text())["/**/aloha_sim"]["ros__parameters"]
     assert not {"image_height", "image_width", "camera_rate_hz"} & set(sim), sim
 
 
@@ -87,7 +87,7 @@ def test_sim_launch_defaults_are_the_sim_parameter_file():
     """Launch passes every declared argument: a default that differs from the YAML would silently override it."""
     from aloha_bringup import wheel_launch as wl
     from aloha_bringup.launch_defaults import SIM_LAUNCH_KEYS
-    yaml_params = yaml.safe_load((ROOT / "config" / "aloha_sim.yaml").read_text())["aloha_sim"]["ros__parameters"]
+    yaml_params = yaml.safe_load((ROOT / "config" / "aloha_sim.yaml").read_text())["/**/aloha_sim"]["ros__parameters"]
     description = wl.load_description(wl.find_launch_file("aloha_bringup", "sim.launch.py"))
     defaults = {e.name: e.default_value for e in description.entities if isinstance(e, wl.DeclareLaunchArgument)}
     for key in SIM_LAUNCH_KEYS:

@@ -29,7 +29,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from aloha_contract import ContractError, load_contract
+from aloha_contract import ContractError, fully_qualified, load_contract
 from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
 from aloha_contract.node_main import run_node
 from aloha_contract.peers import DISCOVERY_WAIT_S, AnotherRobotError, refusal_message, wait_for_other_robots
@@ -154,12 +154,16 @@ class AlohaDriver(Node):
         self.get_logger().info(
             f"ALOHA driver ready: followers {[c.follower_robot(a) for a in c.arms]} torqued on, arm "
             f"'{FOLLOWER_ARM_MODE}', gripper '{FOLLOWER_GRIPPER_MODE}', calibration '{self.robot.gripper_calibration}'; "
-            f"forwarding {c.topic('joint_commands')}, publishing {c.topic('joint_states')}")
+            f"forwarding {self._name(c.topic('joint_commands'))}, publishing {self._name(c.topic('joint_states'))}")
+
+    def _name(self, name: str) -> str:
+        return fully_qualified(name, self.get_namespace())
 
     def _missing_inputs(self) -> list[str]:
-        missing = [client.srv_name for clients in self.service_clients.values() for key, client in clients.items()
+        missing = [self._name(client.srv_name) for clients in self.service_clients.values()
+                   for key, client in clients.items()
                    if (key != "reboot_motors" or self.reboot_grippers) and not client.service_is_ready()]
-        missing += [self.contract.follower_joint_states_topic(arm)
+        missing += [self._name(self.contract.follower_joint_states_topic(arm))
                     for arm in self.states.stale_arms(time.monotonic(), float("inf"))]
         return missing
 

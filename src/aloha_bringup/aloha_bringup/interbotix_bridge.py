@@ -27,16 +27,17 @@ GRIPPER_JOINT = "gripper"  # the gripper's single joint
 FOLLOWER_ARM_MODE = "position"
 FOLLOWER_GRIPPER_MODE = "current_based_position"
 
-# Services of Interbotix's xs_sdk node, under the robot's namespace (interbotix_xs_sdk/src/xs_sdk_obj.cpp).
-# A contract `services` entry named interbotix_<key> (e.g. `interbotix_torque_enable: /{arm_robot}/torque_enable`)
+# Services of Interbotix's xs_sdk node, under the robot's namespace (interbotix_xs_sdk/src/xs_sdk_obj.cpp); relative,
+# like the contract's topics, so that a namespace over the whole robot applies.
+# A contract `services` entry named interbotix_<key> (e.g. `interbotix_torque_enable: "{arm_robot}/torque_enable"`)
 # takes precedence.
 INTERBOTIX_SERVICES = {
-    "torque_enable": "/{arm_robot}/torque_enable",  # interbotix_xs_msgs/TorqueEnable
-    "set_operating_modes": "/{arm_robot}/set_operating_modes",  # OperatingModes
-    "reboot_motors": "/{arm_robot}/reboot_motors",  # Reboot
-    "get_robot_info": "/{arm_robot}/get_robot_info",  # RobotInfo
-    "set_motor_registers": "/{arm_robot}/set_motor_registers",  # RegisterValues
-    "get_motor_registers": "/{arm_robot}/get_motor_registers",  # RegisterValues
+    "torque_enable": "{arm_robot}/torque_enable",  # interbotix_xs_msgs/TorqueEnable
+    "set_operating_modes": "{arm_robot}/set_operating_modes",  # OperatingModes
+    "reboot_motors": "{arm_robot}/reboot_motors",  # Reboot
+    "get_robot_info": "{arm_robot}/get_robot_info",  # RobotInfo
+    "set_motor_registers": "{arm_robot}/set_motor_registers",  # RegisterValues
+    "get_motor_registers": "{arm_robot}/get_motor_registers",  # RegisterValues
 }
 
 
@@ -45,7 +46,7 @@ class FollowerStateError(ValueError):
 
 
 def interbotix_service(contract: Contract, key: str, robot: str) -> str:
-    """The name of an xs_sdk service of `robot`, e.g. ``/follower_left/torque_enable``."""
+    """The name of an xs_sdk service of `robot`, e.g. ``follower_left/torque_enable``."""
     template = contract.raw.get("services", {}).get(f"interbotix_{key}") or INTERBOTIX_SERVICES[key]
     return str(template).format(arm_robot=robot)
 

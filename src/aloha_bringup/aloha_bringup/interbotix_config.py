@@ -90,12 +90,27 @@ def realsense_parameters(camera: str, serial_number: str, fps: int, width: int, 
     }
 
 
-def realsense_image_topics(camera: str, node_name: str = "camera") -> list[str]:
-    """The colour image topics realsense2_camera may publish for a node `<camera>/<node_name>`.
+def realsense_image_topics(node_name: str = "camera") -> list[str]:
+    """The colour image topics realsense2_camera may publish, private to its node (``~/`` = ``<ns>/<node_name>/``).
 
     The name depends on the camera model and driver version: a stream from a depth module (a D405's colour,
     ALOHA's camera) is image_rect_raw in 4.55, a D435's colour image_raw, and 4.57.4 renamed the former. The
     launch file remaps whichever exists onto the contract's camera topic.
     """
-    base = f"/{camera}/{node_name}/color"
-    return [f"{base}/image_rect_raw", f"{base}/image_raw"]
+    return ["~/color/image_rect_raw", "~/color/image_raw"]
+
+
+def realsense_remappings(contract, camera: str, node_name: str = "camera") -> list[tuple[str, str]]:
+    """Remap rules for the RealSense node `node_name` in namespace ``<robot namespace>/<camera>``.
+
+    Both sides are private names (``~/...``), because a remap rule's names are expanded in the node's own
+    namespace: that keeps the rules right under any robot namespace, where an absolute rule would match only
+    at the root. The contract's camera topic must therefore lie under the camera node.
+    """
+    topic = contract.camera_topic(camera)
+    prefix = f"{camera}/{node_name}/"
+    if not topic.startswith(prefix):
+        raise ValueError(f"the contract's camera topic '{topic}' is not under the RealSense node '{prefix}': the "
+                         f"launch file can only remap the camera's own topics (use '{prefix}color/image_rect_raw')")
+    target = "~/" + topic[len(prefix):]
+    return [(source, target) for source in realsense_image_topics(node_name) if source != target]

@@ -21,6 +21,35 @@ SIM_NODE = "aloha_sim"
 SIM_LAUNCH_KEYS = ("task", "seed", "mode")  # sim.launch.py arguments whose defaults config/aloha_sim.yaml owns
 
 
+NAMESPACE_ARGUMENT = "namespace"
+
+
+def namespace_argument():
+    """The ``namespace`` launch argument every robot-side launch file declares, with one description.
+
+    The contract's names are relative, so each node resolves them in this namespace: two robots (or two sims)
+    run on one ROS domain as ``namespace:=robot_a`` and ``namespace:=robot_b``. An outer PushRosNamespace
+    applies too (the default '' adds nothing to it).
+    """
+    from launch.actions import DeclareLaunchArgument
+    return DeclareLaunchArgument(NAMESPACE_ARGUMENT, default_value="",
+                                 description="robot namespace for every node ('': none); the contract's topics "
+                                             "resolve under it, so two robots can share a ROS domain")
+
+
+def robot_namespace():
+    """The node namespace of the robot's nodes: the ``namespace`` argument."""
+    from launch.substitutions import LaunchConfiguration
+    return LaunchConfiguration(NAMESPACE_ARGUMENT)
+
+
+def under_robot_namespace(name: str):
+    """``<namespace>/<name>``, kept relative (an outer PushRosNamespace still applies): a per-arm or per-camera
+    driver's namespace, e.g. ``robot_a/follower_left`` or, without a robot namespace, ``follower_left``."""
+    from launch.substitutions import LaunchConfiguration, PythonExpression
+    return PythonExpression(["'", LaunchConfiguration(NAMESPACE_ARGUMENT), "/", name, "'.strip('/')"])
+
+
 class LaunchDefaultsError(ValueError):
     """A configuration file lacks a value a launch argument takes as its default."""
 
@@ -32,14 +61,15 @@ def config_path(file_name: str) -> Path:
 
 
 def node_parameters(file_name: str, node: str) -> dict:
-    """``<node>: ros__parameters:`` of a parameter file in config/."""
+    """``/**/<node>: ros__parameters:`` (the node in any namespace) of a parameter file in config/."""
     path = config_path(file_name)
     with path.open() as f:
         raw = yaml.safe_load(f) or {}
     try:
-        return dict(raw[node]["ros__parameters"])
+        return dict(raw[f"/**/{node}"]["ros__parameters"])
     except (KeyError, TypeError):
-        raise LaunchDefaultsError(f"{path}: expected '{node}: ros__parameters:' (the node's parameters)") from None
+        raise LaunchDefaultsError(f"{path}: expected '/**/{node}: ros__parameters:' (the node's parameters, in "
+                                  f"any namespace)") from None
 
 
 def camera_size_defaults() -> dict[str, str]:

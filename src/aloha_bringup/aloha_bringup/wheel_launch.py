@@ -371,7 +371,9 @@ def evaluate(description: LaunchDescription, overrides: dict[str, str],
                 label = perform(entity.node_name, context)
                 argv += ["-r", f"__node:={label}"]
             if entity.namespace is not None:
-                argv += ["-r", f"__ns:={perform(entity.namespace, context)}"]
+                # as launch_ros: a relative namespace is made absolute ('' -> '/'); rcl takes only absolute ones
+                namespace = perform(entity.namespace, context)
+                argv += ["-r", f"__ns:={namespace if namespace.startswith('/') else '/' + namespace}"]
             for src, dst in entity.remappings:
                 argv += ["-r", f"{perform(src, context)}:={perform(dst, context)}"]
             argv += _param_args(entity.parameters, context)

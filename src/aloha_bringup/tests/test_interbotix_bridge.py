@@ -76,7 +76,7 @@ def test_velocity_and_effort_when_every_arm_reports_them(contract, cal):
 def test_malformed_follower_states_are_named(contract, cal):
     states = FollowerStates(contract, cal)
     names, values = follower_msg(contract, [0.0] * 6, 1.0, 0.05)
-    with pytest.raises(FollowerStateError, match=r"/follower_left/joint_states: joints \['left_finger'\] missing"):
+    with pytest.raises(FollowerStateError, match=r"follower_left/joint_states: joints \['left_finger'\] missing"):
         states.update("left", names[:7] + ["finger"] + names[8:], values, [], [], None, 0, 0.0)
     with pytest.raises(FollowerStateError, match="NaN/inf for \\['elbow'\\]"):
         states.update("left", names, [0, 0, float("nan"), *values[3:]], [], [], None, 0, 0.0)
@@ -124,5 +124,6 @@ def test_refusals_are_logged_once_per_reason_per_interval():
 
 
 def test_service_names(contract):
-    assert interbotix_service(contract, "torque_enable", "follower_left") == "/follower_left/torque_enable"
-    assert interbotix_service(contract, "set_operating_modes", "leader_right") == "/leader_right/set_operating_modes"
+    # relative, like xs_sdk's own names: resolved under the robot namespace of the driver
+    assert interbotix_service(contract, "torque_enable", "follower_left") == "follower_left/torque_enable"
+    assert interbotix_service(contract, "set_operating_modes", "leader_right") == "leader_right/set_operating_modes"

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from aloha_bringup.interbotix_config import realsense_image_topics, realsense_parameters, write_mode_configs
+from aloha_bringup.interbotix_config import realsense_parameters, realsense_remappings, write_mode_configs
 from aloha_contract import ContractError, load_contract
 from aloha_contract.robot_config import ROBOT_CONFIG_ENV_VAR, load_robot_config
 
@@ -84,5 +84,6 @@ def test_realsense_parameters_and_topics():
     assert params["rgb_camera.color_profile"] == "640x480x60" and params["rgb_camera.color_format"] == "RGB8"
     assert params["camera_name"] == "cam_high" and params["enable_depth"] is False
     assert realsense_parameters("cam_high", "", 60, 640, 480, False)["serial_no"] == ""
-    assert realsense_image_topics("cam_high") == ["/cam_high/camera/color/image_rect_raw",
-                                                  "/cam_high/camera/color/image_raw"]
+    # private names on both sides: the rules hold under any robot namespace; the contract's own name is not
+    # remapped onto itself
+    assert realsense_remappings(load_contract(), "cam_high") == [("~/color/image_raw", "~/color/image_rect_raw")]

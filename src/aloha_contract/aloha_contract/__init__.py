@@ -4,8 +4,8 @@ Plain Python: importing this package never imports rclpy; the ROS helpers live i
 ``aloha_contract.ros`` and are imported only by nodes.
 """
 
-from .contract import ACTION_DIM, Contract, ContractError, GripperRange, load_contract
+from .contract import ACTION_DIM, Contract, ContractError, GripperRange, fully_qualified, load_contract
 from .validation import InvalidCommand, check_joint_command
 
 __all__ = ["ACTION_DIM", "Contract", "ContractError", "GripperRange", "InvalidCommand",
-           "check_joint_command", "load_contract"]
+           "check_joint_command", "fully_qualified", "load_contract"]

@@ -177,6 +177,10 @@ class Contract:
                 f"(known: {sorted(self.raw['topics'])})") from None
         return str(template).format(**fields)
 
+    def qualified_topic(self, key: str, namespace: str = "/", **fields: str) -> str:
+        """``topic(key)`` resolved in ``namespace`` (see :func:`fully_qualified`)."""
+        return fully_qualified(self.topic(key, **fields), namespace)
+
     def camera_topic(self, camera: str) -> str:
         return self.topic("camera_image", camera=camera)
 
@@ -210,6 +214,20 @@ class Contract:
 _REQUIRED_KEYS = ("robot", "control", "arms", "arm_joints", "gripper_joint", "follower_joint_names",
                   "follower_finger_joint", "start_pose", "joint_limits_rad", "command_limits", "topics",
                   "services", "actions", "cameras", "qos", "gripper_calibration", "follower_robots")
+
+
+def fully_qualified(name: str, namespace: str = "/") -> str:
+    """A contract name as a node in ``namespace`` resolves it, e.g. ``/robot_a/aloha/joint_states``.
+
+    For code that has no node to resolve names with: bag files, which store fully qualified topic names, and
+    messages. Absolute names (``/diagnostics``) stay as they are.
+    """
+    if name.startswith("/"):
+        return name
+    if name.startswith("~") or not name:
+        raise ContractError(f"'{name}' is not a topic name a namespace applies to (expected e.g. aloha/joint_states)")
+    parts = [p for p in namespace.split("/") if p]
+    return "/" + "/".join([*parts, name])
 
 
 def default_contract_path() -> Path:

@@ -17,8 +17,9 @@ def test_act_joint_order_and_topics(contract):
     assert contract.joint_names[:7] == ["left_waist", "left_shoulder", "left_elbow", "left_forearm_roll",
                                         "left_wrist_angle", "left_wrist_rotate", "left_gripper"]
     assert contract.joint_names[7] == "right_waist" and contract.gripper_indices == [6, 13]
-    assert contract.camera_topic("cam_left_wrist") == "/cam_left_wrist/camera/color/image_rect_raw"
-    assert contract.follower_joint_states_topic("right") == "/follower_right/joint_states"
+    # relative: resolved in the node's (robot's) namespace
+    assert contract.camera_topic("cam_left_wrist") == "cam_left_wrist/camera/color/image_rect_raw"
+    assert contract.follower_joint_states_topic("right") == "follower_right/joint_states"
     assert contract.control_period_s == pytest.approx(0.02)
     with pytest.raises(ContractError, match="topic 'cmd_vel' is not in the contract"):
         contract.topic("cmd_vel")

@@ -1,4 +1,4 @@
-"""`cosmos-policy` command: train, stats, embed-text, infer, import-release, bench."""
+"""`cosmos-policy` command: train, finetune-planning, stats, embed-text, infer, import-release, bench."""
 
 from __future__ import annotations
 
@@ -37,18 +37,8 @@ def _objective_mix(text: str) -> tuple[float, float, float]:
 
 
 def _add_train(sub) -> None:
-    # defaults of the training loop come from TrainConfig (their one home); torch is imported anyway by
-    # every command, so importing train.py to build the parser costs nothing extra in practice
-    from .data.augment import AUGMENT_VARIANTS, DEFAULT_AUGMENT_VARIANT
-    from .data.datasets import DEFAULT_WORLD_MODEL_PROB, EpisodeDataset
-    from .objectives import VALUE_CONDITIONINGS
-    from .train import DECAY_CHOICES, DISTRIBUTED_CHOICES, LATENT_CACHE_DTYPES, PRECISION_CHOICES, TrainConfig
+    from .train import TrainConfig
 
-    # the dataset's own defaults, so that each is written once (in EpisodeDataset's signature)
-    dataset_defaults = {name: param.default for name, param in
-                        inspect.signature(EpisodeDataset.__init__).parameters.items()}
-
-    d = TrainConfig
     p = sub.add_parser("train", help="train (or fine-tune) a policy on ACT / release HDF5 episodes")
     p.add_argument("--data", type=Path, action="append", required=True,
                    help="folder of demo episodes (repeatable): ACT episode_<i>.hdf5 files or the release's "
@@ -63,6 +53,54 @@ def _add_train(sub) -> None:
     p.add_argument("--init-checkpoint", type=Path,
                    help="start from this checkpoint (weights, statistics, text embeddings): the planning fine-tune")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument("--objective-mix", type=_objective_mix, default=None,
+                   help="policy,world_model,value weights of an older per-item draw; default: the release mix "
+                        "(demo with --demo-sampling-prob -> policy, else a rollout -> world model / value)")
+    p.add_argument("--stats", type=Path, help="dataset_statistics.json to use instead of computing it from --data")
+    _add_training_options(p, TrainConfig(), demo_sampling_prob=None, success_sampling_prob=None)
+    p.set_defaults(func=cmd_train, job="train")
+
+
+def _add_finetune_planning(sub) -> None:
+    from .planning_finetune import PLANNING_MIX, PLANNING_TRAIN_DEFAULTS
+    from .train import TrainConfig
+
+    mix = PLANNING_MIX
+    p = sub.add_parser(
+        "finetune-planning",
+        help="fine-tune the planning model (V(s')) from the base checkpoint on demos + scored rollouts",
+        description="The release's planning fine-tune as defaults: demos drawn with p=0.1 (policy objective "
+                    "only), successful vs failed rollouts 50/50, rollout samples 50/50 world model / value, "
+                    "value V(s'), LR cycle 15k steps with 1.5k warm-up then 0.06, 18k steps; weights, statistics "
+                    "and text embeddings from --base. See docs/planning.md.")
+    p.add_argument("--base", type=Path, required=True,
+                   help="the base policy's checkpoint directory (weights, statistics, text embeddings start here)")
+    p.add_argument("--demos", type=Path, action="append", required=True,
+                   help="folder of demo episodes (repeatable), e.g. the base run's --data folders")
+    p.add_argument("--rollouts", type=Path, action="append", required=True,
+                   help="folder of scored rollout episodes (repeatable): the recorder's out_dir, bag-converted "
+                        "episodes; *.partial recordings are never read")
+    p.add_argument("--out", type=Path, required=True, help="planning checkpoint directory to write")
+    _add_training_options(p, dataclasses.replace(TrainConfig(), **PLANNING_TRAIN_DEFAULTS),
+                          demo_sampling_prob=mix.demo_sampling_prob, success_sampling_prob=mix.success_sampling_prob,
+                          world_model_prob=mix.world_model_prob)
+    # what `train` takes from its own options, fixed here: the network, layout and statistics are the base's
+    p.set_defaults(func=cmd_finetune_planning, job="finetune-planning", objective_mix=None, stats=None,
+                   network=None, layout=None, base_dir=None)
+
+
+def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sampling_prob: float | None,
+                          world_model_prob: float | None = None) -> None:
+    """The options `train` and `finetune-planning` share; `d` (a TrainConfig) and the mix give the defaults."""
+    # torch is imported anyway by every command, so importing train.py to build the parser costs nothing extra
+    from .data.augment import AUGMENT_VARIANTS, DEFAULT_AUGMENT_VARIANT
+    from .data.datasets import DEFAULT_WORLD_MODEL_PROB, EpisodeDataset
+    from .objectives import VALUE_CONDITIONINGS
+    from .train import DECAY_CHOICES, DISTRIBUTED_CHOICES, LATENT_CACHE_DTYPES, PRECISION_CHOICES
+
+    # the dataset's own defaults, so that each is written once (in EpisodeDataset's signature)
+    dataset_defaults = {name: param.default for name, param in
+                        inspect.signature(EpisodeDataset.__init__).parameters.items()}
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     existing.add_argument("--overwrite", action="store_true",
@@ -76,7 +114,8 @@ def _add_train(sub) -> None:
     p.add_argument("--decay", default=d.decay, choices=DECAY_CHOICES,
                    help="release: warm-up, factor 1.0 -> 0.3 linearly over the first --lr-cycle-steps, then 0.06")
     p.add_argument("--lr-cycle-steps", type=int, default=d.lr_cycle_steps,
-                   help="release schedule: length of the first cycle, warm-up included (ALOHA base: 20000)")
+                   help="release schedule: length of the first cycle, warm-up included (ALOHA base: 20000, "
+                        "planning: 15000)")
     p.add_argument("--final-lr-ratio", type=float, default=d.final_lr_ratio, help="cosine / linear decay: final factor")
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
     p.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
@@ -84,16 +123,17 @@ def _add_train(sub) -> None:
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--distributed", default=d.distributed, choices=DISTRIBUTED_CHOICES,
                    help="under torchrun with WORLD_SIZE > 1")
-    p.add_argument("--objective-mix", type=_objective_mix, default=None,
-                   help="policy,world_model,value weights of an older per-item draw; default: the release mix "
-                        "(demo with --demo-sampling-prob -> policy, else a rollout -> world model / value)")
-    p.add_argument("--demo-sampling-prob", type=float,
+    p.add_argument("--demo-sampling-prob", type=float, default=demo_sampling_prob,
                    help="probability of drawing a demo (policy objective); otherwise a rollout (the demos when "
-                        "there are no --rollouts) trains world model or value. Default 0.5 (base run); the "
-                        "release's planning fine-tune: 0.1")
-    p.add_argument("--world-model-prob", type=float, default=DEFAULT_WORLD_MODEL_PROB,
+                        "there are no --rollouts) trains world model or value. Default: train 0.5 (the base run), "
+                        "finetune-planning 0.1 (the release's planning run)")
+    p.add_argument("--success-sampling-prob", type=float, default=success_sampling_prob,
+                   help="rollout draws: probability of a successful rollout (else a failed one), whatever their "
+                        "counts. Default: train none (a step uniformly over all rollout steps), finetune-planning "
+                        "0.5. Success is the episode's `success` attr, else a full score")
+    p.add_argument("--world-model-prob", type=float,
+                   default=DEFAULT_WORLD_MODEL_PROB if world_model_prob is None else world_model_prob,
                    help="rollout samples: probability of the world-model objective (else value)")
-    p.add_argument("--stats", type=Path, help="dataset_statistics.json to use instead of computing it from --data")
     p.add_argument("--text-embeddings", type=Path, help="text embedding cache (.safetensors) to start from")
     p.add_argument("--t5-dir", type=Path, help="local T5 encoder folder for tasks without a cached embedding")
     p.add_argument("--task", help="task text for episodes without a task_description attr (default: folder name)")
@@ -109,7 +149,7 @@ def _add_train(sub) -> None:
     p.add_argument("--latent-cache-dtype", default=d.latent_cache_dtype, choices=LATENT_CACHE_DTYPES)
     p.add_argument("--value-conditioning", default=d.value_conditioning, choices=VALUE_CONDITIONINGS,
                    help="value objective: V(s, a, s') (base run) or next_state = V(s'), current state and action "
-                        "masked, as the release trains its planning model")
+                        "masked, as the release trains its planning model. Default %(default)s")
     p.add_argument("--sample-stride", type=int, default=dataset_defaults["sample_stride"],
                    help="train on every Nth step of each episode (1: all; the action chunks keep every step). "
                         "Fewer distinct samples for the VAE to encode on CPU; a fidelity cost, see train.py")
@@ -126,7 +166,6 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--num-workers", type=int, default=d.num_workers)
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.set_defaults(func=cmd_train)
 
 
 def _add_stats(sub) -> None:
@@ -194,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="debug logging; errors show their traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_finetune_planning(sub)
     _add_stats(sub)
     _add_embed_text(sub)
     _add_infer(sub)
@@ -288,8 +328,10 @@ def cmd_train(args) -> int:
     from .data.statistics import load_statistics, statistics_from_dict
     from .data.text import TextEmbeddingCache, build_text_cache
     from .diffusion import CosmosPolicyModel
+    from .planning_finetune import mix_config
     from .train import Trainer, init_distributed
 
+    planning = args.job == "finetune-planning"
     check_train_out(args.out, args.resume, args.overwrite)
     config = train_config_from_args(args)  # option mistakes surface before the process group starts
     context = init_distributed(args.device)
@@ -331,6 +373,14 @@ def cmd_train(args) -> int:
     if args.text_embeddings is not None:
         text_cache.update(TextEmbeddingCache.load(args.text_embeddings))
     missing = sorted({e.task for e in demos + rollouts} - set(text_cache.texts))
+    if missing and planning and args.t5_dir is None:
+        # the planning model scores the base's proposals for the base's tasks: a text the base has no
+        # embedding for is most likely an episode without task_description, named after its folder
+        source = {e.task: e.source for e in demos + rollouts}
+        raise UsageError(f"task text(s) unknown to --base {args.init_checkpoint}: "
+                         + ", ".join(f"{task!r} ({source[task]})" for task in missing[:3])
+                         + f"; it knows {sorted(text_cache.texts)}: record rollouts through run_policy goals (they "
+                           f"carry task_description), pass --task TEXT, or --t5-dir / --text-embeddings for new tasks")
     if missing:
         if args.t5_dir is None and network.preset not in ("tiny", "small"):
             raise UsageError(f"tasks without a text embedding: {missing}; pass --t5-dir LOCAL_T5_DIR or "
@@ -340,8 +390,14 @@ def cmd_train(args) -> int:
     dataset = EpisodeDataset(demos, spec, stats, text_cache, rollouts=rollouts, objective_probs=args.objective_mix,
                              demo_sampling_prob=args.demo_sampling_prob, augment=not args.no_augment, seed=args.seed,
                              world_model_prob=args.world_model_prob, augment_variant=args.augment,
-                             sample_stride=args.sample_stride)
+                             sample_stride=args.sample_stride, success_sampling_prob=args.success_sampling_prob)
     recorded_hw = camera_frame_hw(dataset)
+    if planning and layout.camera_hw is not None and tuple(layout.camera_hw) != recorded_hw:
+        # the planning checkpoint scores the base's proposals on the same camera stream, so it must keep
+        # the base's resolution (a checkpoint refuses frames of another size)
+        raise UsageError(f"--base {args.init_checkpoint} was trained on {layout.camera_hw[0]}x{layout.camera_hw[1]} "
+                         f"camera frames, the episodes hold {recorded_hw[0]}x{recorded_hw[1]}; record the rollouts "
+                         f"(and demos) at the base's resolution")
     if layout.camera_hw is not None and tuple(layout.camera_hw) != recorded_hw:
         # the checkpoint insists on the resolution it was trained on, so a deployment camera
         # configured differently is refused instead of silently resized
@@ -349,9 +405,12 @@ def cmd_train(args) -> int:
                  *recorded_hw, *layout.camera_hw, *recorded_hw)
         layout = dataclasses.replace(layout, camera_hw=recorded_hw)
         model.layout = layout
+    run_config = {"job": args.job, "data": [str(d) for d in args.data], "rollouts": [str(r) for r in args.rollouts],
+                  "mix": mix_config(dataset)}
+    if args.init_checkpoint is not None:
+        run_config["init_checkpoint"] = str(args.init_checkpoint)
     trainer = Trainer(model, dataset, config, args.out, raw_stats, text_cache, sampler_config=sampler_config,
-                      vae_base_dir=vae_base_dir, context=context,
-                      extra_config={"data": [str(d) for d in args.data], "rollouts": [str(r) for r in args.rollouts]})
+                      vae_base_dir=vae_base_dir, context=context, extra_config=run_config)
     if args.resume:
         step = trainer.resume(args.out)
         log.info("resumed %s at step %d", args.out, step)
@@ -365,6 +424,18 @@ def cmd_train(args) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def cmd_finetune_planning(args) -> int:
+    """`train` from --base on --demos + --rollouts with the release's planning mix (planning_finetune.py)."""
+    from .planning_finetune import check_base, check_rollout_folders
+
+    # the cheap checks first: a wrong folder costs seconds, not a model load and a data pass
+    check_train_out(args.out, args.resume, args.overwrite)
+    check_base(args.base)
+    check_rollout_folders(args.rollouts)
+    args.data, args.init_checkpoint = args.demos, args.base
+    return cmd_train(args)
 
 
 def _observation(path: Path, cameras: list[str], step: int, task: str | None) -> tuple[dict, np.ndarray]:

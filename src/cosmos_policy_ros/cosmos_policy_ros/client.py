@@ -275,12 +275,13 @@ class RunPolicyClient:
     def __init__(self, node, contract=None, spin: bool = True):
         from rclpy.action import ActionClient
 
-        from aloha_contract import load_contract
+        from aloha_contract import fully_qualified, load_contract
         from aloha_interfaces.action import RunPolicy
 
         self.node = node
         self.contract = contract or load_contract()
-        self.action_name = self.contract.action("run_policy")
+        # the contract's name is relative: resolved in the client's namespace (one namespace per robot)
+        self.action_name = fully_qualified(self.contract.action("run_policy"), node.get_namespace())
         self.spin = spin
         self._client = ActionClient(node, RunPolicy, self.action_name)
         self._goal_handle = None

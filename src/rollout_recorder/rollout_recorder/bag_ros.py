@@ -160,8 +160,8 @@ class BagRecorderNode(Node):
 
 
 def run_record(out: Path, contract, *, compress_images: bool, jpeg_quality: int, storage: str,
-               cameras: Sequence[str] | None, distro: str | None) -> int:
-    topics = record_topics(contract, compress_images=compress_images, cameras=cameras)
+               cameras: Sequence[str] | None, distro: str | None, namespace: str = "/") -> int:
+    topics = record_topics(contract, compress_images=compress_images, cameras=cameras, namespace=namespace)
     return run_node("rollout_recorder record",
                     lambda: BagRecorderNode(out, topics, storage=storage, jpeg_quality=jpeg_quality, distro=distro),
                     setup_errors=(BagError, ValueError, OSError, WriterError), args=[])
@@ -173,9 +173,9 @@ class _Publishing:
     """rclpy context + node for a program that publishes on a timeline of its own (optionally spinning
     subscriptions in a background executor); SIGINT lands as KeyboardInterrupt in the timeline's sleeps."""
 
-    def __init__(self, name: str, spin: bool):
+    def __init__(self, name: str, spin: bool, namespace: str = "/"):
         rclpy.init(args=[])
-        self.node = rclpy.create_node(name)
+        self.node = rclpy.create_node(name, namespace=namespace)  # the contract's relative names resolve in it
         self.executor = None
         self.thread = None
         if spin:
@@ -213,7 +213,7 @@ def _sleep_until(due_s: float) -> float:
 # ---- replay ----
 
 def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float, topics: Sequence[str] | None,
-               delay_s: float) -> int:
+               delay_s: float, namespace: str = "/") -> int:
     """Publish a bag's messages with their recorded timing (x rate) and /clock, once or in a loop."""
     if not clock_hz > 0:
         raise PlaybackError(f"--clock-hz {clock_hz}: expected > 0")
@@ -226,8 +226,11 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
         bag_span = (reader.start_time, reader.end_time)
     if topics and not conns:
         raise BagError(f"{bag}: none of the topics {list(topics)} are in the bag (it has {known})")
-    contract_qos = {contract.topic(key): key for key in contract.raw.get("qos", {}) if key in contract.raw["topics"]}
-    contract_qos.update({contract.camera_topic(cam): "images" for cam in contract.cameras})
+    # the bag stores fully qualified names: the contract's, under the namespace the robot had when recorded
+    contract_qos = {contract.qualified_topic(key, namespace): key for key in contract.raw.get("qos", {})
+                    if key in contract.raw["topics"]}
+    contract_qos.update({contract.qualified_topic("camera_image", namespace, camera=cam): "images"
+                         for cam in contract.cameras})
     ros = _Publishing("rollout_bag_player", spin=False)
     try:
         publishers = {}
@@ -298,7 +301,7 @@ def _episode_joint_names(episode_attrs: Mapping[str, Any], dim: int, contract) -
 
 
 def run_episode_to_topics(episode_path: Path, contract, *, rate: float, report: Path | None,
-                          lookback_steps: int | None, wait_s: float, report_wait_s: float) -> int:
+                          lookback_steps: int | None, wait_s: float, report_wait_s: float, namespace: str = "/") -> int:
     """Publish an episode's rows as joint states + camera images (stamps rebased to now) and /clock;
     with ``report``, score the policy node's chunks against the recorded actions."""
     episode = read_act_episode(episode_path, load_images=False)
@@ -333,7 +336,7 @@ def run_episode_to_topics(episode_path: Path, contract, *, rate: float, report: 
             except queue.Full:
                 continue
 
-    ros = _Publishing("rollout_episode_player", spin=scorer is not None)
+    ros = _Publishing("rollout_episode_player", spin=scorer is not None, namespace=namespace)
     on_air = [-1]
     max_late_s, late_rows = 0.0, 0
     lock = threading.Lock()

@@ -91,20 +91,22 @@ class BagTopic:
 
 
 def record_topics(contract, *, compress_images: bool = False, cameras: Sequence[str] | None = None,
-                  predicted_images: bool = True) -> list[BagTopic]:
+                  predicted_images: bool = True, namespace: str = "/") -> list[BagTopic]:
     """The contract topics a bag records: joint states and commands, each camera, the stage score, the policy
-    node's value/chunk/run (and predicted images) and diagnostics. ``/clock`` is left out: replay makes its own."""
+    node's value/chunk/run (and predicted images) and diagnostics. ``/clock`` is left out: replay makes its own.
+    Names are fully qualified in the robot's ``namespace``, as a bag stores them."""
 
     def qos(key: str) -> dict:
         return dict(contract.raw.get("qos", {}).get(key, {}))
 
-    topics = [BagTopic(contract.topic(key), msgtype, qos(key)) for key, msgtype in CONTRACT_TOPIC_TYPES.items()
-              if key in contract.raw["topics"]]
+    topics = [BagTopic(contract.qualified_topic(key, namespace), msgtype, qos(key))
+              for key, msgtype in CONTRACT_TOPIC_TYPES.items() if key in contract.raw["topics"]]
     cams = list(cameras) if cameras is not None else contract.cameras
-    topics += [BagTopic(contract.camera_topic(cam), IMAGE, qos("images"), compress_images) for cam in cams]
+    topics += [BagTopic(contract.qualified_topic("camera_image", namespace, camera=cam), IMAGE, qos("images"),
+                        compress_images) for cam in cams]
     if predicted_images and "policy_predicted_image" in contract.raw["topics"]:
-        topics += [BagTopic(contract.topic("policy_predicted_image", camera=cam), IMAGE, {}, compress_images)
-                   for cam in cams]
+        topics += [BagTopic(contract.qualified_topic("policy_predicted_image", namespace, camera=cam), IMAGE, {},
+                            compress_images) for cam in cams]
     return topics
 
 
@@ -365,6 +367,7 @@ class BagEpisodeOptions:
     use_receive_time: bool = False                  # sync on bag receive times instead of header stamps
     sim: bool = False                               # the bag came from a simulator (episode attr `sim`)
     reserve_bytes: int = 1 << 30                    # free disk space to leave beyond each episode
+    namespace: str = "/"                            # robot namespace the contract's default topics were under
 
     def __post_init__(self) -> None:
         if self.control_hz is not None and not (math.isfinite(self.control_hz) and self.control_hz > 0):
@@ -494,7 +497,8 @@ def _camera_sources(reader: AnyReader, contract, opts: BagEpisodeOptions,
     by_topic: dict[str, list[Connection]] = {}
     for conn in reader.connections:
         by_topic.setdefault(conn.topic, []).append(conn)
-    wanted = opts.camera_topics or {cam: contract.camera_topic(cam) for cam in contract.cameras}
+    wanted = opts.camera_topics or {cam: contract.qualified_topic("camera_image", opts.namespace, camera=cam)
+                                    for cam in contract.cameras}
     sources: dict[str, Connection] = {}
     for cam, topic in wanted.items():
         candidates = [c for t in (topic, topic + COMPRESSED_SUFFIX) for c in by_topic.get(t, [])
@@ -523,8 +527,8 @@ class _BagConverter:
         self.period_s = 1.0 / (opts.control_hz or contract.control_rate_hz)
         self.names = list(opts.joint_names or contract.joint_names)
         conns = reader.connections
-        state_topic = opts.joint_states_topic or contract.topic("joint_states")
-        command_topic = opts.joint_commands_topic or contract.topic("joint_commands")
+        state_topic = opts.joint_states_topic or contract.qualified_topic("joint_states", opts.namespace)
+        command_topic = opts.joint_commands_topic or contract.qualified_topic("joint_commands", opts.namespace)
         self.state_conns = [c for c in conns if c.topic == state_topic and c.msgtype == JOINT_STATE]
         if not self.state_conns:
             raise BagError(f"{bag}: no sensor_msgs/JointState on {state_topic} (the bag has "
@@ -537,7 +541,8 @@ class _BagConverter:
         self.shapes, cameras = self._image_shapes(_camera_sources(reader, contract, opts, result.notes))
         self.camera_of = {conn.id: cam for cam, conn in cameras.items()}
         self.extras = {c.id: kind for c in conns for kind, key in (("stage", "stage_score"), ("value", "policy_value"))
-                       if c.topic == contract.topic(key) and c.msgtype == CONTRACT_TOPIC_TYPES[key]}
+                       if c.topic == contract.qualified_topic(key, opts.namespace)
+                       and c.msgtype == CONTRACT_TOPIC_TYPES[key]}
         self.wanted = self.state_conns + command_conns + list(cameras.values()) + [c for c in conns
                                                                                    if c.id in self.extras]
         self.thin = self._needs_thinning()

@@ -97,7 +97,8 @@ def cmd_bag_to_episode(args: argparse.Namespace) -> int:
         camera_topics=_camera_topics(args.camera),
         joint_names=[n for n in args.joint_names.split(",") if n] if args.joint_names else None,
         control_hz=args.control_hz, split_gap_s=args.split_gap_s, min_steps=args.min_steps, compress=args.compress,
-        use_receive_time=args.use_receive_time, sim=args.sim, reserve_bytes=int(args.reserve_mb) << 20)
+        use_receive_time=args.use_receive_time, sim=args.sim, reserve_bytes=int(args.reserve_mb) << 20,
+        namespace=args.namespace)
     started = time.monotonic()
 
     def progress(fraction: float, rows: int, episodes: int) -> None:
@@ -126,13 +127,13 @@ def cmd_ros(args: argparse.Namespace) -> int:
     if args.command == "record":
         return bag_ros.run_record(args.out, contract, compress_images=args.compress_images,
                                   jpeg_quality=args.jpeg_quality, storage=args.storage, cameras=args.cameras,
-                                  distro=args.distro)
+                                  distro=args.distro, namespace=args.namespace)
     if args.command == "replay":
         return bag_ros.run_replay(args.bag, contract, rate=args.rate, loop=args.loop, clock_hz=args.clock_hz,
-                                  topics=args.topics, delay_s=args.delay)
+                                  topics=args.topics, delay_s=args.delay, namespace=args.namespace)
     return bag_ros.run_episode_to_topics(args.episode, contract, rate=args.rate, report=args.report,
                                          lookback_steps=args.lookback_steps, wait_s=args.wait_s,
-                                         report_wait_s=args.report_wait_s)
+                                         report_wait_s=args.report_wait_s, namespace=args.namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     contract = argparse.ArgumentParser(add_help=False)
     contract.add_argument("--contract", default=None, help="robot contract YAML (default: $ALOHA_CONTRACT or the "
                                                            "installed one)")
+    contract.add_argument("--namespace", default="/", help="robot namespace the contract's topics live under (the "
+                                                           "launch files' namespace:=; default: none)")
     bag = sub.add_parser("record", parents=[contract], help="contract topics -> rosbag2 MCAP bag (Ctrl-C ends it)")
     bag.add_argument("--out", type=Path, required=True, help="bag folder to create (metadata.yaml + .mcap)")
     bag.add_argument("--compress-images", action="store_true",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from aloha_contract import fully_qualified
 from rollout_recorder.bags import BagRecording, record_topics
 
 T0_NS = 1_700_000_000_000_000_000  # header stamps of the first tick (epoch ns, as a live robot stamps)
@@ -68,7 +69,7 @@ def record_contract_bag(path, contract, steps: int, hw=(24, 32), *, compress: bo
     order = list(reversed(range(14))) if reverse_names else list(range(14))
 
     def put(topic_name, msg, received_ns):
-        topic = topics[topic_name]
+        topic = topics[fully_qualified(topic_name)]  # a bag stores fully qualified names
         rec.add(topic, received_ns, bytes(ts.serialize_cdr(msg, topic.msgtype)))
 
     offset = 0

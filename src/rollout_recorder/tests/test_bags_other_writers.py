@@ -94,16 +94,16 @@ def test_mcap_ros2_support_writer_file_through_the_cli(contract, tmp_path, capsy
             stamp = t0 + t * 20_000_000
             stamp_dict = {"sec": stamp // 10**9, "nanosec": stamp % 10**9}
             pos = np.linspace(0, 1, 14) + 0.003 * t
-            writer.write_message(contract.topic("joint_states"), schemas["sensor_msgs/msg/JointState"],
+            writer.write_message(contract.qualified_topic("joint_states"), schemas["sensor_msgs/msg/JointState"],
                                  {"header": {"stamp": stamp_dict, "frame_id": ""}, "name": names,
                                   "position": pos.tolist(), "velocity": [], "effort": []}, log_time=stamp)
-            writer.write_message(contract.topic("joint_commands"), schemas["sensor_msgs/msg/JointState"],
+            writer.write_message(contract.qualified_topic("joint_commands"), schemas["sensor_msgs/msg/JointState"],
                                  {"header": {"stamp": stamp_dict, "frame_id": ""}, "name": names,
                                   "position": (pos + 0.05).tolist(), "velocity": [], "effort": []},
                                  log_time=stamp + 1_000_000)
             for c, cam in enumerate(contract.cameras):
                 rgb = frame(t, c, HW)
-                writer.write_message(contract.camera_topic(cam), schemas["sensor_msgs/msg/Image"],
+                writer.write_message(contract.qualified_topic("camera_image", camera=cam), schemas["sensor_msgs/msg/Image"],
                                      {"header": {"stamp": stamp_dict, "frame_id": cam}, "height": HW[0],
                                       "width": HW[1], "encoding": "rgb8", "is_bigendian": 0, "step": HW[1] * 3,
                                       "data": rgb.tobytes()}, log_time=stamp + 2_000_000)

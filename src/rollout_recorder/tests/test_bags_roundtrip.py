@@ -59,7 +59,7 @@ def test_compressed_images_round_trip_within_jpeg_error(contract, tmp_path):
     record_contract_bag(tmp_path / "bag", contract, steps, HW, compress=True)
     with open_bag(tmp_path / "bag") as reader:
         types = {c.topic: c.msgtype for c in reader.connections}
-    cam_topic = contract.camera_topic(contract.cameras[0])
+    cam_topic = contract.qualified_topic("camera_image", camera=contract.cameras[0])
     assert types[cam_topic + "/compressed"] == "sensor_msgs/msg/CompressedImage" and cam_topic not in types
     result = bag_to_episodes(tmp_path / "bag", tmp_path / "episodes", contract, opts())
     ep = read_act_episode(result.episodes[0].path)
@@ -97,8 +97,8 @@ def test_metadata_is_rosbag2_v8_mcap_with_counts(contract, tmp_path):
     assert meta["relative_file_paths"] == ["bag.mcap"] and (tmp_path / "bag" / "bag.mcap").is_file()
     counts = {t["topic_metadata"]["name"]: (t["topic_metadata"]["type"], t["message_count"])
               for t in meta["topics_with_message_count"]}
-    assert counts[contract.topic("joint_states")] == ("sensor_msgs/msg/JointState", 10)
-    assert counts[contract.topic("stage_score")] == ("aloha_interfaces/msg/StageScore", 1)
+    assert counts[contract.qualified_topic("joint_states")] == ("sensor_msgs/msg/JointState", 10)
+    assert counts[contract.qualified_topic("stage_score")] == ("aloha_interfaces/msg/StageScore", 1)
     for topic in meta["topics_with_message_count"]:
         qos = topic["topic_metadata"]["offered_qos_profiles"]
         assert isinstance(qos, str) and "reliability" in qos  # v8: a YAML string, as Humble's ros2 bag expects
@@ -118,11 +118,11 @@ def test_an_independent_mcap_reader_decodes_every_topic_from_the_embedded_schema
         for schema, channel, _, msg in reader.iter_decoded_messages():
             assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
             seen.setdefault(channel.topic, []).append(msg)
-    stage = seen[contract.topic("stage_score")][0]
+    stage = seen[contract.qualified_topic("stage_score")][0]
     assert stage.score == 50.0 and list(stage.stages_reached) == ["touched", "lifted"] and stage.source == "sim"
-    state = seen[contract.topic("joint_states")][4]
+    state = seen[contract.qualified_topic("joint_states")][4]
     assert list(state.name)[0] == contract.joint_names[-1] and state.position[0] == pytest.approx(qpos(4)[-1])
-    img = seen[contract.camera_topic(contract.cameras[0])][0]
+    img = seen[contract.qualified_topic("camera_image", camera=contract.cameras[0])][0]
     assert (img.height, img.width, img.encoding) == (*HW, "rgb8")
 
 
@@ -145,7 +145,7 @@ def test_a_malformed_message_is_skipped_and_an_error_leaves_no_partial_episode(c
     topics = {t.name: t for t in record_topics(contract)}
     rec = BagRecording(tmp_path / "bag", list(topics.values()))
     ts = rec.writer.typestore
-    state = topics[contract.topic("joint_states")]
+    state = topics[contract.qualified_topic("joint_states")]
     for t in range(20):
         stamp = T0_NS + t * PERIOD_NS
         names = contract.joint_names[:-1] if t == 12 else contract.joint_names  # one message lacks a joint

@@ -2,8 +2,9 @@
 
 Sources:
 - ACT HDF5 folders (demos, raw or JPEG-compressed images), read with `data.act_episode`;
-- rollout folders: the same ACT files with root attrs `success`, `success_score` (0..1) and
-  `task_description`, recorded by the rollout recorder;
+- rollout folders: the same ACT files with root attrs `success`, `success_score` (0..1), `stage_score`
+  (0..100) and `task_description`, written by the rollout recorder (live or from a bag); the value target's
+  return is the score fraction (data.values);
 - the release's preprocessed ALOHA layout, as its ALOHA data loader reads it (assumed, not verified
   against the downloaded files): `<root>/<task_name>/<split>/*.hdf5` with `/action` (T, 14),
   `/observations/qpos` (T, 14) and per camera either `/observations/images/<cam>` (T, H, W, 3) uint8
@@ -25,7 +26,9 @@ Objective mix as the release: a demonstration is drawn with probability `demo_sa
 model or the value function (`world_model_prob`, default 0.5, else value). Without rollouts the demos
 stand in as (successful) rollouts, which gives the base run's 50/25/25; item i is then step i of the
 demos and only the objective is drawn. With rollouts, the pool (demos vs rollouts) is drawn first, then
-a step uniformly within the pool. `objective_probs` (the older per-item draw, e.g. 0.5/0.25/0.25 for
+a step uniformly within the pool; with `success_sampling_prob` (the planning fine-tune: 0.5) a rollout
+draw first picks the successful or the failed rollouts with that probability, then a step within them.
+`objective_probs` (the older per-item draw, e.g. 0.5/0.25/0.25 for
 every episode, failed rollouts renormalised over world model / value) is kept as an option.
 
 Latent caching (`latent_versions` > 0, set by the trainer): the augmentation of an item is then a
@@ -73,7 +76,7 @@ from cosmos_policy.data.augment import (
 )
 from cosmos_policy.data.statistics import compute_statistics, normalize
 from cosmos_policy.data.text import TextEmbeddingCache
-from cosmos_policy.data.values import episode_score_fraction, value_targets
+from cosmos_policy.data.values import episode_score_fraction, episode_success, value_targets
 from cosmos_policy.objectives import POLICY, VALUE, WORLD_MODEL
 
 log = logging.getLogger(__name__)
@@ -236,6 +239,8 @@ class LoadedEpisode:
     proprio: np.ndarray
     actions: np.ndarray
     values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # the recorder's `success` attribute (None: not recorded, the score decides); see `is_success`
+    success: bool | None = None
 
     @property
     def num_steps(self) -> int:
@@ -245,6 +250,13 @@ class LoadedEpisode:
     def policy_eligible(self) -> bool:
         """Demos and fully successful rollouts may be imitated."""
         return self.is_demo or self.score >= 1.0
+
+    @property
+    def is_success(self) -> bool:
+        """The class of a rollout for success / failure sampling: the recorded verdict, else a full score."""
+        if self.is_demo:
+            return True
+        return bool(self.success) if self.success is not None else self.score >= 1.0
 
 
 @dataclass
@@ -369,7 +381,8 @@ def load_episode(path: str | Path, spec: SampleSpec, is_demo: bool, task: str | 
     task_text = str(record.attrs.get("task_description") or task or task_from_path(path))
     score = episode_score_fraction(record.attrs, is_demo=is_demo, source=source)
     return LoadedEpisode(source=source, task=task_text, is_demo=is_demo, score=score, frames=record.frames,
-                         proprio=proprio, actions=actions, values=value_targets(steps, score, spec.value_gamma))
+                         proprio=proprio, actions=actions, values=value_targets(steps, score, spec.value_gamma),
+                         success=episode_success(record.attrs, is_demo=is_demo, score=score))
 
 
 def load_episodes(paths: Iterable[str | Path], spec: SampleSpec, is_demo: bool, task: str | None = None,
@@ -424,7 +437,8 @@ class EpisodeDataset(Dataset):
                  objective_probs: Sequence[float] | None = None,
                  demo_sampling_prob: float | None = None, augment: bool = True, seed: int = 0,
                  world_model_prob: float = DEFAULT_WORLD_MODEL_PROB,
-                 augment_variant: str = DEFAULT_AUGMENT_VARIANT, sample_stride: int = 1):
+                 augment_variant: str = DEFAULT_AUGMENT_VARIANT, sample_stride: int = 1,
+                 success_sampling_prob: float | None = None):
         if not demos and not rollouts:
             raise ValueError("dataset: no episodes (check --data / --rollouts)")
         if objective_probs is None:
@@ -484,6 +498,48 @@ class EpisodeDataset(Dataset):
         elif not self.rollouts and not self.release_mix:
             demo_sampling_prob = 1.0
         self.demo_sampling_prob = float(demo_sampling_prob)
+        self._init_outcome_classes(success_sampling_prob)
+
+    def _init_outcome_classes(self, success_sampling_prob: float | None) -> None:
+        """Success / failure classes of the rollouts, drawn with `success_sampling_prob` (None: by step count).
+
+        The release's planning fine-tune draws successful and failed rollouts 50/50 whatever their counts, so
+        that a policy that mostly fails still shows the value function what success looks like. A class
+        with no episode cannot be drawn: the other one is, with a warning (the value then never sees the
+        missing outcome).
+        """
+        self.success_sampling_prob = None if success_sampling_prob is None else float(success_sampling_prob)
+        self._success_draw_prob: float | None = None
+        self._outcome_pools: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
+        if success_sampling_prob is None:
+            return
+        if not 0.0 <= success_sampling_prob <= 1.0:
+            raise ValueError(f"success_sampling_prob={success_sampling_prob}: expected a probability in [0, 1]")
+        if not self.rollouts:
+            return
+        for outcome in (True, False):
+            members = np.array([i for i, e in enumerate(self.rollouts) if e.is_success == outcome], dtype=np.int64)
+            offsets = np.cumsum([0] + [self._items_of(self.rollouts[i]) for i in members])
+            self._outcome_pools[outcome] = (members, offsets)
+        draw = float(success_sampling_prob)
+        n_success, n_failure = (len(self._outcome_pools[o][0]) for o in (True, False))
+        if n_failure == 0 and draw < 1.0:
+            log.warning("rollouts: all %d succeeded, none failed; the success/failure mix (%.2f/%.2f) cannot "
+                        "hold: drawing successful rollouts only (the value never sees a failure; add failed "
+                        "rollouts)", n_success, draw, 1.0 - draw)
+            draw = 1.0
+        elif n_success == 0 and draw > 0.0:
+            log.warning("rollouts: all %d failed, none succeeded; the success/failure mix (%.2f/%.2f) cannot "
+                        "hold: drawing failed rollouts only (the value never sees a success; add successful "
+                        "rollouts)", n_failure, draw, 1.0 - draw)
+            draw = 0.0
+        self._success_draw_prob = draw
+
+    @property
+    def rollout_class_counts(self) -> tuple[int, int]:
+        """(successful, failed) rollout episodes."""
+        successes = sum(e.is_success for e in self.rollouts)
+        return successes, len(self.rollouts) - successes
 
     @property
     def episodes(self) -> list[LoadedEpisode]:
@@ -528,10 +584,18 @@ class EpisodeDataset(Dataset):
             use_demo = rng.random() < self.demo_sampling_prob
         else:
             use_demo = bool(self.demos) and rng.random() < self.demo_sampling_prob
-            pool, offsets = (self.demos, self._demo_offsets) if use_demo else (self.rollouts, self._rollout_offsets)
-            step = int(rng.integers(0, offsets[-1]))
-            ep_idx, t = self._locate(offsets, step)
-            episode, key = pool[ep_idx], step + (0 if use_demo else int(self._demo_offsets[-1]))
+            if not use_demo and self._success_draw_prob is not None:
+                # class first (success / failure), then a step uniformly within the class
+                members, offsets = self._outcome_pools[bool(rng.random() < self._success_draw_prob)]
+                within, t = self._locate(offsets, int(rng.integers(0, offsets[-1])))
+                ep_idx = int(members[within])
+                episode = self.rollouts[ep_idx]
+                key = int(self._demo_offsets[-1] + self._rollout_offsets[ep_idx]) + t // self.sample_stride
+            else:
+                pool, offsets = (self.demos, self._demo_offsets) if use_demo else (self.rollouts, self._rollout_offsets)
+                step = int(rng.integers(0, offsets[-1]))
+                ep_idx, t = self._locate(offsets, step)
+                episode, key = pool[ep_idx], step + (0 if use_demo else int(self._demo_offsets[-1]))
         if not self.release_mix:
             objective = sample_objective(rng, self.objective_probs, episode.policy_eligible)
         elif use_demo:
@@ -649,9 +713,25 @@ def describe(dataset: EpisodeDataset) -> str:
              + (f" (every {dataset.sample_stride}th step)" if dataset.sample_stride > 1 else "")]
     if dataset.rollouts:
         scores = [e.score for e in dataset.rollouts]
-        successes = sum(s >= 1.0 for s in scores)
-        lines.append(f"rollout scores: mean {np.mean(scores):.2f}, success {successes}/{len(scores)}")
+        successes, _ = dataset.rollout_class_counts
+        line = f"rollout scores: mean {np.mean(scores):.2f}, success {successes}/{len(scores)}"
+        if dataset.success_sampling_prob is not None:
+            p = expected_success_fraction(dataset)
+            line += f"; rollouts drawn success/failure {p:.2f}/{1 - p:.2f}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def expected_success_fraction(dataset: EpisodeDataset) -> float:
+    """Fraction of rollout draws that come from successful rollouts (the rest: failed ones)."""
+    if not dataset.rollouts:
+        return float("nan")
+    if dataset._success_draw_prob is not None:
+        return dataset._success_draw_prob
+    counts = {True: 0, False: 0}  # no class mix: a step drawn uniformly over every rollout step
+    for episode in dataset.rollouts:
+        counts[episode.is_success] += dataset._items_of(episode)
+    return counts[True] / (counts[True] + counts[False])
 
 
 def expected_objective_fractions(dataset: EpisodeDataset) -> np.ndarray:
@@ -677,7 +757,8 @@ def expected_objective_fractions(dataset: EpisodeDataset) -> np.ndarray:
 
 __all__ = [
     "ActFrames", "EpisodeDataset", "EpisodeRecord", "FrameSource", "LoadedEpisode", "OpenFiles", "ReleaseFrames",
-    "SampleSpec", "compute_dataset_statistics", "describe", "expected_objective_fractions", "find_episode_files",
+    "SampleSpec", "compute_dataset_statistics", "describe", "expected_objective_fractions", "expected_success_fraction",
+    "find_episode_files",
     "is_release_layout", "load_episode", "load_episodes", "read_episode_record", "read_low_dim",
     "read_video_frames", "sample_objective", "task_from_path",
 ]

@@ -25,11 +25,20 @@ def score_fraction_from_staged(score_0_100: float) -> float:
     return float(score_0_100) / 100.0
 
 
-def episode_score_fraction(attrs: Mapping[str, Any], is_demo: bool, source: str = "episode") -> float:
-    """Terminal reward of an episode: demos count as full success; rollouts use `success_score`.
+SCORE_ATTRS = ("success_score", "stage_score", "success")  # the rollout attributes a score is read from
 
-    `success_score` is the score fraction in [0, 1] (a staged 0-100 score divided by 100); without
-    it the boolean `success` attribute gives 1 or 0.
+
+def has_score(attrs: Mapping[str, Any]) -> bool:
+    """True when a rollout's attributes carry a score (what the recorder or the scoring page writes)."""
+    return any(name in attrs for name in SCORE_ATTRS)
+
+
+def episode_score_fraction(attrs: Mapping[str, Any], is_demo: bool, source: str = "episode") -> float:
+    """Terminal reward R in [0, 1] of an episode: demos count as full success; rollouts use their score.
+
+    In order: `success_score` (the fraction, staged score / 100, as the recorder and the scoring page
+    write it), else `stage_score` / 100 (a staged 0-100 score alone), else the boolean `success` (1 or 0:
+    the release's rollouts carry only that). A staged score is never binarised here.
     """
     if is_demo:
         return 1.0
@@ -41,12 +50,30 @@ def episode_score_fraction(attrs: Mapping[str, Any], is_demo: bool, source: str 
                 f"(divide staged 0-100 scores by 100 when recording)"
             )
         return score
+    if "stage_score" in attrs:
+        try:
+            return score_fraction_from_staged(float(attrs["stage_score"]))
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc} (rescore it on the scoring page)") from None
     if "success" in attrs:
         return 1.0 if bool(attrs["success"]) else 0.0
     raise ValueError(
-        f"{source}: rollout has neither 'success_score' nor 'success' attribute "
-        f"(record rollouts with the rollout recorder, or pass it as a demo folder)"
+        f"{source}: rollout has no score (neither success_score, stage_score nor success); score it on the scoring page "
+        f"(docs/scoring.md) or record it with the simulator's stage scores, or pass it as a demo folder"
     )
+
+
+def episode_success(attrs: Mapping[str, Any], is_demo: bool, score: float) -> bool:
+    """Whether an episode counts as a success (the planning fine-tune draws successes and failures 50/50).
+
+    The recorder's `success` attribute decides when present (the simulator / operator said so); without
+    it the score does: success means the full score (R = 1, staged score 100). Demos are successes.
+    """
+    if is_demo:
+        return True
+    if "success" in attrs:
+        return bool(attrs["success"])
+    return score >= 1.0
 
 
 def monte_carlo_returns(num_steps: int, terminal_reward: float, gamma: float) -> np.ndarray:
