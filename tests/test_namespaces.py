@@ -115,3 +115,42 @@ def test_lockstep_simulators_still_need_a_domain_each(start_node):
 def fully_qualified_service(contract, namespace: str) -> str:
     from aloha_contract import fully_qualified
     return fully_qualified(contract.service("reset_episode"), namespace)
+
+
+TWO_ROBOTS = '''
+from launch import LaunchDescription
+from launch.actions import GroupAction, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import PathJoinSubstitution
+from launch_ros.actions import Node, PushRosNamespace
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    def robot(name):
+        return GroupAction([
+            PushRosNamespace(name),
+            IncludeLaunchDescription(PythonLaunchDescriptionSource(
+                PathJoinSubstitution([FindPackageShare("aloha_bringup"), "launch", "sim_scripted.launch.py"])),
+                launch_arguments=[("mode", "realtime")]),
+        ])
+    outside = Node(package="aloha_sim", executable="sim_node", name="after_the_groups")
+    return LaunchDescription([robot("robot_a"), robot("robot_b"), outside])
+'''
+
+
+def test_an_outer_push_ros_namespace_applies_to_our_launch_files(tmp_path):
+    """A user's two-robot file, the way launch_ros users write one: each include under its own namespace, the
+    push undone after each scoped group (the wheel launcher follows launch_ros's rules)."""
+    from aloha_bringup import wheel_launch as wl
+    path = tmp_path / "two_robots.launch.py"
+    path.write_text(TWO_ROBOTS)
+    nodes, _ = wl.evaluate(wl.load_description(path), {})
+    found = sorted((n.label, next((a for a in n.argv if a.startswith("__ns:=")), None)) for n in nodes)
+    assert found == [("after_the_groups", None),
+                     ("aloha_sim", "__ns:=/robot_a"), ("aloha_sim", "__ns:=/robot_b"),
+                     ("scripted_driver", "__ns:=/robot_a"), ("scripted_driver", "__ns:=/robot_b")]
+    # our own namespace argument nests under the pushed one, as in launch_ros
+    nodes, _ = wl.evaluate(wl.load_description(wl.find_launch_file("aloha_bringup", "sim.launch.py")),
+                           {"namespace": "left_cell"}, ros_namespace="/lab")
+    assert [node_namespace(n) for n in nodes] == ["/lab/left_cell"]

@@ -38,6 +38,7 @@ class LaunchError(RuntimeError):
 @dataclass
 class Context:
     arguments: dict[str, str] = field(default_factory=dict)
+    ros_namespace: str | None = None  # pushed by PushRosNamespace (launch_ros keeps it as 'ros_namespace')
 
 
 def perform(value: Any, context: Context) -> str:
@@ -181,6 +182,38 @@ class Node(Action):
             raise LaunchError("respawn is not supported by the wheel launcher")
 
 
+class GroupAction(Action):
+    """Actions evaluated together; ``scoped`` (the default) undoes their namespace and arguments afterwards."""
+
+    def __init__(self, actions: Iterable[Any], *, scoped: bool = True, forwarding: bool = True,
+                 launch_configurations: dict[Any, Any] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.actions = list(actions)
+        self.scoped = scoped
+        if not forwarding:
+            raise LaunchError("GroupAction(forwarding=False) is not supported by the wheel launcher")
+        self.launch_configurations = dict(launch_configurations or {})
+
+
+class PushRosNamespace(Action):
+    def __init__(self, namespace: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.namespace = namespace
+
+
+def prefix_namespace(base: str | None, namespace: str | None) -> str | None:
+    """launch_ros's rule: a relative ``namespace`` goes under ``base``, an absolute one replaces it."""
+    if namespace is None:
+        combined = base
+    elif not base or namespace.startswith("/"):
+        combined = namespace
+    else:
+        combined = ("" if base == "/" else base) + "/" + namespace
+    if combined is not None and combined != "/":
+        combined = combined.rstrip("/")
+    return combined
+
+
 class PythonLaunchDescriptionSource:
     def __init__(self, launch_file_path: Any):
         self.launch_file_path = launch_file_path
@@ -220,7 +253,7 @@ def install_shim() -> None:
         pass
     actions = _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, Shutdown=Shutdown,
                       LogInfo=LogInfo, SetEnvironmentVariable=SetEnvironmentVariable,
-                      IncludeLaunchDescription=IncludeLaunchDescription)
+                      IncludeLaunchDescription=IncludeLaunchDescription, GroupAction=GroupAction)
     sources = _module("launch.launch_description_sources", PythonLaunchDescriptionSource=PythonLaunchDescriptionSource)
     substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
                             PathJoinSubstitution=PathJoinSubstitution, TextSubstitution=TextSubstitution,
@@ -228,7 +261,7 @@ def install_shim() -> None:
     conditions = _module("launch.conditions", IfCondition=IfCondition, UnlessCondition=UnlessCondition)
     launch_mod = _module("launch", LaunchDescription=LaunchDescription, actions=actions,
                          substitutions=substitutions, conditions=conditions, launch_description_sources=sources)
-    ros_actions = _module("launch_ros.actions", Node=Node)
+    ros_actions = _module("launch_ros.actions", Node=Node, PushRosNamespace=PushRosNamespace)
     ros_subs = _module("launch_ros.substitutions", FindPackageShare=FindPackageShare)
     launch_ros_mod = _module("launch_ros", actions=ros_actions, substitutions=ros_subs)
     sys.modules.update({"launch": launch_mod, "launch.actions": actions, "launch.substitutions": substitutions,
@@ -315,21 +348,20 @@ def _yaml_scalar(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def evaluate(description: LaunchDescription, overrides: dict[str, str],
-             inherited: dict[str, str] | None = None) -> tuple[list[NodeProcess], dict[str, str]]:
+def evaluate(description: LaunchDescription, overrides: dict[str, str], inherited: dict[str, str] | None = None,
+             ros_namespace: str | None = None) -> tuple[list[NodeProcess], dict[str, str]]:
     """Resolve arguments and conditions into the node command lines, as `ros2 launch` would.
 
     ``overrides`` are the user's (or an including file's) arguments and must be declared; an included
-    file also sees the includer's values (``inherited``) for the arguments it declares, as in launch.
+    file also sees the includer's values (``inherited``) for the arguments it declares, as in launch, and
+    the namespace pushed around the include (``ros_namespace``).
     """
-    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-
     declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise LaunchError(f"unknown launch arguments {unknown} (declared: {sorted(declared)})")
     overrides = {**{k: v for k, v in (inherited or {}).items() if k in declared}, **overrides}
-    context = Context()
+    context = Context(ros_namespace=ros_namespace)
     for name, decl in declared.items():
         if name in overrides:
             value = overrides[name]
@@ -341,16 +373,32 @@ def evaluate(description: LaunchDescription, overrides: dict[str, str],
             raise LaunchError(f"launch argument {name}:={value} not one of {decl.choices}")
         context.arguments[name] = value
 
+    return _evaluate_entities(description.entities, context)
+
+
+def _evaluate_entities(entities: Iterable[Any], context: Context) -> tuple[list[NodeProcess], dict[str, str]]:
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
     nodes: list[NodeProcess] = []
     env: dict[str, str] = {}
-    for entity in description.entities:
+    for entity in entities:
         if isinstance(entity, (DeclareLaunchArgument, Shutdown)) or not entity.enabled(context):
             continue
-        if isinstance(entity, IncludeLaunchDescription):
+        if isinstance(entity, PushRosNamespace):
+            context.ros_namespace = prefix_namespace(context.ros_namespace, perform(entity.namespace, context))
+        elif isinstance(entity, GroupAction):
+            inner = Context(dict(context.arguments), context.ros_namespace) if entity.scoped else context
+            inner.arguments.update({perform(k, context): perform(v, context)
+                                    for k, v in entity.launch_configurations.items()})
+            group_nodes, group_env = _evaluate_entities(entity.actions, inner)
+            nodes += group_nodes
+            env.update(group_env)
+        elif isinstance(entity, IncludeLaunchDescription):
             path = Path(perform(entity.source.launch_file_path, context))
             child = load_description(path)
             child_args = {perform(k, context): perform(v, context) for k, v in entity.launch_arguments}
-            child_nodes, child_env = evaluate(child, child_args, inherited=context.arguments)
+            child_nodes, child_env = evaluate(child, child_args, inherited=context.arguments,
+                                              ros_namespace=context.ros_namespace)
             nodes += child_nodes
             env.update(child_env)
         elif isinstance(entity, LogInfo):
@@ -370,9 +418,10 @@ def evaluate(description: LaunchDescription, overrides: dict[str, str],
             if entity.node_name is not None:
                 label = perform(entity.node_name, context)
                 argv += ["-r", f"__node:={label}"]
-            if entity.namespace is not None:
+            own = perform(entity.namespace, context) if entity.namespace is not None else None
+            namespace = prefix_namespace(context.ros_namespace, own)
+            if namespace is not None:
                 # as launch_ros: a relative namespace is made absolute ('' -> '/'); rcl takes only absolute ones
-                namespace = perform(entity.namespace, context)
                 argv += ["-r", f"__ns:={namespace if namespace.startswith('/') else '/' + namespace}"]
             for src, dst in entity.remappings:
                 argv += ["-r", f"{perform(src, context)}:={perform(dst, context)}"]
