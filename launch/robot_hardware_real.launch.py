@@ -16,9 +16,9 @@ from aloha_bringup.interbotix_config import (
     realsense_remappings,
     write_mode_configs,
 )
+from aloha_bringup.launch_defaults import namespace_argument, under_robot_namespace
 from aloha_contract import load_contract
 from aloha_contract.robot_config import load_robot_config
-from aloha_bringup.launch_defaults import namespace_argument, under_robot_namespace
 from launch import LaunchDescription
 
 

@@ -42,6 +42,8 @@ def test_robot_side_names_are_relative_and_the_global_ones_absolute():
     ("eval.launch.py", {}),
     ("record.launch.py", {}),
     ("sim_scripted.launch.py", {}),
+    ("teleop.launch.py", {}),
+    ("teleop.launch.py", {"robot": "real", "hardware": "fake"}),
 ])
 def test_the_namespace_argument_reaches_every_node(name, arguments):
     nodes, _ = evaluate(name, **arguments, namespace="robot_a")

@@ -25,5 +25,6 @@ setup(
         "wheel_launch = aloha_bringup.wheel_launch:main",
         "aloha_driver = aloha_bringup.aloha_driver:main",
         "fake_interbotix = aloha_bringup.fake_interbotix:main",
+        "teleop = aloha_bringup.teleop:main",
     ]},
 )

@@ -23,6 +23,7 @@ setup(
             "aloha_sim_bench = aloha_sim.bench:main",
             "sim_node = aloha_sim.sim_node:main",
             "scripted_driver = aloha_sim.scripted_driver:main",
+            "sim_leader = aloha_sim.sim_leader:main",
         ],
     },
 )

@@ -12,7 +12,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
     ],
-    install_requires=["setuptools", "numpy", "h5py", "pyyaml", "rosbags", "fastapi==0.165.0", "uvicorn==0.55.0"],
+    install_requires=["setuptools", "numpy", "h5py", "pyyaml", "rosbags", "fastapi==0.165.0", "uvicorn==0.55.0",
+                      "tqdm"],
     zip_safe=False,
     maintainer="Cosmos Policy ROS maintainers",
     maintainer_email="maintainers@cosmos-policy-ros.invalid",
@@ -24,6 +25,7 @@ setup(
             "recorder_node = rollout_recorder.recorder_node:main",
             "rollout_recorder = rollout_recorder.cli:main",
             "rollout_scoring = rollout_recorder.scoring_app:main",
+            "record_demos = rollout_recorder.record_demos:main",
         ],
     },
 )

@@ -1,10 +1,14 @@
 """``recorder_node``: contract topics -> streamed ALOHA/ACT HDF5 episodes, one row per control tick.
 
-Recording starts and stops by the parameter service (``recording`` true/false, e.g.
+Recording starts and stops by the contract's ``record_episode`` service (``aloha_interfaces/RecordEpisode``:
+start with the task, stop -> the finished file, discard -> deleted, status -> steps and the live camera rates;
+``record_demos`` and the scoring page use it), by the ``recording`` parameter (true/false, e.g.
 ``ros2 param set /rollout_recorder recording true``) and, with ``auto_record_policy`` (default), around
 every RunPolicy goal: the goal starting to execute starts an episode, its end finishes it, so every policy
 run becomes a rollout episode. The node only wires topics to ``sync.TickSynchronizer`` and
 ``episode_file.EpisodeWriter``; one writer thread does all disk work so that callbacks never wait on it.
+While recording, a camera whose rate over the last second falls below the contract's threshold is warned
+about in the log at once (and flagged in the episode's attributes at its end).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import queue
 import sys
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from action_msgs.msg import GoalStatus, GoalStatusArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
 from sensor_msgs.msg import Image, JointState
@@ -29,12 +36,18 @@ from aloha_contract import load_contract
 from aloha_contract.node_main import run_node
 from aloha_contract.ros import MessageError, image_to_rgb, joint_state_to_vector, qos_profile
 from aloha_interfaces.msg import StageScore
+from aloha_interfaces.srv import RecordEpisode
 
+from .camera_rate import LiveCameraRates
 from .episode_file import DiskSpaceError, EpisodeWriter
 from .sync import TickSynchronizer, low_rate_cameras
 
 TERMINAL = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
 DEFAULT_MIN_CAMERA_RATE_FRACTION = 0.8  # of the control rate, when the contract names no threshold
+RATE_CHECK_PERIOD_S = 1.0  # how often a running episode's live camera rates are checked (and warned about)
+FINISH_WAIT_S = 60.0  # a stop or discard by service answers once the file is final (the queued rows written first)
+RECORD_COMMANDS = {RecordEpisode.Request.STATUS: "status", RecordEpisode.Request.START: "start",
+                   RecordEpisode.Request.STOP: "stop", RecordEpisode.Request.DISCARD: "discard"}
 
 
 def stamp_s(stamp) -> float:
@@ -52,16 +65,35 @@ def _without_nul(value: Any) -> Any:
 class Recording:
     """The episode being recorded: its synchroniser, counters and what the topics told about it."""
 
-    def __init__(self, sync: TickSynchronizer, source: str, goal_id: str = ""):
+    def __init__(self, sync: TickSynchronizer, source: str, goal_id: str = "", *, partial_path: Path | None = None,
+                 path: Path | None = None, task: str = "", live: LiveCameraRates | None = None):
         self.sync = sync
-        self.source = source  # "service" or "policy"
+        self.source = source  # "service", "policy", or who asked the service (e.g. "teleop")
         self.goal_id = goal_id
+        self.partial_path = partial_path  # the file being written
+        self.path = path  # the file it becomes when finished
+        self.task = task
+        self.live = live
         self.rows = 0
         self.uncommanded = 0
         self.first_s: float | None = None
         self.last_s: float | None = None
         self.stage: StageScore | None = None
         self.values: list[float] = []
+
+    @property
+    def duration_s(self) -> float:
+        return 0.0 if self.first_s is None else self.last_s - self.first_s
+
+
+class EpisodeEnd:
+    """A stopped or discarded episode: what it held, and the writer thread's answer (the file) once it is done."""
+
+    def __init__(self, rec: Recording, rates_hz: dict[str, float], low: list[str]):
+        self.recording = rec
+        self.rates_hz = rates_hz
+        self.low = low
+        self.done: Future = Future()  # resolved by the writer thread with the file's path
 
 
 class RecorderNode(Node):
@@ -114,10 +146,14 @@ class RecorderNode(Node):
         self.create_subscription(String, c.topic("policy_run"), self.on_policy_run, qos_profile(c, "policy_run"))
         self.create_subscription(GoalStatusArray, c.action("run_policy") + "/_action/status", self.on_goal_status,
                                  qos_profile_action_status_default)
+        self.create_service(RecordEpisode, c.service("record_episode"), self.on_record)
+        # on the wall clock: a lockstep graph's sim time stands still between steps
+        self.create_timer(RATE_CHECK_PERIOD_S, self.check_camera_rates, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f"recorder ready: {self.out_dir} cameras {cams} {h}x{w} at {c.control_rate_hz:.0f} Hz, "
             f"auto-record policy runs {'on' if self.auto_record_policy else 'off'}, "
-            f"camera rate threshold {self.min_camera_rate_hz:.1f} Hz")
+            f"camera rate threshold {self.min_camera_rate_hz:.1f} Hz; start/stop/discard by the service "
+            f"{c.service('record_episode')}")
 
     def _param(self, name, default, description):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -135,13 +171,18 @@ class RecorderNode(Node):
                 self.stop("service")
         return SetParametersResult(successful=True)
 
-    def start(self, source: str, goal_id: str = "") -> str:
-        """Start an episode; returns why it could not ('' when started)."""
+    def start(self, source: str, goal_id: str = "", task: str = "", task_description: str = "") -> str:
+        """Start an episode; returns why it could not ('' when started).
+
+        ``task`` / ``task_description`` (from the service) replace the node's task parameter for this episode.
+        """
         with self.lock:
             if self.recording is not None:
-                return f"already recording (started by {self.recording.source})"
+                return (f"already recording {self.recording.partial_path.name} (started by {self.recording.source}): "
+                        f"stop or discard it first")
             max_steps = int(self.max_episode_s * self.contract.control_rate_hz)
-            attrs = {"sim": bool(self.sim), "task": self.default_task, "task_description": self.default_task,
+            task = _without_nul(task or self.default_task)
+            attrs = {"sim": bool(self.sim), "task": task, "task_description": _without_nul(task_description) or task,
                      "policy_checkpoint": self.policy_checkpoint, "seed": int(self.seed), "source": source,
                      "goal_id": goal_id, "control_period_s": self.contract.control_period_s,
                      "min_camera_rate_hz": self.min_camera_rate_hz}
@@ -153,16 +194,18 @@ class RecorderNode(Node):
                 self.get_logger().error(f"not recording: {exc}")
                 return str(exc)
             self.recording = Recording(TickSynchronizer(list(self.image_shapes), self.contract.control_period_s),
-                                       source, goal_id)
+                                       source, goal_id, partial_path=writer.partial_path, path=writer.path, task=task,
+                                       live=LiveCameraRates(self.image_shapes))
             self.ops.put(("start", writer))
         self.get_logger().info(f"recording {writer.partial_path.name} ({source}{' goal ' + goal_id if goal_id else ''})")
         return ""
 
-    def stop(self, source: str) -> None:
+    def stop(self, source: str) -> EpisodeEnd | None:
+        """Finish the episode being recorded (None if there is none); its ``done`` gives the finished file."""
         with self.lock:
             rec, self.recording = self.recording, None
             if rec is None:
-                return
+                return None
             for row in rec.sync.flush():
                 self._queue_row(rec, row)
         duration = (rec.last_s - rec.first_s + self.contract.control_period_s) if rec.first_s is not None else 0.0
@@ -185,7 +228,98 @@ class RecorderNode(Node):
                          policy_checkpoint=str(run.get("checkpoint", "")), policy_mode=str(run.get("mode", "")))
         # HDF5 string attributes cannot hold NUL: a bad task text must not cost the episode its final write
         attrs = {k: _without_nul(v) for k, v in attrs.items()}
-        self.ops.put(("finish", (attrs, rec.rows, rates, low)))
+        end = EpisodeEnd(rec, rates, low)
+        self.ops.put(("finish", (attrs, rec.rows, rates, low, end.done)))
+        return end
+
+    def discard(self) -> EpisodeEnd | None:
+        """Drop the episode being recorded (None if there is none): its file is deleted once ``done``."""
+        with self.lock:
+            rec, self.recording = self.recording, None
+            if rec is None:
+                return None
+        end = EpisodeEnd(rec, {cam: 0.0 for cam in self.image_shapes}, [])
+        self.ops.put(("discard", end.done))
+        self.get_logger().info(f"discarded {rec.partial_path.name} ({rec.rows} steps): its number is used again")
+        return end
+
+    # ---- the RecordEpisode service ----
+    def on_record(self, request: RecordEpisode.Request, response: RecordEpisode.Response) -> RecordEpisode.Response:
+        command = RECORD_COMMANDS.get(request.command)
+        response.camera_names = list(self.image_shapes)
+        response.min_camera_rate_hz = float(self.min_camera_rate_hz)
+        if command is None:
+            response.success = False
+            response.message = (f"unknown command {request.command}: expected STATUS (0), START (1), STOP (2) or "
+                                f"DISCARD (3)")
+            return self._status(response)
+        if command == "start":
+            reason = self.start(request.source or "service", task=request.task,
+                                task_description=request.task_description)
+            response.success = not reason
+            response.message = reason or "recording"
+            return self._status(response)
+        if command == "status":
+            response.success = True
+            response.message = "recording" if self.recording is not None else "not recording"
+            return self._status(response)
+        end = self.stop(request.source or "service") if command == "stop" else self.discard()
+        if end is None:
+            response.success = False
+            response.message = f"nothing to {command}: not recording"
+            return self._status(response)
+        rec = end.recording
+        response.recording = self.recording is not None
+        response.steps, response.duration_s = rec.rows, rec.duration_s
+        response.task, response.source = rec.task, rec.source
+        response.camera_rate_hz = [float(end.rates_hz[cam]) for cam in self.image_shapes]
+        response.low_rate_cameras = list(end.low)
+        try:
+            path = end.done.result(timeout=FINISH_WAIT_S)
+        except FutureTimeout:
+            response.success = False
+            response.message = (f"{rec.partial_path.name}: still being written after {FINISH_WAIT_S:.0f} s (a slow "
+                                f"disk?); it becomes {rec.path.name if command == 'stop' else 'deleted'} when done")
+            response.episode_path = str(rec.path if command == "stop" else rec.partial_path)
+            return response
+        except Exception as exc:  # noqa: BLE001 - the writer's error, reported to the caller
+            response.success = False
+            response.message = f"{command} of {rec.partial_path.name} failed: {exc}"
+            response.episode_path = str(rec.partial_path)
+            return response
+        response.success = True
+        response.episode_path = str(path)
+        response.message = (f"{'finished' if command == 'stop' else 'discarded'} {Path(path).name}: {rec.rows} steps"
+                            + (f"; CAMERA RATE LOW: {end.low}" if end.low else ""))
+        return response
+
+    def _status(self, response: RecordEpisode.Response) -> RecordEpisode.Response:
+        """The episode being recorded, if any, into ``response``: path, steps, live camera rates."""
+        with self.lock:
+            rec = self.recording
+            response.recording = rec is not None
+            if rec is None:
+                return response
+            response.episode_path = str(rec.partial_path)
+            response.steps, response.duration_s = rec.rows, rec.duration_s
+            response.task, response.source = rec.task, rec.source
+            rates = rec.live.rates_hz()
+            response.camera_rate_hz = [float(rates[cam]) for cam in self.image_shapes]
+            response.low_rate_cameras = rec.live.low(self.min_camera_rate_hz)
+        return response
+
+    def check_camera_rates(self) -> None:
+        """Warn while recording when a camera's rate over the last second is below the threshold."""
+        with self.lock:
+            rec = self.recording
+            if rec is None:
+                return
+            rates, low = rec.live.rates_hz(), rec.live.low(self.min_camera_rate_hz)
+        if low:
+            text = ", ".join(f"{cam} {rates[cam]:.1f} Hz" for cam in low)
+            self.get_logger().warning(f"{rec.partial_path.name}: camera rate low: {text} (threshold "
+                                      f"{self.min_camera_rate_hz:.1f} Hz; the episode will be flagged "
+                                      f"camera_rate_low: check USB bandwidth, exposure, CPU load)")
 
     # ---- topics ----
     def on_joint_state(self, msg: JointState) -> None:
@@ -200,6 +334,7 @@ class RecorderNode(Node):
         with self.lock:
             rec = self.recording
             if rec is not None:
+                rec.live.add_time(stamp_s(msg.header.stamp))
                 for row in rec.sync.add_state(stamp_s(msg.header.stamp), qpos, qvel, effort):
                     self._queue_row(rec, row)
 
@@ -224,6 +359,7 @@ class RecorderNode(Node):
         with self.lock:
             rec = self.recording
             if rec is not None:
+                rec.live.add_frame(cam, stamp_s(msg.header.stamp))
                 for row in rec.sync.add_frame(cam, stamp_s(msg.header.stamp), rgb):
                     self._queue_row(rec, row)
 
@@ -301,8 +437,19 @@ class RecorderNode(Node):
             self.writer = arg
             return
         w = self.writer
+        done: Future | None = arg[-1] if kind == "finish" else arg if kind == "discard" else None
         if w is None:
+            if done is not None:
+                done.set_exception(RuntimeError("no episode writer (its start failed: see the log)"))
             return
+        try:
+            self._write_op(w, kind, arg)
+        except Exception as exc:
+            if done is not None:
+                done.set_exception(exc)
+            raise
+
+    def _write_op(self, w: EpisodeWriter, kind: str, arg: Any) -> None:
         if kind == "row":
             w.append(arg.qpos, arg.action, arg.images, qvel=arg.qvel, effort=arg.effort,
                      stamp_ns=int(round(arg.stamp_s * 1e9)))
@@ -311,14 +458,23 @@ class RecorderNode(Node):
         elif kind == "value":
             w.add_chunk_value(w.num_steps, arg)
         elif kind == "finish":
-            attrs, rows, rates, low = arg
+            attrs, rows, rates, low, done = arg
             t0 = time.perf_counter()
-            path = w.finish(attrs)
-            self.writer = None
+            try:
+                path = w.finish(attrs)
+            finally:
+                self.writer = None
+            done.set_result(path)
             rate_text = ", ".join(f"{cam} {rates[cam]:.1f} Hz ({w.dropped[cam]} dropped)" for cam in w.cameras)
             self.get_logger().info(f"{path.name}: {rows} steps, {rate_text}; finalised in "
                                    f"{(time.perf_counter() - t0) * 1000:.0f} ms"
                                    + (f"; CAMERA RATE LOW: {low} below {self.min_camera_rate_hz:.1f} Hz" if low else ""))
+        elif kind == "discard":
+            try:
+                w.discard()
+            finally:
+                self.writer = None
+            arg.set_result(w.partial_path)
         elif kind == "close":
             w.close_partial()
             self.writer = None

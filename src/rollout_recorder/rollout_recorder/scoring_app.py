@@ -8,6 +8,10 @@ Lists every finished episode under the folder (recursively), newest first, with 
 with scrubbing and draws the joint trajectories; the task's stages from tasks.yaml are buttons (keys 0-4);
 a score is written into the episode file atomically by :func:`episode_file.set_episode_score`. "Follow"
 opens each new episode as soon as the recorder finishes it. See docs/scoring.md.
+
+Where ROS 2 is installed, the header's record buttons start, stop and discard an episode of the recorder node
+through its RecordEpisode service (:class:`RecorderBridge`, created on first use; ``--no-ros`` turns it off).
+Without ROS the page works the same, minus those buttons.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aloha_contract import Contract, ContractError, load_contract
 
+from .demo_session import RecordAnswer, RecorderUnavailable
 from .episode_file import (
     EpisodeFileError,
     attr_value,
@@ -313,6 +318,64 @@ class NotesRequest(BaseModel):
     _scorer_is_a_name = field_validator("scorer")(_check_name)
 
 
+class RecordRequest(BaseModel):
+    """POST /api/record: start, stop or discard an episode of the recorder node."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: Literal["start", "stop", "discard"]
+    task: str | None = Field(default=None, max_length=256,
+                             description="start: a task of tasks.yaml, or any task text (a real-robot task)")
+
+    @field_validator("task")
+    @classmethod
+    def _task_is_text(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL_CHARS.search(value):
+            raise ValueError("task must be text without control characters")
+        return value
+
+
+class RecorderBridge:
+    """The recorder node's RecordEpisode service for the page: a :class:`record_client.RecordClient`, made on the
+    first request that needs it, and only where rclpy can be imported (the page works without ROS).
+
+    Args:
+        namespace: the robot namespace of the recorder ('' = none).
+    """
+
+    def __init__(self, namespace: str = ""):
+        self.namespace = namespace
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.reason = ""
+        if importlib.util.find_spec("rclpy") is None:
+            self.reason = "ROS 2 (rclpy) is not installed here: record with record_demos on the robot computer"
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    def call(self, command: str, **fields: str) -> RecordAnswer:
+        with self._lock:
+            if self.reason:
+                raise RecorderUnavailable(self.reason)
+            if self._client is None:
+                try:
+                    from .record_client import RecordClient
+
+                    self._client = RecordClient(namespace=self.namespace, node_name=f"rollout_scoring_{os.getpid()}")
+                except Exception as exc:  # noqa: BLE001 - no ROS here after all (e.g. interfaces not built)
+                    self.reason = f"ROS 2 could not start here ({type(exc).__name__}: {exc})"
+                    raise RecorderUnavailable(self.reason) from None
+            client = self._client
+        return client.call(command, **fields)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
 class BodySizeLimit:
     """ASGI middleware: 413 for a request body over ``max_bytes``, by Content-Length or while it streams in."""
 
@@ -358,7 +421,8 @@ def _host_of(header: str) -> str:
 
 def create_app(root: str | os.PathLike[str], *, tasks: dict[str, TaskStages] | None = None,
                contract: Contract | None = None, token: str | None = None, scorer: str = "", poll_s: float = 2.0,
-               allowed_hosts: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               allowed_hosts: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               recorder: Any = None) -> FastAPI:
     """The scoring app over ``root``.
 
     Args:
@@ -371,6 +435,8 @@ def create_app(root: str | os.PathLike[str], *, tasks: dict[str, TaskStages] | N
         allowed_hosts: Host header values accepted (None: any). Bound to loopback, only loopback names,
             which stops DNS-rebinding pages in the operator's browser from reaching the app.
         max_body_bytes: larger request bodies are refused with 413.
+        recorder: the record buttons' way to the recorder node (a :class:`RecorderBridge`, or anything with
+            ``available``, ``reason`` and ``call(command, **fields) -> RecordAnswer``); None: no buttons.
     """
     tasks = load_task_stages() if tasks is None else tasks
     contract = load_contract() if contract is None else contract
@@ -541,6 +607,42 @@ def create_app(root: str | os.PathLike[str], *, tasks: dict[str, TaskStages] | N
             raise HTTPException(409, str(exc)) from None
         return index.summary(path)
 
+    def recorder_reason() -> str:
+        if recorder is None:
+            return "started without ROS (rollout_scoring --no-ros, or a page made without a recorder)"
+        return recorder.reason
+
+    @app.get("/api/record")
+    def record_status() -> dict[str, Any]:
+        if recorder is None or not recorder.available:
+            return {"available": False, "reachable": False, "reason": recorder_reason()}
+        try:
+            answer = recorder.call("status")
+        except RecorderUnavailable as exc:
+            return {"available": recorder.available, "reachable": False, "reason": str(exc)}
+        return {"available": True, "reachable": True, **answer.as_json()}
+
+    @app.post("/api/record")
+    def record(body: RecordRequest) -> dict[str, Any]:
+        if recorder is None or not recorder.available:
+            raise HTTPException(503, f"no recorder from this page: {recorder_reason()}")
+        fields: dict[str, str] = {}
+        if body.command == "start":
+            name = (body.task or "").strip()
+            if not name:
+                raise HTTPException(422, f"choose the task to record (a task of tasks.yaml: {sorted(tasks)}, or "
+                                         f"any task text)")
+            spec = tasks.get(name)
+            fields = {"task": name, "task_description": spec.description if spec and spec.description else name,
+                      "source": "scoring_page"}
+        try:
+            answer = recorder.call(body.command, **fields)
+        except RecorderUnavailable as exc:
+            raise HTTPException(503, str(exc)) from None
+        if not answer.success:
+            raise HTTPException(409, f"{body.command} refused by the recorder: {answer.message}")
+        return answer.as_json()
+
     return app
 
 
@@ -557,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=Path, default=None,
                    help=f"tasks.yaml (default: ${TASKS_ENV_VAR}, else the shipped config/tasks.yaml)")
     p.add_argument("--poll-s", type=float, default=2.0, help="seconds between folder polls in follow mode")
+    p.add_argument("--namespace", default="", help="robot namespace of the recorder the record buttons drive")
+    p.add_argument("--no-ros", action="store_true",
+                   help="no record buttons (never talk to ROS 2, even where it is installed)")
     return p
 
 
@@ -584,8 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     scorer = args.scorer or _login_name()
+    recorder = None if args.no_ros else RecorderBridge(args.namespace)
     app = create_app(args.folder, tasks=tasks, contract=contract, token=args.token, scorer=scorer, poll_s=args.poll_s,
-                     allowed_hosts=list(LOOPBACK_NAMES) if loopback else None)
+                     allowed_hosts=list(LOOPBACK_NAMES) if loopback else None, recorder=recorder)
     import uvicorn
 
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
@@ -596,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     except KeyboardInterrupt:
         pass
+    finally:
+        if recorder is not None:
+            recorder.close()
     return 0
 
 

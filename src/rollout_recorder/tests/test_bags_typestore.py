@@ -61,6 +61,7 @@ def test_type_hashes_match_the_built_interfaces():
                 assert store.hash_rihs01(name) == entry["hash_string"], name
                 checked.add(name.split("/", 1)[1])
     assert checked == {"msg/StageScore", "srv/ResetEpisode_Request", "srv/ResetEpisode_Response",
+                       "srv/RecordEpisode_Request", "srv/RecordEpisode_Response",
                        "action/RunPolicy_Goal", "action/RunPolicy_Result", "action/RunPolicy_Feedback",
                        "action/RunPolicy_FeedbackMessage"}
 

@@ -433,6 +433,64 @@ function step(delta) {
   openEpisode(state.episodes[j].id);
 }
 
+// ---- recording (the recorder node's RecordEpisode service, when the server reaches ROS) ----
+function renderRecord(status) {
+  state.record = status;
+  $("rec").hidden = !status.available;
+  if (!status.available) return;
+  const box = $("rec-state");
+  const recording = Boolean(status.reachable && status.recording);
+  $("rec-start").disabled = !status.reachable || recording;
+  $("rec-stop").disabled = !recording;
+  $("rec-discard").disabled = !recording;
+  $("rec-task").disabled = recording;
+  box.className = "muted";
+  if (!status.reachable) {
+    box.textContent = `recorder unreachable: ${status.reason}`;
+  } else if (recording) {
+    const rates = Object.entries(status.camera_rates_hz).map(([c, r]) => `${c.replace(/^cam_/, "")} ${Math.round(r)}`);
+    const low = status.low_rate_cameras.length ? ` · CAMERA RATE LOW: ${status.low_rate_cameras.join(", ")}` : "";
+    box.textContent = `● REC ${status.episode} · ${status.task} · ${status.steps} steps · ` +
+      `${status.duration_s.toFixed(1)} s · ${rates.join(" | ")} Hz${low}`;
+    box.className = low ? "low" : "recording";
+  } else {
+    box.textContent = "not recording";
+  }
+  document.body.dataset.recording = recording ? "1" : "0";
+}
+
+async function refreshRecord() {
+  try {
+    renderRecord(await api("/api/record"));
+  } catch (e) {
+    $("rec-state").textContent = `recorder status failed: ${e.message}`;
+  }
+}
+
+async function recordCommand(command) {
+  if (command === "discard" && !window.confirm("Discard the episode being recorded? Its file is deleted.")) return;
+  const body = { command };
+  if (command === "start") body.task = $("rec-task").value;
+  try {
+    const answer = await post("/api/record", body);
+    say(command === "start" ? `recording ${answer.episode}` : answer.message, "ok");
+  } catch (e) {
+    say(`${command} failed: ${e.message}`, "error");
+  }
+  await refreshRecord();
+  if (command === "stop") await refreshList(); // the finished episode, ready to score
+}
+
+async function initRecord() {
+  for (const name of Object.keys(state.config.tasks)) $("rec-task").append(el("option", { value: name }, name));
+  for (const command of ["start", "stop", "discard"]) {
+    $(`rec-${command}`).addEventListener("click", () => recordCommand(command));
+  }
+  await refreshRecord();
+  // poll only where the server has a way to the recorder: without ROS the page never asks again
+  if (state.record && state.record.available) setInterval(refreshRecord, 1000);
+}
+
 // ---- wiring ----
 function onKey(event) {
   const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName) && event.target.type !== "checkbox" &&
@@ -489,6 +547,7 @@ async function init() {
   document.addEventListener("keydown", onKey);
   await refreshList();
   setInterval(refreshList, Math.max(0.2, state.config.poll_s) * 1000);
+  await initRecord();
   document.body.dataset.ready = "1";
 }
 
