@@ -18,6 +18,8 @@ import yaml
 
 CONTRACT_ENV_VAR = "ALOHA_CONTRACT"
 ACTION_DIM = 14
+# command spaces: joint targets (ALOHA) or end-effector deltas (LIBERO, RoboCasa: config/libero_contract.yaml)
+JOINT_POSITION, DELTA_EEF = "joint_position", "delta_eef"
 
 
 class ContractError(ValueError):
@@ -57,6 +59,18 @@ class Contract:
     @property
     def robot(self) -> str:
         return str(self.raw["robot"])
+
+    @property
+    def command_space(self) -> str:
+        """``joint_position`` (ALOHA: 14 joint targets) or ``delta_eef`` (LIBERO/RoboCasa: 7-D end-effector deltas)."""
+        return str(self.raw.get("command_space", JOINT_POSITION))
+
+    @property
+    def state_names(self) -> list[str]:
+        """Names of the measured state vector on ``joint_states`` (ALOHA: the 14 joint names)."""
+        if "state_names" in self.raw:
+            return [str(n) for n in self.raw["state_names"]]
+        return self.joint_names
 
     @property
     def control_rate_hz(self) -> float:
@@ -120,12 +134,17 @@ class Contract:
 
     @cached_property
     def joint_names(self) -> list[str]:
-        """The 14 names of the state/command vector, e.g. ``left_waist`` ... ``right_gripper``."""
+        """The names of the command vector: ALOHA's 14 (``left_waist`` ... ``right_gripper``), or an end-effector
+        contract's ``command_names``."""
+        if "command_names" in self.raw:
+            return [str(n) for n in self.raw["command_names"]]
         gripper = self.raw["gripper_joint"]
         return [f"{arm}_{joint}" for arm in self.arms for joint in [*self.arm_joints, gripper]]
 
     @cached_property
     def gripper_indices(self) -> list[int]:
+        if "gripper_command_indices" in self.raw:
+            return [int(i) for i in self.raw["gripper_command_indices"]]
         per_arm = len(self.arm_joints) + 1
         return [i * per_arm + len(self.arm_joints) for i in range(len(self.arms))]
 
@@ -211,6 +230,9 @@ class Contract:
             **{name: GripperRange(float(v["open"]), float(v["close"])) for name, v in cal.items()})
 
 
+# an end-effector contract (LIBERO, RoboCasa) has no arms, joints or gripper calibration: it names its vectors
+_REQUIRED_KEYS_DELTA_EEF = ("robot", "control", "state_names", "command_names", "command_limits", "safety", "topics",
+                            "services", "actions", "cameras", "qos")
 _REQUIRED_KEYS = ("robot", "control", "arms", "arm_joints", "gripper_joint", "follower_joint_names",
                   "follower_finger_joint", "start_pose", "joint_limits_rad", "command_limits", "topics",
                   "services", "actions", "cameras", "qos", "gripper_calibration", "follower_robots")
@@ -247,10 +269,16 @@ def load_contract(path: str | os.PathLike[str] | None = None) -> Contract:
         raw = yaml.safe_load(f)
     if not isinstance(raw, dict):
         raise ContractError(f"{source}: expected a YAML mapping at the top level")
-    missing = [k for k in _REQUIRED_KEYS if k not in raw]
+    space = str(raw.get("command_space", JOINT_POSITION))
+    if space not in (JOINT_POSITION, DELTA_EEF):
+        raise ContractError(f"{source}: command_space '{space}' unknown (expected {JOINT_POSITION} or {DELTA_EEF})")
+    required = _REQUIRED_KEYS if space == JOINT_POSITION else _REQUIRED_KEYS_DELTA_EEF
+    missing = [k for k in required if k not in raw]
     if missing:
         raise ContractError(f"{source}: missing keys {missing}")
     contract = Contract(raw=raw, source=source)
+    if space == DELTA_EEF:
+        return _check_delta_eef(contract)
     if len(contract.joint_names) != ACTION_DIM:
         raise ContractError(f"{source}: arms x (arm_joints + gripper) gives {len(contract.joint_names)} "
                             f"joints, the ACT convention needs {ACTION_DIM}")
@@ -259,4 +287,20 @@ def load_contract(path: str | os.PathLike[str] | None = None) -> Contract:
     # fail at load, naming the key, rather than in the first node that needs them
     _ = (contract.follower_arm_indices, contract.follower_gripper_index, contract.follower_finger_index,
          contract.start_arm_joints_rad)
+    return contract
+
+
+def _check_delta_eef(contract: Contract) -> Contract:
+    """An end-effector contract: command limits and hold command sized like the command vector."""
+    n = len(contract.joint_names)
+    limits = contract.raw["command_limits"]
+    for key in ("low", "high", "hold"):
+        if len(limits.get(key, ())) != n:
+            raise ContractError(f"{contract.source}: command_limits.{key} needs {n} values, one per command_names "
+                                f"entry {contract.joint_names}")
+    bad = [i for i in contract.gripper_indices if not 0 <= i < n]
+    if bad:
+        raise ContractError(f"{contract.source}: gripper_command_indices {bad} outside the {n} commands")
+    if not math.isfinite(contract.control_rate_hz) or contract.control_rate_hz <= 0:
+        raise ContractError(f"{contract.source}: control.rate_hz must be a positive number")
     return contract

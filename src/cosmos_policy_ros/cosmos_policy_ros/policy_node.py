@@ -35,6 +35,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Float32MultiArray, MultiArrayDimension, String
 
 from aloha_contract import load_contract
+from aloha_contract.contract import JOINT_POSITION
+from aloha_contract.eef_gate import EndEffectorGate
 from aloha_contract.node_main import run_node
 from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, rgb_to_image, vector_to_joint_state
 from aloha_contract.safety import SafetyGate, SafetyLimits
@@ -87,6 +89,16 @@ class Run:
         if self.stop_reason is None:
             self.stop_detail = detail
             self.stop_reason = reason  # set last: the control thread reads it without a lock
+
+
+class _NoRamp:
+    """SeamRamp's interface for delta commands: nothing to ramp."""
+
+    def start(self, previous, first_row) -> None:
+        return None
+
+    def apply(self, target: np.ndarray) -> np.ndarray:
+        return target
 
 
 class PolicyNode(Node):
@@ -142,8 +154,12 @@ class PolicyNode(Node):
             self.backend.cameras, expected_hw=hw_override, encoding=c.image_encoding,
             joint_stale_s=joint_stale_s, camera_stale_s=camera_stale_s,
             sync_tolerance_s=float(safety["observation_sync_tolerance_s"]) if self.clock_mode == "realtime" else 1e-6)
-        self.gate = SafetyGate(c, self.period_s)
-        if self.backend.max_joint_jump_rad is not None:  # the checkpoint may be stricter than the contract
+        # joint targets (ALOHA) pass the joint gate; end-effector deltas (LIBERO) only a box: no joint limits apply
+        self.joint_commands = c.command_space == JOINT_POSITION
+        self.gate = SafetyGate(c, self.period_s) if self.joint_commands else EndEffectorGate(c)
+        if not self.joint_commands:
+            self._check_checkpoint_fits_contract()
+        if self.backend.max_joint_jump_rad is not None and self.joint_commands:  # the checkpoint may be stricter
             limits = self.gate.limits
             tighter = np.minimum(limits.max_tracking_error, self.backend.max_joint_jump_rad)
             self.gate.limits = SafetyLimits(limits.max_step, tighter)
@@ -257,6 +273,18 @@ class PolicyNode(Node):
         return CosmosBackend(checkpoint, planning_checkpoint=planning, device=device, camera_hw_check=hw_check,
                              vae_base_dir=vae_base_dir)
 
+    def _check_checkpoint_fits_contract(self) -> None:
+        """An end-effector robot (LIBERO, RoboCasa) takes only a checkpoint of its layout: cameras and action size."""
+        c = self.contract
+        layout = getattr(getattr(self.backend, "policy", None), "layout", None)
+        unknown = [cam for cam in self.backend.cameras if cam not in c.cameras]
+        dim = getattr(layout, "action_dim", len(c.joint_names))
+        if unknown or dim != len(c.joint_names):
+            name = getattr(layout, "name", "?")
+            raise ValueError(f"checkpoint {self.checkpoint_id}: layout {name} (cameras {self.backend.cameras}, "
+                             f"{dim}-D actions) does not fit the contract {c.source} (cameras {c.cameras}, "
+                             f"{len(c.joint_names)}-D commands); pass a checkpoint of this robot's layout")
+
     def _load_tasks(self) -> dict[str, tuple[str, int]]:
         """task name -> (description, episode steps), from the tasks file the simulator uses."""
         try:
@@ -308,7 +336,7 @@ class PolicyNode(Node):
 
     def on_joint_state(self, msg: JointState) -> None:
         try:
-            qpos = joint_state_to_vector(msg, self.contract.joint_names)
+            qpos = joint_state_to_vector(msg, self.contract.state_names)
         except MessageError as exc:
             with self.sensor_lock:
                 self.assembler.refuse("joint_states", str(exc))
@@ -452,9 +480,12 @@ class PolicyNode(Node):
             return self._end(run, run.stop_reason or R.END_STALE_SENSOR, run.stop_detail or
                              f"joint_states: nothing received in {self.startup_timeout_s:g} s; is the robot or sim up?")
         self.gate.reset(latest[0])
-        ramp = SeamRamp(self.gate.limits.max_step, self.seam_limits, names=self.contract.joint_names)
-        shaper = CommandShaper(self.gate.limits.max_step, self.gate.limits.max_tracking_error,
-                               self.shaping_fraction) if self.shape_commands else None
+        if self.joint_commands:
+            ramp = SeamRamp(self.gate.limits.max_step, self.seam_limits, names=self.contract.joint_names)
+            shaper = CommandShaper(self.gate.limits.max_step, self.gate.limits.max_tracking_error,
+                                   self.shaping_fraction) if self.shape_commands else None
+        else:  # deltas have no seam to ramp nor a measured position to track: each command is a motion of its own
+            ramp, shaper = _NoRamp(), None
         start_wall = time.monotonic()
         start_stamp = latest[1] if lockstep else self._now_stamp_s()
         last_publish = None
@@ -649,7 +680,7 @@ class PolicyNode(Node):
             # checked after smoothing, on the rows that would be commanded: a small model's raw rows carry
             # single-row spikes that the smoothing removes; a jump that survives it is a fault
             jump = find_row_jump(actions, self.max_row_jump_rad, self.contract.joint_names,
-                                 skip=self.contract.gripper_indices)
+                                 skip=self.contract.gripper_indices) if self.joint_commands else None
             if jump is not None:
                 self.counters["refused_targets"] += 1
                 self._end(run, R.END_UNSAFE_COMMAND, f"chunk {index} refused: {jump}")
