@@ -130,3 +130,49 @@ def test_replay_without_loop_ends_by_itself(ros_domain, tmp_path):
     player = NodeProcess(cli("replay", str(tmp_path / "bag"), "--rate", "5"), {**os.environ, "PYTHONUNBUFFERED": "1"})
     assert wait_until(lambda: player.proc.poll() is not None, 30.0), player.output
     assert player.stop() == 0 and f"replayed {2 * STEPS + 1} messages in 1 pass" in player.output, player.output
+
+
+def test_replay_decompresses_a_compressed_camera_for_the_policy_node(ros_domain, test_node, tmp_path):
+    """A bag recorded with --compress-images holds <camera>/compressed; --decompress publishes raw rgb8 frames on
+    the contract's camera topic again (what the policy node subscribes to), with the recorded stamps."""
+    import cv2
+    from sensor_msgs.msg import Image
+
+    from aloha_contract import load_contract
+    from aloha_contract.ros import qos_profile
+    from rollout_recorder.bags import BagWriter
+
+    contract = load_contract()
+    cam = contract.cameras[0]
+    writer = BagWriter(tmp_path / "bag")
+    t = writer.typestore.types
+    hw = (24, 32)
+    for k in range(STEPS):
+        stamp = T0_NS + k * PERIOD_NS
+        rgb = np.zeros((*hw, 3), np.uint8)
+        rgb[..., 0] = 10 * k  # red grows per frame; JPEG keeps a flat colour within a few levels
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        assert ok
+        header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](
+            sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="cam_high_color_optical_frame")
+        writer.write_message(contract.qualified_topic("camera_image", camera=cam) + "/compressed",
+                             t["sensor_msgs/msg/CompressedImage"](header=header, format="rgb8; jpeg compressed bgr8",
+                                                                  data=np.frombuffer(jpeg.tobytes(), np.uint8)),
+                             stamp, contract.qos("images"))
+    writer.close()
+
+    frames: list = []
+    qos = qos_profile(contract, "images")
+    qos.depth = 50
+    test_node.create_subscription(Image, contract.camera_topic(cam), frames.append, qos)
+    player = NodeProcess(cli("replay", str(tmp_path / "bag"), "--decompress", "--loop"),
+                         {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_until(lambda: len(frames) >= STEPS, 30.0), player.output
+    finally:
+        assert player.stop() == 0, player.output
+    msg = frames[-1]
+    assert (msg.height, msg.width, msg.encoding) == (*hw, "rgb8") and msg.header.frame_id.startswith("cam_high")
+    k = (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec - T0_NS) // PERIOD_NS
+    rgb = np.frombuffer(bytes(msg.data), np.uint8).reshape(*hw, 3)
+    assert abs(float(rgb[..., 0].mean()) - 10 * k) < 4 and float(rgb[..., 1:].mean()) < 4

@@ -32,7 +32,19 @@ from sensor_msgs.msg import Image, JointState
 from aloha_contract.node_main import run_node
 from aloha_contract.ros import qos_profile, rgb_to_image, vector_to_joint_state
 
-from .bags import CLOCK, BagError, BagRecording, BagTopic, bag_size_bytes, open_bag, qos_spec, record_topics
+from .bags import (
+    CLOCK,
+    COMPRESSED_IMAGE,
+    COMPRESSED_SUFFIX,
+    BagError,
+    BagRecording,
+    BagTopic,
+    bag_size_bytes,
+    compressed_to_rgb,
+    open_bag,
+    qos_spec,
+    record_topics,
+)
 from .episode_file import open_episode_file, read_act_episode, read_act_frames
 from .playback import (
     ChunkScorer,
@@ -213,8 +225,12 @@ def _sleep_until(due_s: float) -> float:
 # ---- replay ----
 
 def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float, topics: Sequence[str] | None,
-               delay_s: float, namespace: str = "/") -> int:
-    """Publish a bag's messages with their recorded timing (x rate) and /clock, once or in a loop."""
+               delay_s: float, namespace: str = "/", decompress: bool = False) -> int:
+    """Publish a bag's messages with their recorded timing (x rate) and /clock, once or in a loop.
+
+    With ``decompress``, a CompressedImage stream ``<topic>/compressed`` is published as a raw rgb8 Image on
+    ``<topic>``: what the policy node and the recorder subscribe to (a bag recorded with --compress-images
+    then drives them like the live cameras did)."""
     if not clock_hz > 0:
         raise PlaybackError(f"--clock-hz {clock_hz}: expected > 0")
     PlaybackClock(rate, 0, 0.0)  # checks the rate before ROS starts
@@ -234,7 +250,14 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
     ros = _Publishing("rollout_bag_player", spin=False)
     try:
         publishers = {}
+        decoders: dict[int, tuple[str, Any]] = {}  # connection id -> (raw topic, its reader's deserialiser)
         for conn in conns:
+            if decompress and conn.msgtype == COMPRESSED_IMAGE and conn.topic.endswith(COMPRESSED_SUFFIX):
+                raw_topic = conn.topic[:-len(COMPRESSED_SUFFIX)]
+                qos = qos_profile(contract, "images") if raw_topic in contract_qos else QoSProfile(depth=10)
+                publishers[conn.id] = ros.node.create_publisher(Image, raw_topic, qos)
+                decoders[conn.id] = (raw_topic, None)
+                continue
             try:
                 cls = message_class(conn.msgtype)
             except (ImportError, AttributeError, ValueError):
@@ -256,6 +279,7 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
         max_late_s = 0.0
         while ros.ok():
             with open_bag(bag) as reader:
+                decoders = {cid: (topic, reader.deserialize) for cid, (topic, _) in decoders.items()}
                 wanted = [c for c in reader.connections if c.id in publishers]
                 stream = ((c.id, t, raw) for c, t, raw in reader.messages(connections=wanted))
                 clock = None
@@ -270,6 +294,8 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
                         clock_pub.publish(Clock(clock=time_of_ns(event.bag_time_ns)))
                     else:
                         data = event.data if isinstance(event.data, bytes) else bytes(event.data)
+                        if event.topic in decoders:
+                            data = _decompressed(data, *decoders[event.topic])
                         publishers[event.topic].publish(data)
                         published += 1
                     if time.monotonic() - last_status > STATUS_PERIOD_S:
@@ -289,6 +315,13 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
     finally:
         ros.close()
     return 0
+
+
+def _decompressed(raw: bytes, topic: str, deserialize) -> Image:
+    """A serialised CompressedImage -> the rgb8 Image it encodes, with the same header."""
+    msg = deserialize(raw, COMPRESSED_IMAGE)
+    stamp = Time(sec=int(msg.header.stamp.sec), nanosec=int(msg.header.stamp.nanosec))
+    return rgb_to_image(compressed_to_rgb(msg, topic), stamp, str(msg.header.frame_id))
 
 
 # ---- episode -> topics ----

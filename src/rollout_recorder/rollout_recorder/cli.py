@@ -130,7 +130,8 @@ def cmd_ros(args: argparse.Namespace) -> int:
                                   distro=args.distro, namespace=args.namespace)
     if args.command == "replay":
         return bag_ros.run_replay(args.bag, contract, rate=args.rate, loop=args.loop, clock_hz=args.clock_hz,
-                                  topics=args.topics, delay_s=args.delay, namespace=args.namespace)
+                                  topics=args.topics, delay_s=args.delay, namespace=args.namespace,
+                                  decompress=args.decompress)
     return bag_ros.run_episode_to_topics(args.episode, contract, rate=args.rate, report=args.report,
                                          lookback_steps=args.lookback_steps, wait_s=args.wait_s,
                                          report_wait_s=args.report_wait_s, namespace=args.namespace)
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--clock-hz", type=float, default=100.0, help="/clock ticks per second of bag time "
                                                                     "(default 100)")
     play.add_argument("--topics", nargs="+", default=None, help="replay only these topics")
+    play.add_argument("--decompress", action="store_true", help="publish each <topic>/compressed image stream as "
+                                                                "raw rgb8 Image on <topic> (for the policy node)")
     play.add_argument("--delay", type=float, default=0.0, help="seconds to wait before the first message "
                                                                "(lets subscribers discover the player)")
     conv = sub.add_parser("bag-to-episode", parents=[contract],
