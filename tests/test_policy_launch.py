@@ -113,6 +113,10 @@ def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, t
     assert client.wait_for_server(timeout_sec=30)
     assert wait_until(lambda: policy.output.count("subscribed to") == 3, 30), policy.output
     description = reset_sim(test_node, contract).task_description
+    from std_msgs.msg import Float32MultiArray
+    candidates = []
+    test_node.create_subscription(Float32MultiArray, contract.topic("policy_candidate_values"),
+                                  lambda m: candidates.append(list(m.data)), 10)
     feedback = []
     future = client.send_goal_async(RunPolicy.Goal(task=description, mode=RunPolicy.Goal.MODE_PLANNING,
                                                    max_steps=50, num_candidates=3, seed=5),
@@ -123,3 +127,8 @@ def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, t
     assert result.chunks_executed == 2 and feedback
     assert all(0.0 <= f.predicted_value <= 1.0 and f.value_spread >= 0.0 for f in feedback)
     assert any(f.value_spread > 0.0 for f in feedback)  # three candidates scored differently
+    # the live view carries every candidate's value; the chunk executed is the best one, its spread the feedback's
+    assert wait_until(lambda: len(candidates) >= 2, 10)
+    assert all(len(values) == 3 for values in candidates)
+    spreads = sorted(round(max(v) - min(v), 4) for v in candidates)
+    assert any(abs(s - round(f.value_spread, 4)) < 1e-3 for f in feedback for s in spreads)

@@ -193,6 +193,8 @@ class PolicyNode(Node):
                                  qos_profile(c, "stage_score"), callback_group=sensors)
         self.pub_command = self.create_publisher(JointState, c.topic("joint_commands"), qos_profile(c, "joint_commands"))
         self.pub_value = self.create_publisher(Float32, c.topic("policy_value"), 10)
+        # planning: the value of every candidate of each chunk (the chosen one is the highest), for plots
+        self.pub_candidates = self.create_publisher(Float32MultiArray, c.topic("policy_candidate_values"), 10)
         self.pub_chunk = self.create_publisher(Float32MultiArray, c.topic("policy_chunk"), 10)
         self.pub_predicted = {cam: self.create_publisher(Image, c.topic("policy_predicted_image", camera=cam), 2)
                               for cam in self.backend.cameras} if self.publish_predicted_images else {}
@@ -757,6 +759,11 @@ class PolicyNode(Node):
 
     def _publish_live_view(self, result: ChunkResult) -> None:
         self.pub_value.publish(Float32(data=float(result.value)))
+        if result.candidate_values:
+            msg = Float32MultiArray()
+            msg.layout.dim = [MultiArrayDimension(label="candidates", size=len(result.candidate_values), stride=1)]
+            msg.data = [float(v) for v in result.candidate_values]
+            self.pub_candidates.publish(msg)
         if result.future_images and self.pub_predicted:
             stamp = self.get_clock().now().to_msg()
             for cam, rgb in result.future_images.items():
