@@ -106,9 +106,10 @@ def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, t
     planner = tiny_checkpoint(tmp_path / "planner")
     start_sim(start_node, mode="lockstep")
     policy = start_node("cosmos_policy_ros", "policy_node", params={
-        "checkpoint": str(base), "planning_checkpoint": str(planner), "clock_mode": "lockstep"})
+        "checkpoint": str(base), "planning_checkpoint": str(planner), "clock_mode": "lockstep",
+        "world_model_samples": 2, "value_samples": 3, "planning_depth": 2})
     assert policy.wait_for_output("policy ready", 120), policy.output
-    assert "planning" in policy.output
+    assert "2 world model x 3 value samples per candidate, depth 2" in policy.output, policy.output
     client = action_client(test_node, contract)
     assert client.wait_for_server(timeout_sec=30)
     assert wait_until(lambda: policy.output.count("subscribed to") == 3, 30), policy.output

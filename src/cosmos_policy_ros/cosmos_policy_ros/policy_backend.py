@@ -68,11 +68,12 @@ class CosmosBackend:
         camera_hw_check: "strict" insists on the training resolution; "resize" accepts any frame size.
         vae_base_dir: where this machine keeps the diffusers base folder a checkpoint's VAE comes from.
         world_model_samples / value_samples: planning ensemble per candidate.
+        planning_depth: search depth (1: best-of-N; D > 1 re-plans from the predicted future state D - 1 times).
     """
 
     def __init__(self, checkpoint: str, *, planning_checkpoint: str = "", device: str = "cpu",
                  camera_hw_check: str = "strict", vae_base_dir: str = "", world_model_samples: int = 3,
-                 value_samples: int = 5) -> None:
+                 value_samples: int = 5, planning_depth: int = 1) -> None:
         import torch
 
         from cosmos_policy.policy import CosmosPolicy
@@ -101,8 +102,11 @@ class CosmosBackend:
         self.has_planning = self.planner is not None
         self.world_model_samples = world_model_samples
         self.value_samples = value_samples
+        self.planning_depth = planning_depth
         self.description = (f"{checkpoint} ({self.policy.model.network_config.preset}, layout {layout.name}, "
-                            f"device {device})" + (f", planning {planning_checkpoint}" if self.planner else ""))
+                            f"device {device})" + (f", planning {planning_checkpoint} ({world_model_samples} world "
+                                                   f"model x {value_samples} value samples per candidate, depth "
+                                                   f"{planning_depth})" if self.planner else ""))
 
     def known_tasks(self) -> list[str]:
         cache = self.policy.text_cache
@@ -125,7 +129,8 @@ class CosmosBackend:
             chunk = self.planner.plan(self._obs(request), proposer=self.policy,
                                       num_candidates=request.num_candidates,
                                       world_model_samples=self.world_model_samples,
-                                      value_samples=self.value_samples, seed=request.seed)
+                                      value_samples=self.value_samples, depth=self.planning_depth,
+                                      seed=request.seed)
             values = getattr(chunk, "candidate_values", None)
             spread = float(np.ptp(values)) if values is not None and len(values) else 0.0
             return ChunkResult(chunk.actions, chunk.value, time.perf_counter() - start, spread,

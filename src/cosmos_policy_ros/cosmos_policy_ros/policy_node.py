@@ -272,8 +272,15 @@ class PolicyNode(Node):
             from .external_backend import LeRobotBackend
             return LeRobotBackend(checkpoint[len("lerobot:"):], device=device, camera_hw_check=hw_check)
         from .policy_backend import CosmosBackend
+        # the release's planning ensemble: 3 world-model samples x 5 value samples per candidate; depth > 1
+        # re-plans from each predicted future state and keeps the last depth's value (a later release config)
+        world_model_samples = self._param("world_model_samples", 3, "planning: future states per candidate",
+                                          minimum=1)
+        value_samples = self._param("value_samples", 5, "planning: value samples per future state", minimum=1)
+        depth = self._param("planning_depth", 1, "planning: search depth (1 = best-of-N)", minimum=1)
         return CosmosBackend(checkpoint, planning_checkpoint=planning, device=device, camera_hw_check=hw_check,
-                             vae_base_dir=vae_base_dir)
+                             vae_base_dir=vae_base_dir, world_model_samples=world_model_samples,
+                             value_samples=value_samples, planning_depth=depth)
 
     def _check_checkpoint_fits_contract(self) -> None:
         """An end-effector robot (LIBERO, RoboCasa) takes only a checkpoint of its layout: cameras and action size."""
