@@ -4,18 +4,19 @@
 # task_description attr, the same string the sim's ResetEpisode returns), trained on scripted demos.
 #
 #   ./scripts/train_default_checkpoint.sh            # demos (if missing) -> train (resumes) -> export
-#   STEPS="4000 8000" CONTINUE_STEPS=4000 TIME_LIMIT_MIN=... ./scripts/train_default_checkpoint.sh
-#   START_FROM=checkpoints/aloha_sim_default ./scripts/train_default_checkpoint.sh   # stage B only
+#   STEPS="4000 8000" TIME_LIMIT_MIN=... ./scripts/train_default_checkpoint.sh
+#   START_FROM=checkpoints/aloha_sim_default OUT=runs/candidate CONTINUE_STEPS=4000 ./scripts/train_default_checkpoint.sh
 #
 # Two stages:
 #   A (STEPS="4000 8000"): from scratch in runs/default, 4,000 steps with one LR cycle of 4,000, then resumed
 #     to 8,000 with a cycle of 8,000 (a warm restart at factor 0.65). Held-out action L1 0.076 -> 0.054
 #     (normalised), transfer-cube mean stage score 1.5 -> 2.5 on seeds 1000-1049.
-#   B (CONTINUE_STEPS=4000): a fine-tune of stage A's weights in runs/default_continue, with a fresh optimiser and
-#     its own LR cycle (warm-up 200, factor 1.0 -> 0.3 over CONTINUE_STEPS), seed 1. START_FROM=DIR skips stage A
-#     and starts B from the weights in DIR. That is how the shipped checkpoint was made: stage A's run folder
-#     (optimiser state included) was lost with a session's runs/, so B started from the exported 8,000-step
-#     weights, which is exactly what this script does after A. CONTINUE_STEPS=0 ships stage A.
+#   B (CONTINUE_STEPS=N, default 0 = off): a fine-tune of stage A's weights in runs/default_continue, with a fresh
+#     optimiser and its own LR cycle (warm-up 200, factor 1.0 -> 0.3 over N), seed 1. START_FROM=DIR skips stage A
+#     and starts B from the weights in DIR. Tried with N=4000 from the shipped 8,000-step weights
+#     (START_FROM=checkpoints/aloha_sim_default OUT=runs/candidate_12000 CONTINUE_STEPS=4000): lower training
+#     loss, but worse in closed loop (transfer cube mean stage 2.5 -> 0.5, insertion 1.0 -> 0.0 on seeds
+#     1000-1049), so the shipped checkpoint is stage A's.
 # Expected cost (measured 2026-12-02, 2-core x86_64 CPU shared with other jobs): the first 4,000 steps x
 # batch 16 took 67.5 min wall (~1.5 CPU hours: the main process trains the DiT on one core; two data
 # workers decode, augment and VAE-encode the 9,000 samples once during the first ~25 min, 6-7 samples/s,
@@ -49,7 +50,7 @@ main() {
     CONTINUE_RUN=${CONTINUE_RUN:-runs/default_continue}
     OUT=${OUT:-checkpoints/aloha_sim_default}
     STEPS=${STEPS:-"4000 8000"}
-    CONTINUE_STEPS=${CONTINUE_STEPS:-4000}
+    CONTINUE_STEPS=${CONTINUE_STEPS:-0}  # stage B made it worse in closed loop (docs/results.md): off
     START_FROM=${START_FROM:-}
     TIME_LIMIT_MIN=${TIME_LIMIT_MIN:-0}
     EPISODES=${EPISODES:-50}
