@@ -215,7 +215,8 @@ class AlohaDriver(Node):
         if self.gate_needs_reset:
             self.gate.reset(measured)
             self.gate_needs_reset = False
-        violation = self.gate.check(target, measured)
+        # the step limit covers the time since the last accepted command: a late or replaced message may move on
+        violation = self.gate.check(target, measured, now_s=time.monotonic())
         if violation is not None:
             self.refuse(violation.reason, violation.detail)
             return

@@ -29,7 +29,7 @@ import numpy as np
 from aloha_contract import Contract, ContractError
 from aloha_contract.contract import GripperCalibration
 from aloha_contract.gripper import leader_command_from_positions
-from aloha_contract.safety import SafetyGate, SafetyLimits
+from aloha_contract.safety import SafetyGate
 
 from .interbotix_bridge import FollowerStateError, positions_by_name
 
@@ -39,9 +39,6 @@ STALE_LEADER = "stale_leader"        # a leader's joint states never came or sto
 INVALID_LEADER = "invalid_leader"    # a leader message without the Interbotix names, or with NaN/inf
 NOT_MATCHED = "not_matched"          # after a hold or at the start: the leaders are not at the followers' pose
 SHAPING_FRACTION = 0.9  # share of the gate's step and tracking limits a shaped target may use (the policy node's)
-# A late tick may move the arm as far as the leaders moved meanwhile (the velocity limit over the time that
-# passed), but never more than this many periods' worth in one command: the servos would take the jump at full speed.
-MAX_TICK_GAP_PERIODS = 3
 
 
 class LeaderStateError(ValueError):
@@ -128,7 +125,6 @@ class Teleoperation:
         self.stale_after_s = float(stale_after_s)
         self.period_s = contract.control_period_s if period_s is None else float(period_s)
         self.gate = SafetyGate(contract, self.period_s)
-        self.last_tick_s: float | None = None
         self.leaders: dict[str, _Sample] = {}
         self.measured: np.ndarray | None = None
         self.measured_s = -np.inf
@@ -167,8 +163,7 @@ class Teleoperation:
         return command_from_leaders(self.contract, positions, self.calibration), "", ""
 
     def tick(self, now_s: float) -> TeleopStep:
-        """The command of this control tick."""
-        self._pace(now_s)
+        """The command of this control tick (`now_s` on a monotonic clock)."""
         if self.measured is None or now_s - self.measured_s > self.stale_after_s:
             return self._hold(NO_FOLLOWER, f"no follower joint state ({self.contract.topic('joint_states')}) for "
                                            f"{self.stale_after_s} s (is the robot driver or the simulator running?)")
@@ -185,8 +180,8 @@ class Teleoperation:
                 grippers = self.contract.gripper_indices
                 start[grippers] = self.hold_target[grippers]
             self.gate.reset(start)
-        shaped = self._shape(target)
-        violation = self.gate.check(shaped, self.measured)
+        shaped = self._shape(target, now_s)
+        violation = self.gate.check(shaped, self.measured, now_s)
         if violation is not None:
             return self._hold(violation.reason, violation.detail)
         self.following = True
@@ -205,8 +200,12 @@ class Teleoperation:
                 f"{target[worst]:.3f}, follower {self.measured[worst]:.3f} ({distance[worst]:.3f} apart, at most "
                 f"{limit[worst]:.3f} to take over): bring the leaders to the followers' pose")
 
-    def _shape(self, target: np.ndarray) -> np.ndarray:
-        """The target slowed to the followers' velocity limit and kept near the measured position; NaN passes."""
+    def _shape(self, target: np.ndarray, now_s: float) -> np.ndarray:
+        """The target slowed to the followers' velocity limit and kept near the measured position; NaN passes.
+
+        A late tick may move as far as the leaders moved meanwhile: the gate's step limit covers the time since
+        the last target (up to the contract's safety.max_command_gap_periods), as the receiving driver's does.
+        """
         if not np.all(np.isfinite(target)):
             return target  # for the gate to refuse
         limits = self.gate.limits
@@ -214,15 +213,8 @@ class Teleoperation:
         out = np.clip(target, self.measured - track, self.measured + track)
         # the slew limit last: a target never moves faster than the velocity limit, even to catch up
         last = self.gate.last_safe_target
-        step = limits.max_step * SHAPING_FRACTION
+        step = self.gate.step_limit(now_s) * SHAPING_FRACTION
         return np.clip(out, last - step, last + step)
-
-    def _pace(self, now_s: float) -> None:
-        """The gate's step limit for the time since the previous tick: a late tick follows a leader that moved on."""
-        gap_s = self.period_s if self.last_tick_s is None else now_s - self.last_tick_s
-        self.last_tick_s = now_s
-        gap_s = min(max(gap_s, self.period_s), MAX_TICK_GAP_PERIODS * self.period_s)
-        self.gate.limits = SafetyLimits.from_contract(self.contract, gap_s)
 
     def _hold(self, reason: str, detail: str) -> TeleopStep:
         self.following = False

@@ -1,5 +1,7 @@
 """The safety gate: limits, NaN, per-step velocity limit and tracking bound, both directions, hold target."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,40 @@ def test_step_jump_refused_in_both_directions(contract, sign):
     assert violation is not None and violation.reason == "step" and "right" not in violation.detail
     assert "left_shoulder" in violation.detail
     np.testing.assert_array_equal(gate.last_safe_target, ok)  # the hold target is the last accepted one
+
+
+def test_a_late_command_may_move_as_far_as_the_time_since_the_last_accepted_one(contract):
+    """The velocity limit is per time: a message after a 2-period gap may move two periods' worth, never more than
+    safety.max_command_gap_periods; without a time (lockstep) every message is one period."""
+    period = contract.control_period_s
+    cap = contract.raw["safety"]["max_command_gap_periods"]
+    assert cap >= 2
+    gate = SafetyGate(contract)
+    gate.reset(home())
+    step = gate.limits.max_step[0]
+    q = home()
+    assert gate.check(q, home(), now_s=10.0) is None
+    q2 = q.copy()
+    q2[0] += 1.8 * step  # beyond one period's worth, within two
+    assert gate.check(q2, q, now_s=10.0 + period).reason == "step"  # on time: too far
+    assert gate.check(q2, q, now_s=10.0 + 2 * period) is None  # two periods late: as far as the arm could go
+    far = q2.copy()
+    far[0] += (cap + 0.2) * step
+    violation = gate.check(far, q2, now_s=10.0 + 2 * period + 50 * period)  # a long pause is not a licence to jump
+    assert violation is not None and violation.reason == "step"
+    assert gate.step_limit(10.0 + 2 * period + 50 * period)[0] == pytest.approx(cap * step)
+    # the refused command did not move the reference: the allowance keeps growing from the last accepted one
+    np.testing.assert_array_equal(gate.last_safe_target, q2)
+    # no time: one period, however late
+    strict = SafetyGate(contract)
+    strict.reset(q)
+    assert strict.check(q2, q).reason == "step"
+
+
+def test_a_contract_without_the_gap_allows_one_period_per_message(contract):
+    raw = {**contract.raw, "safety": {k: v for k, v in contract.raw["safety"].items() if k != "max_command_gap_periods"}}
+    limits = SafetyLimits.from_contract(dataclasses.replace(contract, raw=raw))
+    assert limits.max_gap_periods == 1.0
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

@@ -240,7 +240,9 @@ class SimNode(Node):
         except MessageError as exc:
             self.refuse("malformed", str(exc))
         else:
-            violation = self.gate.check(command, self.env.qpos())
+            # realtime: the step limit covers the wall time since the last accepted command (a late or replaced
+            # message); lockstep: every command is one simulator period
+            violation = self.gate.check(command, self.env.qpos(), now_s=None if lockstep_now else time.monotonic())
             if violation is None:
                 self.target = command
             else:

@@ -19,7 +19,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import rclpy
@@ -39,7 +39,7 @@ from aloha_contract.contract import JOINT_POSITION
 from aloha_contract.eef_gate import EndEffectorGate
 from aloha_contract.node_main import run_node
 from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, rgb_to_image, vector_to_joint_state
-from aloha_contract.safety import SafetyGate, SafetyLimits
+from aloha_contract.safety import SafetyGate
 from aloha_interfaces.action import RunPolicy
 from aloha_interfaces.msg import StageScore
 
@@ -162,7 +162,7 @@ class PolicyNode(Node):
         if self.backend.max_joint_jump_rad is not None and self.joint_commands:  # the checkpoint may be stricter
             limits = self.gate.limits
             tighter = np.minimum(limits.max_tracking_error, self.backend.max_joint_jump_rad)
-            self.gate.limits = SafetyLimits(limits.max_step, tighter)
+            self.gate.limits = replace(limits, max_tracking_error=tighter)
         max_seam_rad = self._param("max_seam_rad", 0.35, "largest gap between the last target and a new chunk "
                                    "(or the pose at a run's start) that is ramped at the velocity limit; a wider "
                                    "one aborts the goal", minimum=0.0)
