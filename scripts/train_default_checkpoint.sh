@@ -47,6 +47,9 @@ main() {
 
     DATA=${DATA:-data/demos_96x128}
     RUN=${RUN:-runs/default}
+    VAE=${VAE:-runs/vae_small}
+    VAE_STEPS=${VAE_STEPS:-900}
+    SAMPLE_STRIDE=${SAMPLE_STRIDE:-5}
     CONTINUE_RUN=${CONTINUE_RUN:-runs/default_continue}
     OUT=${OUT:-checkpoints/aloha_sim_default}
     STEPS=${STEPS:-"4000 8000"}
@@ -70,9 +73,16 @@ main() {
         [ -f "$1/trainer_state.json" ] || { echo 0; return; }
         python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"
     }
-    # the options both stages share: data, size, caching, saving
+    # stage 0: the frozen VAE. The small preset has no pretrained Wan VAE; a random one leaves the policy blind
+    # (docs/results.md), so it is first trained as an autoencoder of the demos' frames (~19 min on 2 cores).
+    if [ ! -f "$VAE/vae/config.json" ]; then
+        cosmos-policy pretrain-vae --data "$DATA/transfer_cube" --data "$DATA/insertion" --network small \
+            --out "$VAE" --steps "$VAE_STEPS" --batch-size 16 --lr 3e-4 --frames-per-episode 12 --no-progress --overwrite
+    fi
+
+    # the options both stages share: data, size, caching, saving (stage B keeps stage A's frozen VAE)
     common=(--data "$DATA/transfer_cube" --data "$DATA/insertion" --batch-size 16 --lr 5e-4 --warmup-steps 200
-            --cache-latents --latent-versions 1 --sample-stride 5 --num-workers 2 --threads 1
+            --cache-latents --latent-versions 1 --sample-stride "$SAMPLE_STRIDE" --num-workers 2 --threads 1
             --save-every 0 --save-every-s 300 --no-progress --log-every 25 --time-limit-min "$TIME_LIMIT_MIN")
     stopped() {
         echo "training stopped at step $(current_step "$1") of $2 (time limit): run this script again to continue" >&2
@@ -90,7 +100,8 @@ main() {
                 resume=(--resume)
                 echo "resuming $RUN at step $(current_step "$RUN"), training to $target"
             fi
-            cosmos-policy train "${common[@]}" --layout aloha --network small --out "$RUN" "${resume[@]}" --seed 0 \
+            cosmos-policy train "${common[@]}" --layout aloha --network small --vae-dir "$VAE" --out "$RUN" \
+                "${resume[@]}" --seed 0 \
                 --steps "$target" --lr-cycle-steps "$target"
             [ "$(current_step "$RUN")" -ge "$target" ] || stopped "$RUN" "$target"
         done

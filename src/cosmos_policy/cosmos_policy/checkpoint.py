@@ -196,7 +196,8 @@ def load_checkpoint(
                 f"checkpoint {directory}: {MODEL_FILE} holds no vae.* weights and config names no vae_base_dir"
             )
         with torch.device("meta"):
-            vae = build_vae(network)
+            # a VAE pretrained for a CPU preset normalises its latents by its own statistics, kept in config
+            vae = build_vae(network, config.get("vae_latents_mean"), config.get("vae_latents_std"))
         load_state_strict_meta(vae, vae_state, f"checkpoint {directory}: vae")
     model = CosmosPolicyModel(network, layout, transformer=transformer, vae=vae)
     model.to(device=device, dtype=dtype)

@@ -50,6 +50,9 @@ def _add_train(sub) -> None:
                    help="network preset: 2b (the real model, GPU), small (CPU-trainable, the default ALOHA sim "
                         "checkpoint), tiny (tests)")
     p.add_argument("--base-dir", type=Path, help="local diffusers folder (transformer/ + vae/) with the base weights")
+    p.add_argument("--vae-dir", type=Path,
+                   help="folder written by `cosmos-policy pretrain-vae` (vae/ inside): the frozen VAE to train with "
+                        "instead of a random one; the checkpoint embeds its weights and latent statistics")
     p.add_argument("--init-checkpoint", type=Path,
                    help="start from this checkpoint (weights, statistics, text embeddings): the planning fine-tune")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
@@ -86,7 +89,7 @@ def _add_finetune_planning(sub) -> None:
                           world_model_prob=mix.world_model_prob)
     # what `train` takes from its own options, fixed here: the network, layout and statistics are the base's
     p.set_defaults(func=cmd_finetune_planning, job="finetune-planning", objective_mix=None, stats=None,
-                   network=None, layout=None, base_dir=None)
+                   network=None, layout=None, base_dir=None, vae_dir=None)
 
 
 def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sampling_prob: float | None,
@@ -168,6 +171,68 @@ def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sam
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
 
+def _add_pretrain_vae(sub) -> None:
+    from .vae_pretrain import VaePretrainConfig
+
+    d = VaePretrainConfig()
+    p = sub.add_parser(
+        "pretrain-vae",
+        help="train a CPU preset's VAE as an autoencoder of the demos' camera frames (then: train --vae-dir)",
+        description="The CPU presets have no pretrained Wan VAE to freeze; a random one barely tells frames apart "
+                    "and the policy trained on it is blind. This trains the preset's VAE on the episodes' frames "
+                    "(reconstruction + small KL, half through the training augmentation), measures its latent "
+                    "mean/std, and writes OUT/vae/ (diffusers) and OUT/vae_pretrain.json (held-out PSNR).")
+    p.add_argument("--data", type=Path, action="append", required=True, help="folder of episodes (repeatable)")
+    p.add_argument("--network", default="small", choices=[n for n in NETWORK_PRESETS if n != "2b"],
+                   help="preset whose VAE to train (the 2b preset takes Wan2.1's pretrained VAE via --base-dir)")
+    p.add_argument("--layout", default="aloha", help="layout whose cameras to read (aloha, libero, ... or a .yaml)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (vae/ and vae_pretrain.json)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--frames-per-episode", type=int, default=d.frames_per_episode,
+                   help="frames per camera and episode kept in memory for training")
+    p.add_argument("--detail-weight", type=float, default=d.detail_weight,
+                   help="extra loss weight per unit of local detail |x - blur(x)|: keeps small objects (a 2-px cube) "
+                        "in the code; 0 = plain MSE")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--overwrite", action="store_true", help="replace a VAE already in --out")
+    p.add_argument("--no-progress", action="store_true", help="log every 100 steps instead of a progress bar")
+    p.set_defaults(func=cmd_pretrain_vae)
+
+
+def cmd_pretrain_vae(args) -> int:
+    import json
+
+    import torch
+
+    from .config import NetworkConfig, load_layout
+    from .vae_pretrain import REPORT_FILE, VAE_FOLDER, VaePretrainConfig, pretrain_vae
+
+    if (args.out / VAE_FOLDER).exists() and not args.overwrite:
+        raise UsageError(f"--out {args.out} already holds {VAE_FOLDER}/: pass --overwrite to replace it, or choose "
+                         f"another --out")
+    for name in ("steps", "batch_size", "frames_per_episode"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = VaePretrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                               frames_per_episode=args.frames_per_episode, detail_weight=args.detail_weight,
+                               seed=args.seed)
+    layout = load_layout(args.layout)
+    report = pretrain_vae(NetworkConfig.preset_config(args.network), layout.cameras, _episode_files(args.data),
+                          args.out, config, progress=not args.no_progress)
+    shown = {k: report[k] for k in ("heldout_psnr_db_start", "heldout_psnr_db",
+                                    "heldout_detail_psnr_db_start", "heldout_detail_psnr_db",
+                                    "latent_sensitivity", "train_frames", "wall_s")}
+    print(json.dumps(shown, indent=2))
+    print(f"wrote {args.out / VAE_FOLDER} and {args.out / REPORT_FILE}; next: cosmos-policy train --network "
+          f"{args.network} --vae-dir {args.out} ...")
+    return 0
+
+
 def _add_stats(sub) -> None:
     p = sub.add_parser("stats", help="write dataset_statistics.json (actions / proprio min, max, mean, std, ...)")
     p.add_argument("--data", type=Path, action="append", required=True)
@@ -234,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_finetune_planning(sub)
+    _add_pretrain_vae(sub)
     _add_stats(sub)
     _add_embed_text(sub)
     _add_infer(sub)
@@ -328,6 +394,7 @@ def cmd_train(args) -> int:
     from .data.statistics import load_statistics, statistics_from_dict
     from .data.text import TextEmbeddingCache, build_text_cache
     from .diffusion import CosmosPolicyModel
+    from .networks import load_vae_from_diffusers
     from .planning_finetune import mix_config
     from .train import Trainer, init_distributed
 
@@ -339,6 +406,9 @@ def cmd_train(args) -> int:
     sampler_config = SamplerConfig()
     text_cache = TextEmbeddingCache(source="empty")
     if args.init_checkpoint is not None:
+        if getattr(args, "vae_dir", None) is not None:
+            raise UsageError("--vae-dir with --init-checkpoint: a fine-tune keeps the frozen VAE of the checkpoint "
+                             "it starts from; drop --vae-dir")
         loaded = load_checkpoint(args.init_checkpoint, require_statistics=True)
         model, network, layout, sampler_config = loaded.model, loaded.network, loaded.layout, loaded.sampler
         raw_stats = json.loads((Path(args.init_checkpoint) / STATISTICS_FILE).read_text())
@@ -349,8 +419,17 @@ def cmd_train(args) -> int:
     else:
         network = NetworkConfig.preset_config(args.network)
         layout = load_layout(args.layout)
-        model = CosmosPolicyModel(network, layout, base_dir=args.base_dir)
+        vae = None
         vae_base_dir = args.base_dir
+        if args.vae_dir is not None:
+            vae = load_vae_from_diffusers(args.vae_dir, network)
+            vae_base_dir = None  # the checkpoint embeds this VAE rather than naming the base folder's
+            log.info("frozen VAE from %s (latent statistics of its own)", args.vae_dir / "vae")
+        elif network.preset in ("small", "tiny") and args.base_dir is None:
+            log.warning("--network %s without --vae-dir: the frozen VAE is random, so the latents barely tell "
+                        "camera frames apart and the policy cannot see (make one with `cosmos-policy pretrain-vae`)",
+                        network.preset)
+        model = CosmosPolicyModel(network, layout, base_dir=args.base_dir, vae=vae)
         raw_stats = None
     if args.resume and (args.out / STATISTICS_FILE).is_file():
         raw_stats = json.loads((args.out / STATISTICS_FILE).read_text())

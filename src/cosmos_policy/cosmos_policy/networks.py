@@ -11,6 +11,7 @@ identical to the native network and to a diffusers checkpoint built with `concat
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -71,16 +72,41 @@ def set_qk_norm_eps(transformer: nn.Module, eps: float) -> None:
             attn.norm_k.eps = eps
 
 
-def build_vae(config: NetworkConfig) -> nn.Module:
-    """Randomly initialised AutoencoderKLWan for `config` (Wan2.1 latent mean/std defaults)."""
+def build_vae(config: NetworkConfig, latents_mean: Sequence[float] | None = None,
+              latents_std: Sequence[float] | None = None) -> nn.Module:
+    """Randomly initialised AutoencoderKLWan for `config`.
+
+    Its per-channel latent mean/std are Wan2.1's unless given: a VAE pretrained for a CPU preset
+    (`vae_pretrain`) has its own, which a checkpoint records and passes back here when it rebuilds it.
+    """
     _, AutoencoderKLWan = _diffusers()
+    stats = {}
+    for name, values in (("latents_mean", latents_mean), ("latents_std", latents_std)):
+        if values is not None:
+            if len(values) != config.vae_z_dim:
+                raise ValueError(f"{name}: {len(values)} values for a VAE with {config.vae_z_dim} latent channels")
+            stats[name] = [float(v) for v in values]
     return AutoencoderKLWan(
         base_dim=config.vae_base_dim,
         z_dim=config.vae_z_dim,
         dim_mult=list(config.vae_dim_mult),
         num_res_blocks=config.vae_num_res_blocks,
         temperal_downsample=list(config.vae_temporal_downsample),
+        **stats,
     )
+
+
+def vae_fingerprint(vae: nn.Module) -> str:
+    """sha256 of a VAE's weights and latent statistics: what cached latents were encoded with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    for name in ("latents_mean", "latents_std"):
+        digest.update(json.dumps([float(v) for v in vae.config[name]]).encode())
+    return digest.hexdigest()
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -64,12 +64,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from .checkpoint import MODEL_FILE, save_checkpoint
+from .checkpoint import CONFIG_FILE, MODEL_FILE, save_checkpoint
 from .config import SamplerConfig
 from .data.datasets import EpisodeDataset, describe
 from .data.text import TextEmbeddingCache
 from .diffusion import CosmosPolicyModel
 from .latent_sequence import inject_vectors
+from .networks import vae_fingerprint
 from .objectives import STATE_ACTION_NEXT_STATE, check_value_conditioning
 
 log = logging.getLogger(__name__)
@@ -563,6 +564,17 @@ class Trainer:
         self.saved_step = self.step
         return directory
 
+    def _resume_vae(self, directory: Path, vae_state: dict[str, torch.Tensor]) -> None:
+        """Take the frozen VAE the run was saved with (a pretrained one: weights and latent statistics), so a
+        resume without the original `--vae-dir` does not train on a different image code."""
+        if not vae_state:
+            return  # the checkpoint names a base folder instead; the model was built from it
+        self.model.vae.load_state_dict(vae_state, strict=True)
+        saved = json.loads((directory / CONFIG_FILE).read_text())
+        for name in ("latents_mean", "latents_std"):
+            if saved.get(f"vae_{name}") is not None:
+                self.model.vae.register_to_config(**{name: list(saved[f"vae_{name}"])})
+
     def latent_cache_fingerprint(self) -> str:
         """What the cached latents depend on: the episode files, which samples and augmentations, the
         network (its VAE and latent size). A resumed run takes a saved cache only if this is unchanged."""
@@ -578,7 +590,7 @@ class Trainer:
                 "augment_variant": data.augment_variant, "latent_versions": data.latent_versions,
                 "seed": self.config.seed, "dtype": self.config.latent_cache_dtype,
                 "image_hw": list(data.spec.image_hw), "layout": self.model.layout.name,
-                "network": self.model.network_config.to_dict()}
+                "network": self.model.network_config.to_dict(), "vae": vae_fingerprint(self.model.vae)}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
     def _optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -604,6 +616,7 @@ class Trainer:
             raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {TRAINER_FORMAT!r}")
         weights = load_file(str(directory / MODEL_FILE))
         dit_state = {k[4:]: v for k, v in weights.items() if k.startswith("dit.")}
+        self._resume_vae(directory, {k[4:]: v for k, v in weights.items() if k.startswith("vae.")})
         if self.config.distributed == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 

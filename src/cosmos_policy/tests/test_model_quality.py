@@ -44,3 +44,7 @@ def test_quality_of_a_random_tiny_model_on_rollouts(tmp_path):
     # the last step: the future is the current step, so the static baseline is exactly 0 there
     assert report.static_baseline_l1[2] == pytest.approx(0.0)
     assert len(report.action_l1_normalised) == 6 and 0.0 <= summary["policy_action_l1_normalised"] <= 2.0
+    # the same noise with black cameras: the change is how much the chunk depends on what the cameras see
+    assert len(report.blank_camera_action_change) == 6
+    assert summary["blank_camera_action_change_normalised"] == pytest.approx(np.mean(report.blank_camera_action_change))
+    assert all(np.isfinite(v) and v >= 0.0 for v in report.blank_camera_action_change)
