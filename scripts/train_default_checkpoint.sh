@@ -7,6 +7,9 @@
 #   STEPS="4000 8000" TIME_LIMIT_MIN=... ./scripts/train_default_checkpoint.sh
 #   START_FROM=checkpoints/aloha_sim_default OUT=runs/candidate CONTINUE_STEPS=4000 ./scripts/train_default_checkpoint.sh
 #
+# Stage 0 (once, in $VAE = runs/vae_small): the frozen VAE, pretrained on the demos' frames by
+#   `cosmos-policy pretrain-vae`. Until 2026-12-03 the small preset froze a random VAE, whose latents barely
+#   differ between frames: that policy was blind (docs/results.md). The stages below train on this VAE.
 # Two stages:
 #   A (STEPS="4000 8000"): from scratch in runs/default, 4,000 steps with one LR cycle of 4,000, then resumed
 #     to 8,000 with a cycle of 8,000 (a warm restart at factor 0.65). Held-out action L1 0.076 -> 0.054
@@ -28,7 +31,7 @@
 #
 # Seeded: demos use seeds 0-49 per task (seeds >= 1000 are reserved for evaluation); training --seed 0 (A), 1 (B).
 # Choices (see the issue 7 report and cosmos_policy/train.py):
-#   --network small      width 128, 4 layers, 64 px, tiny VAE: the largest DiT that trains enough
+#   --network small      width 128, 4 layers, 64 px, VAE width 16: the largest DiT that trains enough
 #                        samples in the budget on 2 cores (~32 ms/sample per train step)
 #   --sample-stride 5    every 5th step of each episode is a sample (9,000 of 45,000): the frozen VAE costs
 #                        ~100-300 ms/sample on this CPU, so each sample is encoded once (--cache-latents, one
@@ -48,7 +51,6 @@ main() {
     DATA=${DATA:-data/demos_96x128}
     RUN=${RUN:-runs/default}
     VAE=${VAE:-runs/vae_small}
-    VAE_STEPS=${VAE_STEPS:-900}
     SAMPLE_STRIDE=${SAMPLE_STRIDE:-5}
     CONTINUE_RUN=${CONTINUE_RUN:-runs/default_continue}
     OUT=${OUT:-checkpoints/aloha_sim_default}
@@ -74,10 +76,14 @@ main() {
         python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"
     }
     # stage 0: the frozen VAE. The small preset has no pretrained Wan VAE; a random one leaves the policy blind
-    # (docs/results.md), so it is first trained as an autoencoder of the demos' frames (~19 min on 2 cores).
+    # (docs/results.md), so it is first trained as an autoencoder of the demos' frames (~18 min on 2 cores).
+    # Two runs, as measured: 1,500 steps weighting detail only, then 600 more adding the colour weight.
+    local vae_data=(--data "$DATA/transfer_cube" --data "$DATA/insertion" --network small --batch-size 16
+                    --frames-per-episode 12 --no-progress --overwrite)
     if [ ! -f "$VAE/vae/config.json" ]; then
-        cosmos-policy pretrain-vae --data "$DATA/transfer_cube" --data "$DATA/insertion" --network small \
-            --out "$VAE" --steps "$VAE_STEPS" --batch-size 16 --lr 3e-4 --frames-per-episode 12 --no-progress --overwrite
+        [ -f "$VAE.detail/vae/config.json" ] ||
+            cosmos-policy pretrain-vae "${vae_data[@]}" --out "$VAE.detail" --steps 1500 --colour-weight 0
+        cosmos-policy pretrain-vae "${vae_data[@]}" --init "$VAE.detail" --out "$VAE" --steps 600
     fi
 
     # the options both stages share: data, size, caching, saving (stage B keeps stage A's frozen VAE)

@@ -195,6 +195,9 @@ def _add_pretrain_vae(sub) -> None:
     p.add_argument("--detail-weight", type=float, default=d.detail_weight,
                    help="extra loss weight per unit of local detail |x - blur(x)|: keeps small objects (a 2-px cube) "
                         "in the code; 0 = plain MSE")
+    p.add_argument("--colour-weight", type=float, default=d.colour_weight,
+                   help="extra loss weight per unit of colour saturation: coloured objects on a grey scene; 0 = off")
+    p.add_argument("--init", type=Path, help="continue from the VAE of an earlier pretrain-vae --out (vae/ inside)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace a VAE already in --out")
@@ -213,6 +216,8 @@ def cmd_pretrain_vae(args) -> int:
     if (args.out / VAE_FOLDER).exists() and not args.overwrite:
         raise UsageError(f"--out {args.out} already holds {VAE_FOLDER}/: pass --overwrite to replace it, or choose "
                          f"another --out")
+    if args.init is not None and not (args.init / VAE_FOLDER / "config.json").is_file():
+        raise UsageError(f"--init {args.init}: no {VAE_FOLDER}/config.json inside (pass an earlier pretrain-vae --out)")
     for name in ("steps", "batch_size", "frames_per_episode"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
@@ -220,10 +225,10 @@ def cmd_pretrain_vae(args) -> int:
         torch.set_num_threads(args.threads)
     config = VaePretrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                frames_per_episode=args.frames_per_episode, detail_weight=args.detail_weight,
-                               seed=args.seed)
+                               colour_weight=args.colour_weight, seed=args.seed)
     layout = load_layout(args.layout)
     report = pretrain_vae(NetworkConfig.preset_config(args.network), layout.cameras, _episode_files(args.data),
-                          args.out, config, progress=not args.no_progress)
+                          args.out, config, progress=not args.no_progress, init_dir=args.init)
     shown = {k: report[k] for k in ("heldout_psnr_db_start", "heldout_psnr_db",
                                     "heldout_detail_psnr_db_start", "heldout_detail_psnr_db",
                                     "latent_sensitivity", "train_frames", "wall_s")}

@@ -76,6 +76,13 @@ def test_train_with_a_pretrained_vae_keeps_it_through_save_load_and_resume(tmp_p
     assert "next: cosmos-policy train --network tiny --vae-dir" in capsys.readouterr().out
     assert main(pretrain) == 2  # never replaces a VAE without --overwrite
     assert "--overwrite" in capsys.readouterr().err
+    # a second run continues from the first VAE (the default recipe's two runs); a wrong --init is named
+    more = [a if a != str(vae_out) else str(tmp_path / "vae_more") for a in pretrain]
+    assert main(more + ["--init", str(tmp_path / "nowhere")]) == 2
+    assert "--init" in capsys.readouterr().err and not (tmp_path / "vae_more").exists()
+    assert main(more + ["--init", str(vae_out), "--colour-weight", "0"]) == 0
+    report = json.loads((tmp_path / "vae_more" / "vae_pretrain.json").read_text())
+    assert report["init_dir"] == str(vae_out) and report["config"]["colour_weight"] == 0.0
 
     network = NetworkConfig.preset_config("tiny")
     pretrained = load_vae_from_diffusers(vae_out, network)
