@@ -152,3 +152,16 @@ def test_record_demos_help_and_parser_need_no_ros():
     code = ("import sys; import rollout_recorder.record_demos as m; m.build_parser(); "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_a_new_record_client_waits_out_discovery_then_answers_an_absent_recorder_quickly():
+    """Measured in CI under load: the scoring page's bridge, created just before its first status call, gave
+    up after 2 s while discovery took longer, and reported a running recorder as absent."""
+    from rollout_recorder.record_client import DISCOVERY_S, SERVICE_WAIT_S, service_wait_s
+
+    deadline = 100.0 + DISCOVERY_S  # a client created at t = 100 s
+    assert service_wait_s(100.0, deadline, timeout_s=10.0) == pytest.approx(DISCOVERY_S)
+    assert service_wait_s(100.0, deadline, timeout_s=5.0) == pytest.approx(5.0)  # never past the call's timeout
+    assert service_wait_s(100.0 + DISCOVERY_S - 1.0, deadline, timeout_s=10.0) == pytest.approx(SERVICE_WAIT_S)
+    assert service_wait_s(500.0, deadline, timeout_s=90.0) == pytest.approx(SERVICE_WAIT_S)
+    assert DISCOVERY_S > 3.1 > SERVICE_WAIT_S
