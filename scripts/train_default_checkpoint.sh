@@ -10,7 +10,7 @@
 # Stage 0, only with VAE=DIR (e.g. VAE=runs/vae_small): a frozen VAE pretrained on the demos' frames by
 #   `cosmos-policy pretrain-vae`, made once in DIR, which stage A then trains on. The shipped checkpoint
 #   froze a random VAE, whose latents barely differ between frames: that policy is blind (docs/results.md).
-#   The candidate trained on a pretrained VAE (VAE=runs/vae_small STEPS=2500 SAMPLE_STRIDE=10
+#   The candidate trained on a pretrained VAE (VAE=runs/vae_small_colour STEPS=2500 SAMPLE_STRIDE=10
 #   RUN=runs/default_seeing OUT=runs/seeing_export) looks at its cameras but did not beat the shipped one in
 #   closed loop yet, so the default stays the shipped recipe (no VAE=).
 # Two stages:
@@ -78,8 +78,8 @@ main() {
         [ -f "$1/trainer_state.json" ] || { echo 0; return; }
         python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"
     }
-    # stage 0 (VAE=DIR): the frozen VAE. The small preset has no pretrained Wan VAE; a random one leaves the policy blind
-    # (docs/results.md), so it is first trained as an autoencoder of the demos' frames (~18 min on 2 cores).
+    # stage 0 (VAE=DIR): the frozen VAE. The small preset has no pretrained Wan VAE and a random one leaves the
+    # policy blind (docs/results.md): with VAE=DIR it is first trained on the demos' frames (~18 min on 2 cores).
     # Two runs, as measured: 1,500 steps weighting detail only, then 600 more adding the colour weight.
     local vae_data=(--data "$DATA/transfer_cube" --data "$DATA/insertion" --network small --batch-size 16
                     --frames-per-episode 12 --no-progress --overwrite)

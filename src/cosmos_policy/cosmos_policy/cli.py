@@ -411,7 +411,7 @@ def cmd_train(args) -> int:
     sampler_config = SamplerConfig()
     text_cache = TextEmbeddingCache(source="empty")
     if args.init_checkpoint is not None:
-        if getattr(args, "vae_dir", None) is not None:
+        if args.vae_dir is not None:
             raise UsageError("--vae-dir with --init-checkpoint: a fine-tune keeps the frozen VAE of the checkpoint "
                              "it starts from; drop --vae-dir")
         loaded = load_checkpoint(args.init_checkpoint, require_statistics=True)

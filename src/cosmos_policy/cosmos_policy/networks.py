@@ -228,16 +228,7 @@ def load_vae_from_diffusers(folder: str | Path, config: NetworkConfig) -> nn.Mod
     folder = Path(folder) / "vae"
     found = _read_json(folder / "config.json")
     _check_arch(found, config, _VAE_ARCH_KEYS, str(folder))
-    _, AutoencoderKLWan = _diffusers()
-    init = {k: found[k] for k in ("latents_mean", "latents_std") if k in found}
-    vae = AutoencoderKLWan(
-        base_dim=config.vae_base_dim,
-        z_dim=config.vae_z_dim,
-        dim_mult=list(config.vae_dim_mult),
-        num_res_blocks=config.vae_num_res_blocks,
-        temperal_downsample=list(config.vae_temporal_downsample),
-        **init,
-    )
+    vae = build_vae(config, found.get("latents_mean"), found.get("latents_std"))
     load_state_strict(vae, _load_safetensors_folder(folder), str(folder))
     return vae
 
