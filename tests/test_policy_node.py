@@ -6,6 +6,7 @@ fake robot published from the test process (to make a camera go stale or publish
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -293,6 +294,37 @@ def test_slow_policy_stalls_only_without_prefetch(start_node, test_node, contrac
         assert result.stall_ticks == 0
     else:
         assert result.stall_ticks >= 3 * 10  # >= 10 ticks of waiting at each of at least 3 boundaries
+
+
+@pytest.mark.parametrize("scoring_s,fallback", [(1.5, True), (1.5, False), (0.05, True)])
+def test_planning_that_cannot_finish_in_time_falls_back_to_a_direct_chunk(start_node, test_node, contract,
+                                                                          scoring_s, fallback):
+    """Realtime planning whose scoring (1.5 s) outlasts a 50-step chunk (1 s at 50 Hz): with the fallback the
+    base policy's proposal runs at the deadline, said in feedback and result; without it the arm waits."""
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node)
+    start_policy(start_node, f"hold:latency_s=0.1,planning_latency_s={scoring_s}", lead_margin_ticks=6,
+                 planning_fallback=fallback)
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    feedback: list = []
+    result = wait_result(send_goal(client, feedback, max_steps=250, mode=RunPolicy.Goal.MODE_PLANNING)).result
+    assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
+    fell_back = [f for f in feedback if f.planning_fallback]
+    if scoring_s < 0.5:  # scoring fits in a chunk: every chunk is planned
+        assert result.planning_fallbacks == 0 and not fell_back
+        assert feedback and all(abs(f.predicted_value - 0.6) < 1e-6 and f.value_spread > 0 for f in feedback)
+        assert result.stall_ticks == 0
+    elif fallback:  # every chunk after the first (which has no deadline) falls back, and the arm never waits
+        assert result.planning_fallbacks >= 3 and len(fell_back) >= 3
+        assert all(math.isnan(f.predicted_value) for f in fell_back)
+        assert not feedback[0].planning_fallback
+        # the only waits: the first chunk (planned in full, the arm holds for it) arrives 80 ticks after its
+        # observation, past its 50 rows, and the arm waits the few ticks until the first fallback chunk
+        assert result.stall_ticks < 15, result.stall_ticks
+    else:  # planning to the end: >= 0.5 s of waiting at each boundary
+        assert result.planning_fallbacks == 0 and not fell_back
+        assert result.stall_ticks >= 2 * 20
 
 
 def test_planning_goal_refused_without_planning_checkpoint(start_node, test_node, contract):

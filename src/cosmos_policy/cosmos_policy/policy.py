@@ -5,6 +5,8 @@ proposes N chunks; the planning checkpoint predicts s' for each (3 world-model s
 and V(s') (5 value samples per s', 5 steps, current state and action masked out of the value pass); the
 15 values of a candidate are aggregated by the release's majority mean (threshold 0.05) and the highest
 wins. Every ensemble member has its own seed ("seed switching"); batches are chunked (`max_batch`).
+With a deadline, planning that would run past it falls back to the base policy's first proposal (a direct
+chunk) and says so (`ActionChunk.planning_fallback`): a controller never waits on scoring.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class ActionChunk:
     future_images: dict[str, np.ndarray] | None
     latency_s: float
     candidate_values: np.ndarray | None = None  # planning: every candidate's aggregated value
+    planning_fallback: bool = False  # planning ran out of time: the base policy's first proposal, unscored
+    proposal_latency_s: float | None = None  # planning: from the call to the proposals being ready
 
 
 @dataclass
@@ -179,6 +183,24 @@ class PlanResult:
     value_samples: torch.Tensor
     values: torch.Tensor
     best: int
+    fallback: bool = False  # scoring ran out of time: `best` is the first proposal and the values are NaN
+    proposals_ready: float | None = None  # time.perf_counter() when the proposals were ready
+
+
+class _OutOfTime(Exception):
+    """Planning's deadline passed before the scoring finished."""
+
+
+def _deadline_check(deadline: float | None) -> Callable[[], None] | None:
+    """An `interrupt` for the sampler that raises _OutOfTime once time.monotonic() passes `deadline`."""
+    if deadline is None:
+        return None
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+
+    return check
 
 
 class CosmosPolicy:
@@ -464,34 +486,35 @@ class CosmosPolicy:
     # ---- planning ---------------------------------------------------------------------------------------
 
     def _propose(
-        self, prefix: torch.Tensor, text: torch.Tensor, steps: int, generators, max_batch: int | None
+        self, prefix: torch.Tensor, text: torch.Tensor, steps: int, generators, max_batch: int | None,
+        interrupt: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Normalised action chunks (R, K, d), one per prefix row (R, C, T, h, w): the policy pass only."""
         layout, r = self.layout, prefix.shape[0]
         x = generate(self.model, prefix, self._clean_mask(POLICY, r), text.expand(r, -1, -1), steps, self.sampler,
-                     generators, max_batch=max_batch)
+                     generators, max_batch=max_batch, interrupt=interrupt)
         flat = extract(x, layout.index("action"), layout.vector_length("action"))
         return flat.reshape(r, layout.action_chunk, layout.action_dim).clamp(-1.0, 1.0)
 
     def _world_model(
         self, prefix: torch.Tensor, actions: torch.Tensor, text: torch.Tensor, steps: int, generators,
-        max_batch: int | None,
+        max_batch: int | None, interrupt: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Latents (R, C, T, h, w) with s' (and a value) predicted from each prefix row and action chunk."""
         r = prefix.shape[0]
         x = inject_vectors(self.layout, prefix, actions=actions.to(prefix.device))
         return generate(self.model, x, self._clean_mask(WORLD_MODEL, r), text.expand(r, -1, -1), steps,
-                        self.sampler, generators, max_batch=max_batch)
+                        self.sampler, generators, max_batch=max_batch, interrupt=interrupt)
 
     def _values(
         self, latents: torch.Tensor, text: torch.Tensor, steps: int, generators, value_conditioning: str,
-        max_batch: int | None,
+        max_batch: int | None, interrupt: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Values in [0, 1] (R,) of latent sequences (R, C, T, h, w): only the value frame is generated;
         under "next_state" the current state and action frames are masked out (noise, not condition)."""
         r = latents.shape[0]
         x = generate(self.model, latents, self._clean_mask(VALUE, r, value_conditioning), text.expand(r, -1, -1),
-                     steps, self.sampler, generators, max_batch=max_batch)
+                     steps, self.sampler, generators, max_batch=max_batch, interrupt=interrupt)
         return value_to_unit(extract_value(x, self.layout.index("value")))
 
     @torch.no_grad()
@@ -547,12 +570,16 @@ class CosmosPolicy:
         options: PlanningOptions,
         base_seed: int,
         actions: torch.Tensor | None = None,
+        deadline: float | None = None,
     ) -> PlanResult:
         """Propose (unless `actions` (N, K, d) in this checkpoint's units are given), predict s' and V(s'),
-        aggregate. Prefixes (1, C, T, h, w) are encoded once per checkpoint and shared by every row."""
+        aggregate. Prefixes (1, C, T, h, w) are encoded once per checkpoint and shared by every row.
+
+        deadline (time.monotonic()): once the proposals exist, every later network evaluation first checks
+        the clock; past the deadline the scoring is abandoned and the result is the first proposal with NaN
+        values and `fallback` set (the proposals themselves always complete: without one there is no chunk)."""
         o = options
         n = o.num_candidates if actions is None else actions.shape[0]
-        w, v = o.world_model_samples, o.value_samples
         steps = proposer.deploy.action_steps if o.action_steps is None else o.action_steps
         if actions is None:
             gens = proposer._row_generators(base_seed, *[(_PROPOSE, 0, i) for i in range(n)])
@@ -561,6 +588,31 @@ class CosmosPolicy:
             actions = self._actions_from(proposals, proposer)
         else:
             proposals = actions
+        proposals_ready = time.perf_counter()
+        try:
+            samples = self._score(proposer, proposer_text, prefix, text, actions, o, base_seed, steps,
+                                  _deadline_check(deadline))
+        except _OutOfTime:
+            nan = torch.full((n,), float("nan"))
+            return PlanResult(proposals, nan[:, None], nan, 0, fallback=True, proposals_ready=proposals_ready)
+        values = aggregate_values(samples, o.aggregation, o.value_threshold)
+        return PlanResult(proposals, samples, values, int(torch.argmax(values)), proposals_ready=proposals_ready)
+
+    def _score(
+        self,
+        proposer: CosmosPolicy,
+        proposer_text: torch.Tensor | None,
+        prefix: torch.Tensor,
+        text: torch.Tensor,
+        actions: torch.Tensor,
+        o: PlanningOptions,
+        base_seed: int,
+        steps: int,
+        interrupt: Callable[[], None] | None,
+    ) -> torch.Tensor:
+        """Value samples (N, W x V) of the candidate chunks `actions` (N, K, d) in this checkpoint's units:
+        W world-model rollouts per chunk (re-planned `depth` - 1 times), V values of each last state."""
+        n, w, v = actions.shape[0], o.world_model_samples, o.value_samples
         rows = [(i, j) for i in range(n) for j in range(w)]
         x = prefix.expand(n * w, -1, -1, -1, -1)
         chunk = actions.repeat_interleave(w, dim=0)
@@ -568,16 +620,14 @@ class CosmosPolicy:
             if d > 0:  # re-plan from every branch's predicted future state
                 p_prefix = proposer._prefix_for(x, self)
                 gens = proposer._row_generators(base_seed, *[(_PROPOSE, d, i, j) for i, j in rows])
-                chunk = self._actions_from(proposer._propose(p_prefix, proposer_text, steps, gens, o.max_batch),
-                                           proposer)
+                chunk = self._actions_from(proposer._propose(p_prefix, proposer_text, steps, gens, o.max_batch,
+                                                             interrupt), proposer)
                 x = future_state_as_current(self.layout, x)
             gens = self._row_generators(base_seed, *[(_WORLD_MODEL, d, i, j) for i, j in rows])
-            x = self._world_model(x, chunk, text, o.world_model_steps, gens, o.max_batch)
+            x = self._world_model(x, chunk, text, o.world_model_steps, gens, o.max_batch, interrupt)
         gens = self._row_generators(base_seed, *[(_VALUE, o.depth - 1, i, j, k) for i, j in rows for k in range(v)])
-        samples = self._values(x.repeat_interleave(v, dim=0), text, o.value_steps, gens, o.value_conditioning,
-                               o.max_batch).reshape(n, w * v)
-        values = aggregate_values(samples, o.aggregation, o.value_threshold)
-        return PlanResult(proposals, samples, values, int(torch.argmax(values)))
+        return self._values(x.repeat_interleave(v, dim=0), text, o.value_steps, gens, o.value_conditioning,
+                            o.max_batch, interrupt).reshape(n, w * v)
 
     @torch.no_grad()
     def score_actions(
@@ -632,6 +682,7 @@ class CosmosPolicy:
         depth: int = 1,
         max_batch: int | None = 16,
         options: PlanningOptions | None = None,
+        deadline: float | None = None,
     ) -> ActionChunk:
         """Best-of-N as the release deploys it: `proposer` (the base policy's checkpoint; default: this one,
         which then does both) samples N chunks with its deploy action steps; this checkpoint (the planning
@@ -641,6 +692,10 @@ class CosmosPolicy:
         Every candidate, world-model sample and value sample draws from its own seed, derived from `seed`.
         `options` (a PlanningOptions) replaces all the keyword settings at once; see PlanningOptions for
         their meaning. Returns the winner (robot units), its value and every candidate's value.
+
+        deadline: a time.monotonic() by which the chunk is needed (a controller's next switch). Scoring that
+        is still running then is abandoned: the result is the base policy's first proposal, value NaN,
+        `planning_fallback` True. None: no limit.
         """
         if options is None:
             options = PlanningOptions(num_candidates=num_candidates, world_model_samples=world_model_samples,
@@ -662,11 +717,13 @@ class CosmosPolicy:
         else:
             images_s, proprio_s, own_text = self._validate(obs)
             prefix = self.encode_observation(images_s, proprio_s)
-        result = self._plan_core(proposer, proposer_prefix, text, prefix, own_text, options, self._base_seed(seed))
+        result = self._plan_core(proposer, proposer_prefix, text, prefix, own_text, options, self._base_seed(seed),
+                                 deadline=deadline)
         best = result.best
         chunk = proposer._normalizer("actions").unnormalize(result.actions[best]).float().cpu().numpy()
         return ActionChunk(chunk.astype(np.float32), float(result.values[best]), None, time.perf_counter() - start,
-                           result.values.float().cpu().numpy())
+                           None if result.fallback else result.values.float().cpu().numpy(),
+                           planning_fallback=result.fallback, proposal_latency_s=result.proposals_ready - start)
 
     def warmup(self, task: str | None = None, runs: int = 2, num_steps: int | None = None) -> float:
         """Run inference on a synthetic observation so that the first real chunk is not slow (lazy

@@ -97,13 +97,15 @@ def generate(
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     *,
     max_batch: int | None = None,
+    interrupt: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Denoise the non-clean frames of `x_clean` (B, C, T, h, w) with `model.denoise`; clean frames kept.
 
     generator: one generator for the batch, or a list of one per sample ("seed switching": each sample's
     noise and schedule come from its own generator, so the result of a sample does not depend on which
     batch or chunk it runs in). max_batch: run at most that many samples per network call (memory cap);
-    with per-sample generators the result equals the unchunked one.
+    with per-sample generators the result equals the unchunked one. interrupt: called before every network
+    evaluation; it may raise to abandon the sampling (a planner out of time).
     """
     b = x_clean.shape[0]
     if max_batch is not None and max_batch < 1:
@@ -120,7 +122,7 @@ def generate(
             hi = min(b, lo + max_batch)
             gen = list(generator[lo:hi]) if per_row else generator
             out.append(generate(model, x_clean[lo:hi], clean_mask[lo:hi], text_embeddings[lo:hi], num_steps,
-                                config, gen))
+                                config, gen, interrupt=interrupt))
         return torch.cat(out)
     sigmas = schedule(config, num_steps, b, generator, x_clean.device)
     noise = randn(x_clean.shape, generator, x_clean.device)
@@ -128,6 +130,8 @@ def generate(
     x = torch.where(keep, x_clean, _per_sample(sigmas[:, 0], noise) * noise)
 
     def denoise(xt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if interrupt is not None:
+            interrupt()
         return model.denoise(xt, sigma, x_clean, clean_mask, text_embeddings)
 
     return sample_multistep(denoise, x, sigmas)

@@ -222,7 +222,7 @@ def test_majority_mean_changes_which_candidate_wins(policy, obs):
     samples = torch.tensor([[1.0, 0.01, 0.01, 0.01, 0.01], [0.15] * 5])
     original = policy._values
 
-    def fixed(latents, text, steps, generators, conditioning, max_batch):
+    def fixed(latents, text, steps, generators, conditioning, max_batch, interrupt=None):
         return samples.reshape(-1)[: latents.shape[0]].clone()
 
     policy._values = fixed
@@ -363,3 +363,68 @@ def test_planning_options_are_checked():
     for bad in (dict(depth=0), dict(max_batch=0), dict(aggregation="median"), dict(value_conditioning="q")):
         with pytest.raises(ValueError):
             PlanningOptions(**bad)
+
+
+# ---- a deadline: planning that cannot finish in time falls back to a direct chunk ------------------------
+
+
+def test_generate_calls_interrupt_before_every_network_evaluation_and_stops_when_it_raises():
+    class Toy:
+        calls = 0
+
+        def denoise(self, xt, sigma, x_clean, clean_mask, text):
+            Toy.calls += 1
+            return torch.zeros_like(xt)
+
+    x, mask, text = torch.randn(4, 2, 3, 2, 2), torch.tensor([True, False, False]).expand(4, -1), torch.randn(4, 4, 3)
+    checks = []
+    generate(Toy(), x, mask, text, 3, SamplerConfig(), max_batch=2, interrupt=lambda: checks.append(Toy.calls))
+    assert checks == list(range(Toy.calls)) and Toy.calls == 2 * 3  # two chunks x three steps, checked before each
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_fourth():
+        if len(checks) == 3:
+            raise Stop
+        checks.append(None)
+
+    checks.clear()
+    Toy.calls = 0
+    with pytest.raises(Stop):
+        generate(Toy(), x, mask, text, 3, SamplerConfig(), max_batch=2, interrupt=stop_at_fourth)
+    assert Toy.calls == 3
+
+
+def test_planning_past_its_deadline_returns_the_first_proposal_unscored(obs):
+    import time
+
+    base, planner = make_policy(6), make_policy(5)
+    kwargs = dict(proposer=base, world_model_samples=2, value_samples=2, seed=4, **FAST)
+    first_proposal = planner.plan(obs, num_candidates=1, **kwargs)  # row 0's seed does not depend on N
+    with DenoiseSpy(base) as base_spy, DenoiseSpy(planner) as planner_spy:
+        late = planner.plan(obs, num_candidates=3, deadline=time.monotonic() - 1.0, **kwargs)
+    assert base_spy.rows("policy") == 3  # the proposals always complete ...
+    assert planner_spy.calls == []  # ... the scoring never starts
+    assert late.planning_fallback and np.isnan(late.value) and late.candidate_values is None
+    assert np.allclose(late.actions, first_proposal.actions, atol=1e-6)
+    # a deadline that is not reached changes nothing
+    on_time = planner.plan(obs, num_candidates=3, deadline=time.monotonic() + 3600.0, **kwargs)
+    unlimited = planner.plan(obs, num_candidates=3, **kwargs)
+    assert not on_time.planning_fallback and not unlimited.planning_fallback
+    assert np.allclose(on_time.candidate_values, unlimited.candidate_values, atol=1e-6)
+    assert np.allclose(on_time.actions, unlimited.actions, atol=1e-6)
+
+
+def test_planning_is_abandoned_mid_scoring_when_its_deadline_passes(obs, monkeypatch):
+    import cosmos_policy.policy as policy_module
+
+    base, planner = make_policy(6), make_policy(5)
+    clock = iter(range(10_000))  # each look at the clock is one tick later
+    monkeypatch.setattr(policy_module.time, "monotonic", lambda: next(clock))
+    with DenoiseSpy(planner) as spy:
+        out = planner.plan(obs, proposer=base, num_candidates=3, world_model_samples=2, value_samples=2, seed=0,
+                           max_batch=2, deadline=2.5, **FAST)
+    # the clock reads 0, 1, 2 before the first three world-model batches, 3 > 2.5 before the fourth
+    assert [c[1] for c in spy.calls] == ["world_model"] * 3
+    assert out.planning_fallback and np.isnan(out.value)

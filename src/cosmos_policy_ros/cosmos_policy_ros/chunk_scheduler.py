@@ -2,14 +2,20 @@
 
 Ticks count control periods since the run started (wall clock in realtime, executed steps in lockstep).
 A chunk computed from the observation of tick `obs_tick` holds the target for tick `obs_tick + i` at row i,
-so a chunk that arrives late is used from the row of the current tick: the steps that elapsed during
-inference are skipped and the chunk stays aligned to time.
+so a chunk that arrives late while the arm was moving is used from the row of the current tick: the steps
+that elapsed during inference are skipped and the chunk stays aligned to time. A chunk observed while the
+arm was holding (the first one, or one asked for after the previous ran out) starts from row 0 when it
+arrives: the arm is still where it was observed, as with the release's blocking client. A chunk that
+arrives wholly in the past of a moving arm is dropped and asked for again.
 
 Prefetch: the next chunk is requested `lead_ticks` before the current one's switch tick
 (`obs_tick + execute_steps`), from the observation of that moment, so that it is ready when the switch
 comes; the lead follows the measured delay from request to arrival (inference plus queueing, in ticks). A
 chunk that arrives after its switch tick finds the current chunk still running (rows past `execute_steps`
 are valid targets too); the arm waits ("stall tick") only when no chunk has a row for the current tick.
+A delay of `execute_steps` or more cannot be hidden by prefetch (the chunk would arrive after its own
+rows): the lead ignores such delays, and when all recent ones are that slow it is 0 and the node runs as
+the blocking client, holding while each chunk is computed.
 
 Optional smoothing at the seam: `blend_steps` cross-fades from the old chunk to the new one; or ACT-style
 temporal ensembling, where every chunk that covers a tick votes with weight exp(-coeff * age rank).
@@ -34,6 +40,8 @@ class Chunk:
     value: float = float("nan")
     latency_s: float = 0.0
     value_spread: float = 0.0
+    planning_fallback: bool = False
+    proposal_latency_s: float | None = None  # planning: what the base policy's proposals alone took
 
     def covers(self, tick: int) -> bool:
         return self.obs_tick <= tick < self.obs_tick + len(self.actions)
@@ -82,6 +90,7 @@ class ChunkScheduler:
         self.request_in_flight = False
         self.stall_ticks = 0
         self.chunks_started = 0
+        self.chunks_dropped = 0  # arrived wholly in the past of a moving arm
 
     # ---- requests ----
     @property
@@ -89,7 +98,11 @@ class ChunkScheduler:
         """Ticks before the switch at which the next chunk is requested."""
         if not self.prefetch:
             return 0
-        return max(self._delays_ticks) + self.lead_margin_ticks
+        # the largest recent delay that prefetch can hide; a delay of a chunk or more cannot be (the request
+        # would see its own rows expire), so when all are that slow, ask at the switch instead
+        hideable = [d + self.lead_margin_ticks for d in self._delays_ticks
+                    if d + self.lead_margin_ticks < self.execute_steps]
+        return max(hideable, default=0)
 
     def next_switch_tick(self) -> int | None:
         return None if self.current is None else self.current.obs_tick + self.execute_steps
@@ -107,9 +120,16 @@ class ChunkScheduler:
         self._requested_tick = tick
 
     def on_chunk(self, chunk: Chunk, tick: int) -> None:
-        """A requested chunk arrived at `tick` (its delay since the request feeds the lead estimate)."""
+        """A requested chunk arrived at `tick` (its delay since the request feeds the lead estimate).
+
+        A planning chunk that fell back (its scoring did not fit before the current chunk ran out) counts with
+        what its proposals took, not with its deadline-bound delay: once the window holds only fallbacks, the
+        lead shrinks to a direct chunk's and the fallback chunks are fresh; a planned delay still in the
+        window keeps the planning lead, so a passing slowdown does not end planning."""
         self.request_in_flight = False
-        if self._requested_tick is not None:
+        if chunk.planning_fallback and chunk.proposal_latency_s is not None:
+            self._delays_ticks.append(math.ceil(chunk.proposal_latency_s / self.period_s))
+        elif self._requested_tick is not None:
             self._delays_ticks.append(max(0, tick - self._requested_tick))
         self.pending = chunk
 
@@ -137,6 +157,11 @@ class ChunkScheduler:
         if not due:
             return
         self.pending = None
+        if current is None or current.obs_tick + len(current.actions) <= new.obs_tick:
+            new.obs_tick = max(new.obs_tick, tick)  # the arm held still since it was observed: start at row 0
+        elif not new.covers(tick) and tick >= new.obs_tick:
+            self.chunks_dropped += 1  # every row is in the past of a moving arm: useless, ask again
+            return
         self.previous, self.current, self.switch_tick = current, new, tick
         self.chunks_started += 1
         self.active = [c for c in self.active + [new] if c.obs_tick + len(c.actions) > tick]

@@ -142,6 +142,7 @@ class RunResult:
     obs_to_command_ms: list[float] = field(default_factory=list)
     tick_period_ms: list[float] = field(default_factory=list)
     stall_ticks: int = 0
+    planning_fallbacks: int = 0
     wall_s: float = 0.0
 
     @property
@@ -169,7 +170,8 @@ class RunResult:
                    chunk_latency_ms=_floats(getattr(result, "chunk_latency_ms", None)),
                    obs_to_command_ms=_floats(getattr(result, "obs_to_command_ms", None)),
                    tick_period_ms=_floats(getattr(result, "tick_period_ms", None)),
-                   stall_ticks=int(getattr(result, "stall_ticks", 0)), wall_s=float(wall_s))
+                   stall_ticks=int(getattr(result, "stall_ticks", 0)),
+                   planning_fallbacks=int(getattr(result, "planning_fallbacks", 0)), wall_s=float(wall_s))
 
     @classmethod
     def failure(cls, status: RunStatus, detail: str, wall_s: float = 0.0) -> RunResult:
@@ -221,7 +223,9 @@ def format_result(result: RunResult) -> str:
         text += f" ({result.status.value.upper().replace('_', ' ')})"
     if result.end_detail and (result.status is not RunStatus.COMPLETED or result.end_reason is EndReason.MAX_DURATION):
         text += f": {result.end_detail}"
-    return text + f" | {result.steps_executed} steps, {result.chunks_executed} chunks, {result.wall_s:.1f} s"
+    fallbacks = f" ({result.planning_fallbacks} unplanned: out of time)" if result.planning_fallbacks else ""
+    return (text + f" | {result.steps_executed} steps, {result.chunks_executed} chunks{fallbacks}, "
+            f"{result.wall_s:.1f} s")
 
 
 PolicyMode = Literal["direct", "planning"]

@@ -5,6 +5,8 @@ Selected with the node parameter `fake_policy`, a spec such as "hold:latency_s=0
   sine of the observation time (amplitude `amplitude_rad`, 0.25 Hz), so a subscriber sees motion that is
   continuous across chunks;
 - `latency_s`: inference time (sleep), to test prefetch against a slow policy;
+- `planning_latency_s`: accept planning goals; scoring the proposals takes this long on top of `latency_s`,
+  and, as the real planner, is abandoned at the request's deadline for the unscored first proposal;
 - `nan_at_chunk=N`: chunk N (0-based) has NaN from row 5 on; `jump_at_chunk=N`: a 1 rad step at row 5;
 - `fail_at_chunk=N`: inference raises;
 - `image_height=H,image_width=W`: frames must have that size (as a checkpoint's training size).
@@ -38,8 +40,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
 class FakeHoldPolicy:
     """See the module docstring. Args: the parsed options, the camera names and the contract's rate."""
 
-    known = ("latency_s", "nan_at_chunk", "jump_at_chunk", "fail_at_chunk", "chunk_length", "execute_steps",
-             "amplitude_rad", "control_hz", "image_height", "image_width")
+    known = ("latency_s", "planning_latency_s", "nan_at_chunk", "jump_at_chunk", "fail_at_chunk", "chunk_length",
+             "execute_steps", "amplitude_rad", "control_hz", "image_height", "image_width")
 
     def __init__(self, options: dict[str, float], cameras: list[str], control_hz: float) -> None:
         unknown = sorted(set(options) - set(self.known))
@@ -55,7 +57,7 @@ class FakeHoldPolicy:
         self.control_hz = float(options.get("control_hz", control_hz))
         self.action_steps = 1
         self.max_joint_jump_rad = None
-        self.has_planning = False
+        self.has_planning = "planning_latency_s" in options
         self.amplitude = float(options.get("amplitude_rad", 0.05))
         self.description = f"fake hold policy {options}"
         self.chunks = 0
@@ -83,7 +85,18 @@ class FakeHoldPolicy:
         remaining = self.options.get("latency_s", 0.0) - (time.perf_counter() - start)
         if remaining > 0:
             time.sleep(remaining)
+        if request.planning:
+            return self._score(actions.astype(np.float32), request.deadline, start, time.perf_counter() - start)
         return ChunkResult(actions.astype(np.float32), 0.5, time.perf_counter() - start)
+
+    def _score(self, actions: np.ndarray, deadline: float | None, start: float, proposal_s: float) -> ChunkResult:
+        scoring_s = self.options.get("planning_latency_s", 0.0)
+        if deadline is not None and time.monotonic() + scoring_s > deadline:
+            time.sleep(max(0.0, deadline - time.monotonic()))  # scoring runs until the deadline, then gives up
+            return ChunkResult(actions, float("nan"), time.perf_counter() - start, float("nan"),
+                               planning_fallback=True, proposal_latency_s=proposal_s)
+        time.sleep(scoring_s)
+        return ChunkResult(actions, 0.6, time.perf_counter() - start, 0.2, [0.4, 0.6], proposal_latency_s=proposal_s)
 
     def warmup(self, task: str | None) -> float:
         return float(self.options.get("latency_s", 0.0))

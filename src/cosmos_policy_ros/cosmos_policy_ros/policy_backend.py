@@ -25,6 +25,8 @@ class ChunkResult:
     value_spread: float = 0.0
     candidate_values: list[float] | None = None
     future_images: dict[str, np.ndarray] | None = None
+    planning_fallback: bool = False  # planning ran out of time: an unscored proposal of the base policy
+    proposal_latency_s: float | None = None  # planning: how long the proposals alone took (a direct chunk's cost)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class InferenceRequest:
     action_steps: int | None = None
     num_candidates: int = 8
     want_future_images: bool = False
+    deadline: float | None = None  # planning: time.monotonic() by which the chunk is needed (None: no limit)
 
 
 class PolicyBackend(Protocol):
@@ -130,11 +133,13 @@ class CosmosBackend:
                                       num_candidates=request.num_candidates,
                                       world_model_samples=self.world_model_samples,
                                       value_samples=self.value_samples, depth=self.planning_depth,
-                                      seed=request.seed)
-            values = getattr(chunk, "candidate_values", None)
-            spread = float(np.ptp(values)) if values is not None and len(values) else 0.0
+                                      seed=request.seed, deadline=request.deadline)
+            values = chunk.candidate_values
+            spread = float(np.ptp(values)) if values is not None and len(values) else float("nan")
             return ChunkResult(chunk.actions, chunk.value, time.perf_counter() - start, spread,
-                               list(map(float, values)) if values is not None else None)
+                               list(map(float, values)) if values is not None else None,
+                               planning_fallback=chunk.planning_fallback,
+                               proposal_latency_s=chunk.proposal_latency_s)
         chunk = self.policy.infer(prepared, num_steps=request.action_steps, seed=request.seed,
                                   return_future_images=request.want_future_images)
         return ChunkResult(chunk.actions, chunk.value, time.perf_counter() - start,

@@ -82,6 +82,7 @@ class Run:
     tick_period_ms: list[float] = field(default_factory=list)
     stall_ticks: int = 0
     shaped_ticks: int = 0  # ticks whose target the command shaper slowed down
+    planning_fallbacks: int = 0  # planning chunks that ran out of time (a direct chunk ran instead)
     done: threading.Event = field(default_factory=threading.Event)
     feedback: queue.Queue[RunPolicy.Feedback] = field(default_factory=queue.Queue)
 
@@ -130,6 +131,9 @@ class PolicyNode(Node):
         self.ensemble_coeff = coeff if coeff >= 0 else None
         self.lead_margin_ticks = self._param("lead_margin_ticks", 2, "extra prefetch lead (ticks)", minimum=0)
         self.default_candidates = self._param("num_candidates", 8, "planning proposals per chunk", minimum=1)
+        self.planning_fallback = self._param(
+            "planning_fallback", True, "realtime planning: when scoring would finish after the current chunk "
+            "runs out, execute the base policy's first proposal instead of stalling the arm")
         self.default_max_steps = self._param("default_max_steps", 1000, "steps when the goal and task give none",
                                              minimum=1)
         self.stop_on_success = self._param("stop_on_success", False, "end the goal when the stage score says success")
@@ -210,7 +214,8 @@ class PolicyNode(Node):
         self.run_lock = threading.Lock()
         self.active: Run | None = None
         self.closing = threading.Event()
-        self.counters = {"goals": 0, "refused_targets": 0, "stall_ticks": 0, "shaped_ticks": 0, "faults": 0}
+        self.counters = {"goals": 0, "refused_targets": 0, "stall_ticks": 0, "shaped_ticks": 0, "faults": 0,
+                         "planning_fallbacks": 0}
         self.last_fault = ""
         self.last_latency_ms = float("nan")
 
@@ -413,7 +418,8 @@ class PolicyNode(Node):
                    end_detail=run.end_detail, final_value=float(run.value) if math.isfinite(run.value) else -1.0,
                    final_stage_score=float(self.stage.score) if self.stage is not None else -1.0,
                    chunk_latency_ms=run.chunk_latency_ms, obs_to_command_ms=run.obs_to_command_ms,
-                   tick_period_ms=run.tick_period_ms, stall_ticks=run.stall_ticks)
+                   tick_period_ms=run.tick_period_ms, stall_ticks=run.stall_ticks,
+                   planning_fallbacks=run.planning_fallbacks)
         try:
             if run.end_reason == R.END_CANCELED and goal_handle.is_cancel_requested:
                 goal_handle.canceled()
@@ -575,7 +581,8 @@ class PolicyNode(Node):
                 obs_tick = round((obs.stamp_s - start_stamp) / self.period_s)
                 request = InferenceRequest(obs, run.task, None if run.seed is None else run.seed + run.chunks,
                                            run.planning, run.action_steps, run.num_candidates,
-                                           self._want_predicted_images())
+                                           self._want_predicted_images(),
+                                           self._planning_deadline(run, scheduler, tick, lockstep))
                 scheduler.mark_requested(tick)
                 self.inference_requests.put((run, request, obs_tick))
                 if lockstep:  # the simulator waits for this step's command: wait for the chunk here
@@ -695,13 +702,27 @@ class PolicyNode(Node):
                 self._end(run, R.END_UNSAFE_COMMAND, f"chunk {index} refused: {jump}")
                 return False
             chunk = Chunk(actions, obs_tick, index, result.value,
-                          result.latency_s, result.value_spread)
+                          result.latency_s, result.value_spread, result.planning_fallback,
+                          result.proposal_latency_s)
+            if result.planning_fallback:
+                run.planning_fallbacks += 1
+                self.counters["planning_fallbacks"] += 1
             scheduler.on_chunk(chunk, tick)
             firsts[index] = request.observation.stamp_s
             self._publish_live_view(result)
             if not block:
                 continue
             return True
+
+    def _planning_deadline(self, run: Run, scheduler: ChunkScheduler, tick: int, lockstep: bool) -> float | None:
+        """When a planning chunk requested at `tick` must be ready (time.monotonic()): one tick before the
+        current chunk runs out, so that it is collected in time. None: no limit (direct mode; lockstep, where
+        the simulator waits for us; the first chunk, which the arm waits for anyway; the fallback turned off)."""
+        current = scheduler.current
+        if not run.planning or lockstep or current is None or not self.planning_fallback:
+            return None
+        ticks_left = current.obs_tick + len(current.actions) - tick - 1
+        return time.monotonic() + max(0, ticks_left) * self.period_s
 
     def _wait_inference(self, run: Run, scheduler: ChunkScheduler, firsts: dict, tick: int) -> bool:
         while run.stop_reason is None:
@@ -757,7 +778,8 @@ class PolicyNode(Node):
         run.feedback.put(RunPolicy.Feedback(
             step=run.steps, chunk_index=chunk.index, chunk_latency_ms=chunk.latency_s * 1000,
             predicted_value=float(chunk.value), value_spread=float(chunk.value_spread),
-            stage_score=float(stage.score) if stage is not None else -1.0))
+            stage_score=float(stage.score) if stage is not None else -1.0,
+            planning_fallback=bool(chunk.planning_fallback)))
         msg = Float32MultiArray()
         msg.layout.dim = [MultiArrayDimension(label="steps", size=len(chunk.actions), stride=chunk.actions.size),
                           MultiArrayDimension(label="joints", size=chunk.actions.shape[1], stride=chunk.actions.shape[1])]

@@ -30,10 +30,45 @@ def simulate(scheduler, latency_ticks, ticks, length=50):
 
 
 def test_late_chunk_is_aligned_to_the_current_tick():
+    s = ChunkScheduler(10, PERIOD)
+    s.on_chunk(ramp_chunk(obs_tick=0), 0)
+    s.action_for(0)
+    s.on_chunk(ramp_chunk(obs_tick=10, index=1, offset=1000.0), 17)
+    # observed at tick 10 while the arm moved on the first chunk, arriving at tick 17: row 7 is tick 17's target
+    assert s.action_for(17)[0] == 1017
+
+
+def test_a_chunk_observed_while_the_arm_held_starts_from_its_first_row():
     s = ChunkScheduler(50, PERIOD)
-    s.on_chunk(ramp_chunk(obs_tick=10), 17)
-    # computed from the observation of tick 10, arriving at tick 17: row 7 is the target of tick 17
-    assert s.action_for(17)[0] == 17
+    s.on_chunk(ramp_chunk(obs_tick=10), 17)  # the first chunk: the arm held still since tick 10
+    assert [s.action_for(t)[0] for t in (17, 18)] == [10, 11]
+    assert s.stall_ticks == 0
+    # the next one was asked for after this one ran out (tick 67), arrives 80 ticks later: from row 0 again
+    s.mark_requested(67)
+    assert s.action_for(67) is None and s.stall_ticks == 1
+    s.on_chunk(ramp_chunk(obs_tick=67, index=1, offset=1000.0), 147)
+    assert s.action_for(147)[0] == 1067
+
+
+def test_a_chunk_wholly_in_the_past_of_a_moving_arm_is_dropped_and_asked_for_again():
+    s = ChunkScheduler(50, PERIOD)
+    s.on_chunk(ramp_chunk(obs_tick=0), 0)
+    s.action_for(0)
+    s.mark_requested(10)
+    s.on_chunk(ramp_chunk(obs_tick=10, index=1), 70)  # observed at 10 (arm moving), rows 10..59, arrives at 70
+    assert s.action_for(70) is None and s.chunks_dropped == 1
+    assert s.current.index == 0 and s.should_request(70)
+
+
+def test_a_policy_slower_than_a_chunk_runs_as_the_blocking_client():
+    # latency 80 ticks > 50-row chunks: prefetch cannot hide it; every chunk runs whole, none is dropped
+    s = ChunkScheduler(50, PERIOD, prefetch=True, initial_latency_s=80 * PERIOD)
+    assert s.lead_ticks == 0
+    targets = simulate(s, latency_ticks=80, ticks=700)
+    assert s.chunks_dropped == 0 and s.chunks_started >= 5
+    moving = [t[0] for t in targets if t is not None]
+    assert len(moving) == 50 * s.chunks_started  # every row of every chunk was commanded
+    assert s.stall_ticks >= 80 * (s.chunks_started - 1)  # the arm held while each later chunk was computed
 
 
 def test_prefetch_with_slow_policy_never_stalls():
@@ -43,8 +78,10 @@ def test_prefetch_with_slow_policy_never_stalls():
     started = next(i for i, t in enumerate(targets) if t is not None)
     assert s.stall_ticks == 0
     assert all(t is not None for t in targets[started:])
-    # every commanded value equals its tick: chunks stay aligned to time across every seam
-    assert all(t[0] == tick for tick, t in enumerate(targets) if t is not None)
+    # the first chunk (observed at tick 0) starts from row 0 (the arm held while it was computed) ...
+    assert [t[0] for t in targets[started:started + 50]] == list(range(50))
+    # ... every later one was observed while the arm moved: its rows stay aligned to time across every seam
+    assert all(t[0] == tick for tick, t in enumerate(targets) if tick >= started + 50)
     assert s.chunks_started >= 8
 
 
@@ -61,8 +98,8 @@ def test_lead_follows_the_measured_request_to_arrival_delay():
     s.mark_requested(0)
     s.on_chunk(ramp_chunk(0), tick=7)  # inference plus queueing: 7 ticks
     assert s.lead_ticks == 8
-    s.action_for(7)
-    assert not s.should_request(41) and s.should_request(42)
+    s.action_for(7)  # the first chunk starts at its arrival (tick 7), so it switches at 57: ask 8 ticks before
+    assert not s.should_request(48) and s.should_request(49)
 
 
 def test_late_next_chunk_keeps_running_the_current_one_past_execute_steps():
@@ -164,3 +201,16 @@ def test_seam_ramp_leaves_non_finite_rows_to_the_safety_gate():
     row[2] = np.nan
     assert ramp.start(np.zeros(14), row) is None
     assert np.isnan(ramp.apply(row)[2])
+
+
+def test_the_lead_ignores_delays_prefetch_cannot_hide():
+    s = ChunkScheduler(50, PERIOD, lead_margin_ticks=2, initial_latency_s=80 * PERIOD)  # a first chunk of 80 ticks
+    assert s.lead_ticks == 0
+    fallback = ramp_chunk(0)
+    fallback.planning_fallback, fallback.proposal_latency_s = True, 5 * PERIOD  # its proposals took 5 ticks
+    s.mark_requested(0)
+    s.on_chunk(fallback, 49)  # arrived at its deadline: the 49 ticks are not what it costs
+    assert s.lead_ticks == 5 + 2  # the 80 stays in the window but cannot be hidden; the 5 can
+    s.mark_requested(60)
+    s.on_chunk(ramp_chunk(60, index=1), 90)  # a planned chunk of 30 ticks
+    assert s.lead_ticks == 30 + 2

@@ -97,6 +97,9 @@ def test_format_result():
     assert not fault.failed  # the safety gate stopped the policy: the policy failed, the graph did not
     rejected = RunResult.failure(RunStatus.REJECTED, "rejected the goal")
     assert "rejected (REJECTED): rejected the goal" in format_result(rejected)
+    late = RunResult.from_message(result_message(planning_fallbacks=3), GoalStatus.SUCCEEDED, wall_s=9.06)
+    assert late.planning_fallbacks == 3
+    assert format_result(late) == "stage score 75/100 | max_steps | 400 steps, 8 chunks (3 unplanned: out of time), 9.1 s"
 
 
 def test_format_progress_is_one_line():

@@ -154,6 +154,7 @@ def fill_from_result(record: EpisodeRecord, result: RunResult) -> None:
     record.obs_to_command_ms = list(result.obs_to_command_ms)
     record.tick_period_ms = list(result.tick_period_ms)
     record.stall_ticks = result.stall_ticks
+    record.planning_fallbacks = result.planning_fallbacks
 
 
 class PlanDriver:

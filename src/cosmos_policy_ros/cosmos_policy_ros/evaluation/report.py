@@ -49,6 +49,7 @@ class EpisodeRecord:
     wall_s: float = 0.0
     final_value: float | None = None
     stall_ticks: int = 0
+    planning_fallbacks: int = 0  # planning chunks that ran out of time (realtime only)
     chunk_latency_ms: list[float] = field(default_factory=list)
     obs_to_command_ms: list[float] = field(default_factory=list)
     tick_period_ms: list[float] = field(default_factory=list)
