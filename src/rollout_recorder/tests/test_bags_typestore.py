@@ -41,9 +41,11 @@ def test_our_messages_serialise_and_deserialise():
     assert back.stages_reached == ["touched", "lifted"] and back.score == 62.5 and back.success
     assert back.header.stamp.nanosec == 345
     fb = store.types["aloha_interfaces/action/RunPolicy_Feedback"](
-        step=3, chunk_index=1, chunk_latency_ms=12.5, predicted_value=0.5, value_spread=0.0, stage_score=-1.0)
+        step=3, chunk_index=1, chunk_latency_ms=12.5, predicted_value=0.5, value_spread=0.0, stage_score=-1.0,
+        planning_fallback=True)
     raw = bytes(store.serialize_cdr(fb, "aloha_interfaces/action/RunPolicy_Feedback"))
-    assert store.deserialize_cdr(raw, "aloha_interfaces/action/RunPolicy_Feedback").chunk_latency_ms == 12.5
+    back = store.deserialize_cdr(raw, "aloha_interfaces/action/RunPolicy_Feedback")
+    assert back.chunk_latency_ms == 12.5 and back.planning_fallback
 
 
 def test_type_hashes_match_the_built_interfaces():
