@@ -28,7 +28,7 @@ def test_policy_goal_is_recorded_with_its_task_and_seed(start_node, test_node, t
     streams = [contract.topic("joint_states")] + [contract.camera_topic(cam) for cam in contract.cameras]
     assert wait_until(lambda: all(test_node.count_subscribers(t) >= 2 for t in streams), 30), recorder.output
     # the recorder learns of a goal from the action's status topic: it must be matched before a 60-step lockstep
-    # goal (about a second) starts and ends (seen missing once in CI under load: nothing was recorded);
+    # goal (about a second) starts and ends (once in a CI run it was not, and nothing was recorded);
     # its subscribers there: the recorder and this test's action client
     status_topic = contract.action("run_policy") + "/_action/status"
     assert wait_until(lambda: test_node.count_subscribers(status_topic) >= 2, 30), recorder.output
