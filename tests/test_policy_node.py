@@ -279,6 +279,30 @@ def test_unsafe_model_output_is_refused_and_the_arm_holds(start_node, test_node,
     np.testing.assert_allclose(sent[-1], sent[-2])  # the last message is the hold of the last safe target
 
 
+@pytest.mark.parametrize("shape", [True, False])
+def test_a_gripper_a_little_past_open_is_clamped_when_shaping_and_refused_without(start_node, test_node, contract,
+                                                                                   shape):
+    """Measured on ACT: gripper targets of 1.10-1.12 (accepted: up to 1.1) stopped 34 of 50 episodes at the gate."""
+    from aloha_contract.validation import accepted_command_range
+    from aloha_interfaces.action import RunPolicy
+    start_sim(start_node)
+    start_policy(start_node, "hold:execute_steps=20,gripper_target=1.12", shape_commands=shape)
+    client = action_client(test_node, contract)
+    assert client.wait_for_server(timeout_sec=30)
+    commands = CommandLog(test_node, contract)
+    result = wait_result(send_goal(client, max_steps=60)).result
+    time.sleep(1.0)  # let a loaded machine deliver the last commands
+    grippers = np.array(commands.all())[:, list(contract.gripper_indices)]
+    upper = accepted_command_range(contract)[1][list(contract.gripper_indices)]
+    assert (grippers <= upper).all()  # never past the accepted range, either way
+    if shape:
+        assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
+        assert "shaped" in result.end_detail and np.allclose(grippers[-1], upper), (result.end_detail, grippers[-1])
+    else:
+        assert result.end_reason == RunPolicy.Result.END_UNSAFE_COMMAND, result.end_detail
+        assert "gripper" in result.end_detail and "1.120" in result.end_detail, result.end_detail
+
+
 @pytest.mark.parametrize("prefetch", [True, False])
 def test_slow_policy_stalls_only_without_prefetch(start_node, test_node, contract, prefetch):
     """Latency 0.3 s = 30% of a 50-step chunk at 50 Hz."""

@@ -17,6 +17,24 @@ class InvalidCommand(ValueError):
     """A joint command that must not reach the motors."""
 
 
+def accepted_command_range(contract: Contract) -> tuple[np.ndarray, np.ndarray]:
+    """Per-joint (lower, upper) of a command :func:`check_joint_command` accepts: joint limits + margin (rad),
+    the normalised gripper range for grippers. In the contract's joint order."""
+    margin = contract.joint_margin_rad
+    per_arm = len(contract.arm_joints) + 1
+    grippers = set(contract.gripper_indices)
+    lower, upper = [], []
+    for i in range(len(contract.joint_names)):
+        if i in grippers:
+            lo, hi = contract.gripper_command_range
+        else:
+            lo, hi = contract.joint_limits_rad[i % per_arm]
+            lo, hi = lo - margin, hi + margin
+        lower.append(lo)
+        upper.append(hi)
+    return np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+
+
 def check_joint_command(command: Sequence[float] | np.ndarray, contract: Contract,
                         current: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Return the command as a float64 array, or raise :class:`InvalidCommand` naming the problem.
@@ -37,18 +55,17 @@ def check_joint_command(command: Sequence[float] | np.ndarray, contract: Contrac
         raise InvalidCommand(f"joint command has NaN/inf for {bad}")
     margin = contract.joint_margin_rad
     grippers = set(contract.gripper_indices)
-    g_lo, g_hi = contract.gripper_command_range
     per_arm = len(contract.arm_joints) + 1
+    lower, upper = accepted_command_range(contract)
     for i, value in enumerate(cmd):
-        if i in grippers:
-            if not g_lo <= value <= g_hi:
-                raise InvalidCommand(f"{names[i]}={value:.3f} outside the normalised gripper range "
-                                     f"[{g_lo}, {g_hi}] (0 closed, 1 open)")
+        if lower[i] <= value <= upper[i]:
             continue
+        if i in grippers:
+            raise InvalidCommand(f"{names[i]}={value:.3f} outside the normalised gripper range "
+                                 f"[{lower[i]:g}, {upper[i]:g}] (0 closed, 1 open)")
         lo, hi = contract.joint_limits_rad[i % per_arm]
-        if not lo - margin <= value <= hi + margin:
-            raise InvalidCommand(f"{names[i]}={value:.3f} rad outside joint limits [{lo:.3f}, {hi:.3f}] "
-                                 f"+ margin {margin} rad")
+        raise InvalidCommand(f"{names[i]}={value:.3f} rad outside joint limits [{lo:.3f}, {hi:.3f}] "
+                             f"+ margin {margin} rad")
     if current is not None:
         cur = np.asarray(current, dtype=np.float64)
         step = np.abs(cmd - cur)  # absolute: a jump is dangerous in either direction

@@ -9,6 +9,7 @@ Selected with the node parameter `fake_policy`, a spec such as "hold:latency_s=0
   and, as the real planner, is abandoned at the request's deadline for the unscored first proposal;
 - `nan_at_chunk=N`: chunk N (0-based) has NaN from row 5 on; `jump_at_chunk=N`: a 1 rad step at row 5;
 - `fail_at_chunk=N`: inference raises;
+- `gripper_target=V`: both grippers are commanded to V (normalised; e.g. 1.12, a little past "open", as ACT);
 - `image_height=H,image_width=W`: frames must have that size (as a checkpoint's training size).
 Never use it on a robot: it is not a policy.
 """
@@ -41,14 +42,16 @@ class FakeHoldPolicy:
     """See the module docstring. Args: the parsed options, the camera names and the contract's rate."""
 
     known = ("latency_s", "planning_latency_s", "nan_at_chunk", "jump_at_chunk", "fail_at_chunk", "chunk_length",
-             "execute_steps", "amplitude_rad", "control_hz", "image_height", "image_width")
+             "execute_steps", "amplitude_rad", "control_hz", "image_height", "image_width", "gripper_target")
 
-    def __init__(self, options: dict[str, float], cameras: list[str], control_hz: float) -> None:
+    def __init__(self, options: dict[str, float], cameras: list[str], control_hz: float,
+                 gripper_indices: tuple[int, ...] = ()) -> None:
         unknown = sorted(set(options) - set(self.known))
         if unknown:
             raise ValueError(f"fake_policy: unknown options {unknown} (known: {list(self.known)})")
         self.options = options
         self.cameras = list(cameras)
+        self.gripper_indices = list(gripper_indices)
         # frames must have this size when given (to test the node's size check); any size otherwise
         self.camera_hw = ((int(options["image_height"]), int(options["image_width"]))
                           if "image_height" in options and "image_width" in options else None)
@@ -78,6 +81,8 @@ class FakeHoldPolicy:
         t = obs.stamp_s - self._start_stamp + np.arange(self.chunk_length) / self.control_hz
         actions = np.repeat(obs.qpos[None].astype(np.float64), self.chunk_length, axis=0)
         actions[:, 0] = self.amplitude * np.sin(2 * math.pi * 0.25 * t)
+        if "gripper_target" in self.options:
+            actions[:, self.gripper_indices] = self.options["gripper_target"]
         if index == self.options.get("nan_at_chunk"):
             actions[FAULT_ROW:, 1] = np.nan
         if index == self.options.get("jump_at_chunk"):
@@ -102,8 +107,9 @@ class FakeHoldPolicy:
         return float(self.options.get("latency_s", 0.0))
 
 
-def make_fake_policy(spec: str, cameras: list[str], control_hz: float) -> FakeHoldPolicy:
+def make_fake_policy(spec: str, cameras: list[str], control_hz: float,
+                     gripper_indices: tuple[int, ...] = ()) -> FakeHoldPolicy:
     kind, options = parse_spec(spec)
     if kind != "hold":
         raise ValueError(f"fake_policy {spec!r}: unknown kind {kind!r} (known: 'hold')")
-    return FakeHoldPolicy(options, cameras, control_hz)
+    return FakeHoldPolicy(options, cameras, control_hz, gripper_indices)

@@ -40,6 +40,7 @@ from aloha_contract.eef_gate import EndEffectorGate
 from aloha_contract.node_main import run_node
 from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, rgb_to_image, vector_to_joint_state
 from aloha_contract.safety import SafetyGate
+from aloha_contract.validation import accepted_command_range
 from aloha_interfaces.action import RunPolicy
 from aloha_interfaces.msg import StageScore
 
@@ -176,6 +177,9 @@ class PolicyNode(Node):
                                           "(velocity limit, tracking bound) instead of aborting on them")
         self.shaping_fraction = self._param("shaping_fraction", 0.9, "share of the gate's step and tracking "
                                             "limits that shaped targets may use", minimum=0.05, maximum=1.0)
+        self.shaping_range_tolerance = self._param(
+            "shaping_range_tolerance", 0.05, "a target at most this far past the range the gate accepts (rad, or "
+            "normalised gripper) is clamped onto its edge; further out it is refused", minimum=0.0, maximum=0.5)
         self.max_row_jump_rad = self._param("max_row_jump_rad", 0.5, "a chunk whose consecutive rows differ by "
                                             "more than this on an arm joint is a fault: refused, goal aborted",
                                             minimum=0.0)
@@ -267,7 +271,8 @@ class PolicyNode(Node):
         if fake:
             from .fake_policies import make_fake_policy
             self.get_logger().warning(f"fake_policy:={fake}: a test double, not a policy")
-            return make_fake_policy(fake, self.contract.cameras, self.contract.control_rate_hz)
+            return make_fake_policy(fake, self.contract.cameras, self.contract.control_rate_hz,
+                                    tuple(self.contract.gripper_indices))
         if not checkpoint:
             raise ValueError("parameter checkpoint: empty; pass checkpoint:=<checkpoint directory> (the shipped "
                              "default is checkpoints/aloha_sim_default)")
@@ -498,7 +503,8 @@ class PolicyNode(Node):
         if self.joint_commands:
             ramp = SeamRamp(self.gate.limits.max_step, self.seam_limits, names=self.contract.joint_names)
             shaper = CommandShaper(self.gate.limits.max_step, self.gate.limits.max_tracking_error,
-                                   self.shaping_fraction) if self.shape_commands else None
+                                   self.shaping_fraction, accepted=accepted_command_range(self.contract),
+                                   range_tolerance=self.shaping_range_tolerance) if self.shape_commands else None
         else:  # deltas have no seam to ramp nor a measured position to track: each command is a motion of its own
             ramp, shaper = _NoRamp(), None
         start_wall = time.monotonic()
@@ -646,7 +652,8 @@ class PolicyNode(Node):
         if run.stop_reason is not None:
             return self._end(run, run.stop_reason, run.stop_detail)
         self._await_final_score(run, answered_stamp if lockstep else None)
-        shaped = f" ({run.shaped_ticks} slowed to the velocity/tracking limits)" if run.shaped_ticks else ""
+        shaped = (f" ({run.shaped_ticks} shaped: slowed to the velocity/tracking limits or clamped onto the "
+                  f"accepted range)" if run.shaped_ticks else "")
         self._end(run, R.END_MAX_STEPS, f"{run.steps} steps executed{shaped}")
 
     def _wait_first_joint_state(self, run: Run) -> tuple[np.ndarray, float] | None:
