@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .stop_signals import sigterm_as_ctrl_c
+
 log = logging.getLogger("cosmos_policy")
 
 NETWORK_PRESETS = ["tiny", "small", "2b"]
@@ -602,14 +604,16 @@ def _error_text(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cosmos-policy` console script.
 
-    Exit status: 0 done, 2 a mistake the message explains (bad option, missing or invalid file), 130 Ctrl-C.
+    Exit status: 0 done, 2 a mistake the message explains (bad option, missing or invalid file), 130 Ctrl-C
+    or SIGTERM.
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     prog = f"cosmos-policy {args.command}"
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_ctrl_c():  # a background job (`cmd &` ignores Ctrl-C) stopped by kill saves as Ctrl-C does
+            return int(args.func(args) or 0)
     except (UsageError, *EXPECTED_ERRORS) as exc:
         if args.verbose:
             raise

@@ -45,12 +45,10 @@ import logging
 import math
 import os
 import random
-import signal
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +70,7 @@ from .diffusion import CosmosPolicyModel
 from .latent_sequence import inject_vectors
 from .networks import vae_fingerprint
 from .objectives import STATE_ACTION_NEXT_STATE, check_value_conditioning
+from .stop_signals import stop_signals_deferred
 
 log = logging.getLogger(__name__)
 
@@ -434,34 +433,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         return self.message()
 
 
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C until the block ends: an optimiser step or a checkpoint cut in half cannot be resumed.
-
-    A second Ctrl-C inside the block interrupts at once (the user insists). Only Python's default
-    handler in the main thread is replaced; anything else (ignored SIGINT, a custom handler) is left alone.
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum, frame) -> None:
-        if pending:
-            raise KeyboardInterrupt
-        pending.append(signum)
-        log.warning("Ctrl-C: finishing the optimiser step / checkpoint first (press again to abort at once)")
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if pending:
-        raise KeyboardInterrupt
-
-
 class Trainer:
     """Trains a CosmosPolicyModel on an EpisodeDataset and writes resumable checkpoint directories."""
 
@@ -696,7 +667,7 @@ class Trainer:
         unsaved = self.step > 0 and self.saved_step != self.step
         if unsaved and self.context.world_size == 1:
             log.warning("Ctrl-C at step %d: saving a checkpoint to %s", self.step, self.out_dir)
-            with _sigint_deferred():
+            with stop_signals_deferred():
                 self.save()
         return TrainingInterrupted(self.step, final, self.out_dir, self.saved_step)
 
@@ -734,7 +705,7 @@ class Trainer:
                 step_loss += float(loss.detach()) / cfg.grad_accum
                 for name, value in metrics.items():
                     window[name].append(value)
-            with _sigint_deferred():  # weights, optimiser state and step counter change together
+            with stop_signals_deferred():  # weights, optimiser state and step counter change together
                 if cfg.grad_clip > 0:
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(),
                                                                      cfg.grad_clip))
@@ -762,12 +733,12 @@ class Trainer:
                 dist.broadcast(flag, src=0)
                 due_time = bool(flag.item())
             if (due_steps or due_time) and self.step < final:
-                with _sigint_deferred():  # a checkpoint cut in half mixes two steps
+                with stop_signals_deferred():  # a checkpoint cut in half mixes two steps
                     last_saved = self.save()
                 last_save_time = time.perf_counter()
         bar.close()
         if self.step > first_step:
-            with _sigint_deferred():
+            with stop_signals_deferred():
                 last_saved = self.save()
         return last_saved
 

@@ -148,6 +148,39 @@ def test_ctrl_c_during_an_optimiser_step_is_held_until_the_step_is_whole(tmp_pat
     assert meta["step"] == 2 and len(meta["loss_history"]) == 2
 
 
+def test_sigterm_to_a_background_training_saves_like_ctrl_c(tmp_path):
+    """Measured: a training started with `&` ignores SIGINT, and `kill` (SIGTERM) ended it without a save."""
+    import re
+    import threading
+    import time
+    write_synthetic_episodes(tmp_path / "demos" / "fold_shirt", count=1, steps=4)
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cosmos_policy.cli", "train", "--data", str(tmp_path / "demos"), "--out", str(out),
+         "--steps", "100000", "--save-every", "0", "--save-every-s", "0", "--log-every", "1", *TINY],
+        stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as a shell starts `cmd &`
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any(re.search(r"step [3-9]\d*/100000", line) for line in list(lines)):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert rc == 130, err
+    match = re.search(r"interrupted at step (\d+) of 100000: checkpoint saved in", err)
+    assert match, err
+    assert _step(out) == int(match.group(1)) >= 3  # the steps since start were saved, not lost
+
+
 def test_dataset_option_defaults_are_the_datasets_own():
     import inspect
 
