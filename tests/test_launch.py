@@ -45,6 +45,12 @@ def test_arguments_reach_node_parameters():
     assert by_label["scripted_driver"].shutdown_on_exit and not by_label["aloha_sim"].shutdown_on_exit
 
 
+def test_eval_launch_passes_planning_candidates_to_the_goals():
+    nodes, _ = evaluate("eval.launch.py", policy_mode="planning", num_candidates=4)
+    argv = next(n for n in nodes if n.label == "aloha_eval").argv
+    assert argv[argv.index("--num-candidates") + 1] == "4" and argv[argv.index("--mode") + 1] == "planning"
+
+
 def test_bad_arguments_are_named():
     from aloha_bringup.wheel_launch import LaunchError
     with pytest.raises(LaunchError, match="unknown launch arguments.*episode"):

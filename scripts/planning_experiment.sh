@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The planning experiment of issue 10, in the simulator, on CPU, stage by stage; every stage resumes:
+#
+#   ./scripts/planning_experiment.sh record     # rollouts of the base policy, recorded and scored by the sim
+#   ./scripts/planning_experiment.sh finetune   # the planning model (V(s')) from the base, on demos + rollouts
+#   ./scripts/planning_experiment.sh evaluate   # best-of-N planning on the evaluation seeds (direct: same seeds)
+#   ./scripts/planning_experiment.sh all
+#
+# Record: ROLLOUTS_PER_TASK (100) rollouts per task of the base checkpoint, lockstep, 96x128 cameras, seeds
+#   SEED_START.. (3000..: disjoint from the demos' 0-49 and the evaluation's 1000-1049), both tasks side by
+#   side on ROS domains DOMAINS ("111 112"). Each goal is an episode in ROLLOUTS/<task>, scored 0-100 by the
+#   sim's stages (docs/scoring.md). Rerunning continues after the finished episodes (an interrupted one is
+#   dropped and recorded again). Measured: ~18 s per rollout per stream (pilot, idle 2-core machine).
+# Finetune: `cosmos-policy finetune-planning` as docs/planning.md gives it (the release's mix and LR cycle
+#   shape), STEPS (4000) x batch 16, into PLANNING; resumes from its 5-minute checkpoints (Ctrl-C or SIGTERM
+#   saves first). Expected cost: docs/planning.md.
+# Evaluate: eval.launch.py policy_mode:=planning on the evaluation seeds, NUM_CANDIDATES (4) proposals per
+#   chunk, each scored by 3 world-model x 5 value samples; the direct column is the shipped policy's on the
+#   same seeds (docs/results.md), or EVAL_DIRECT=1 runs it again.
+set -euo pipefail
+
+main() {
+    cd "$(dirname "$0")/.."
+    source env.sh
+    BASE=${BASE:-checkpoints/aloha_sim_default}
+    ROLLOUTS=${ROLLOUTS:-data/rollouts_sim}
+    ROLLOUTS_PER_TASK=${ROLLOUTS_PER_TASK:-100}
+    SEED_START=${SEED_START:-3000}
+    PLANNING=${PLANNING:-runs/planning_sim}
+    STEPS=${STEPS:-4000}
+    NUM_CANDIDATES=${NUM_CANDIDATES:-4}
+    EPISODES=${EPISODES:-50}
+    MAX_STEPS=${MAX_STEPS:-0}  # evaluate: steps per episode (0: the task's length; small for a smoke test)
+    EVAL_DIRECT=${EVAL_DIRECT:-0}
+    read -r -a domains <<< "${DOMAINS:-111 112}"
+    local tasks=(transfer_cube insertion)
+    mkdir -p logs eval
+
+    case "${1:-all}" in
+        record) record ;;
+        finetune) finetune ;;
+        evaluate) evaluate ;;
+        all) record && finetune && evaluate ;;
+        *) echo "usage: $0 record|finetune|evaluate|all" >&2; exit 2 ;;
+    esac
+}
+
+finished() {  # finished episodes in folder $1
+    find "$1" -maxdepth 1 -name 'episode_*.hdf5' 2>/dev/null | wc -l
+}
+
+record_task() {  # task, ROS domain: the missing rollouts of one task
+    local task=$1 domain=$2 dir=$ROLLOUTS/$1
+    mkdir -p "$dir"
+    rm -f "$dir"/*.partial  # an interrupted recording: its seed is recorded again below
+    local have
+    have=$(finished "$dir")
+    if [ "$have" -ge "$ROLLOUTS_PER_TASK" ]; then
+        echo "$dir: $have rollouts, nothing to record"
+        return 0
+    fi
+    echo "$dir: $have of $ROLLOUTS_PER_TASK rollouts; recording seeds $((SEED_START + have))-$((SEED_START + ROLLOUTS_PER_TASK - 1)) on ROS domain $domain (log: logs/rollouts_$task.log)"
+    export ROS_DOMAIN_ID=$domain
+    ./scripts/launch.sh aloha_bringup record.launch.py out_dir:="$dir" image_height:=96 image_width:=128 \
+        sim:=true policy_checkpoint:="$BASE" > "logs/recorder_$task.log" 2>&1 &
+    local recorder=$!
+    # the recorder learns of goals from the action's status topic: it must be up before the first goal
+    timeout 120 bash -c "until grep -q 'recorder ready' logs/recorder_$task.log; do sleep 1; done" ||
+        { kill -INT $recorder; echo "the recorder did not start: logs/recorder_$task.log" >&2; return 1; }
+    local status=0
+    ./scripts/launch.sh aloha_bringup eval.launch.py tasks:="$task" episodes:=$((ROLLOUTS_PER_TASK - have)) \
+        seed_start:=$((SEED_START + have)) checkpoint:="$BASE" out:="eval/rollouts_$task.json" \
+        label:="rollouts_$(basename "$BASE")" > "logs/rollouts_$task.log" 2>&1 || status=$?
+    sleep 3  # the last episode is finalised when its goal ends
+    kill -INT $recorder
+    wait $recorder || true
+    echo "$dir: $(finished "$dir") rollouts (evaluation harness exit status $status)"
+    return $status
+}
+
+record() {
+    local pids=() i=0 status=0
+    for task in "${tasks[@]}"; do
+        record_task "$task" "${domains[$i]}" & pids+=($!)
+        i=$((i + 1))
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    return $status
+}
+
+finetune() {
+    local resume=()
+    [ -f "$PLANNING/trainer_state.json" ] && resume=(--resume)
+    cosmos-policy finetune-planning --base "$BASE" \
+        --demos data/demos_96x128/transfer_cube --demos data/demos_96x128/insertion \
+        --rollouts "$ROLLOUTS/transfer_cube" --rollouts "$ROLLOUTS/insertion" --out "$PLANNING" \
+        --steps "$STEPS" --warmup-steps $((STEPS / 12)) --lr-cycle-steps $((STEPS * 5 / 6)) \
+        --batch-size 16 --cache-latents --latent-versions 1 --sample-stride 5 \
+        --num-workers 2 --threads 1 --save-every 0 --save-every-s 300 --no-progress --log-every 25 "${resume[@]}"
+}
+
+evaluate() {
+    local pids=() i=0 status=0 label
+    label="planning_N${NUM_CANDIDATES}_$(basename "$PLANNING")"
+    for task in "${tasks[@]}"; do
+        ROS_DOMAIN_ID=${domains[$i]} ./scripts/launch.sh aloha_bringup eval.launch.py tasks:="$task" \
+            episodes:="$EPISODES" checkpoint:="$BASE" planning_checkpoint:="$PLANNING" policy_mode:=planning \
+            num_candidates:="$NUM_CANDIDATES" max_steps:="$MAX_STEPS" out:="eval/${label}_$task.json" label:="$label" \
+            > "logs/${label}_$task.log" 2>&1 & pids+=($!)
+        i=$((i + 1))
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    if [ "$EVAL_DIRECT" = 1 ]; then
+        ROS_DOMAIN_ID=${domains[0]} ./scripts/launch.sh aloha_bringup eval.launch.py episodes:="$EPISODES" \
+            checkpoint:="$BASE" out:="eval/direct_$(basename "$BASE").json" label:=direct || status=1
+    fi
+    return $status
+}
+
+main "$@"
