@@ -10,7 +10,8 @@
 #   SEED_START.. (3000..: disjoint from the demos' 0-49 and the evaluation's 1000-1049), both tasks side by
 #   side on ROS domains DOMAINS ("111 112"). Each goal is an episode in ROLLOUTS/<task>, scored 0-100 by the
 #   sim's stages (docs/scoring.md). Rerunning continues after the finished episodes (an interrupted one is
-#   dropped and recorded again). Measured: ~18 s per rollout per stream (pilot, idle 2-core machine).
+#   dropped and recorded again). What each stage costs here: docs/planning.md. The domains are above the test
+#   suite's 1-100 (ROS 2 advises 0-101 on Linux: higher ones may meet ephemeral ports; set DOMAINS if so).
 # Finetune: `cosmos-policy finetune-planning` as docs/planning.md gives it (the release's mix and LR cycle
 #   shape), STEPS (4000) x batch 16, into PLANNING; resumes from its 5-minute checkpoints (Ctrl-C or SIGTERM
 #   saves first). Expected cost: docs/planning.md.
@@ -36,6 +37,7 @@ main() {
     local tasks=(transfer_cube insertion)
     mkdir -p logs eval
 
+    trap stop_children INT TERM
     case "${1:-all}" in
         record) record ;;
         finetune) finetune ;;
@@ -51,6 +53,7 @@ finished() {  # finished episodes in folder $1
 
 record_task() {  # task, ROS domain: the missing rollouts of one task
     local task=$1 domain=$2 dir=$ROLLOUTS/$1
+    local log=logs/$(basename "$ROLLOUTS")_$1 report=eval/$(basename "$ROLLOUTS")_$1.json
     mkdir -p "$dir"
     rm -f "$dir"/*.partial  # an interrupted recording: its seed is recorded again below
     local have
@@ -59,23 +62,39 @@ record_task() {  # task, ROS domain: the missing rollouts of one task
         echo "$dir: $have rollouts, nothing to record"
         return 0
     fi
-    echo "$dir: $have of $ROLLOUTS_PER_TASK rollouts; recording seeds $((SEED_START + have))-$((SEED_START + ROLLOUTS_PER_TASK - 1)) on ROS domain $domain (log: logs/rollouts_$task.log)"
+    echo "$dir: $have of $ROLLOUTS_PER_TASK rollouts; recording seeds $((SEED_START + have))-$((SEED_START + ROLLOUTS_PER_TASK - 1)) on ROS domain $domain (log: $log.log)"
     export ROS_DOMAIN_ID=$domain
+    : > "${log}_recorder.log"  # the readiness check below must not read a previous run's log
     ./scripts/launch.sh aloha_bringup record.launch.py out_dir:="$dir" image_height:=96 image_width:=128 \
-        sim:=true policy_checkpoint:="$BASE" > "logs/recorder_$task.log" 2>&1 &
+        sim:=true policy_checkpoint:="$BASE" > "${log}_recorder.log" 2>&1 &
     local recorder=$!
     # the recorder learns of goals from the action's status topic: it must be up before the first goal
-    timeout 120 bash -c "until grep -q 'recorder ready' logs/recorder_$task.log; do sleep 1; done" ||
-        { kill -INT $recorder; echo "the recorder did not start: logs/recorder_$task.log" >&2; return 1; }
-    local status=0
+    timeout 120 bash -c "until grep -q 'recorder ready' ${log}_recorder.log; do sleep 1; done" ||
+        { kill -INT $recorder 2>/dev/null || true; echo "the recorder did not start: ${log}_recorder.log" >&2; return 1; }
+    local status=0 evaluation
     ./scripts/launch.sh aloha_bringup eval.launch.py tasks:="$task" episodes:=$((ROLLOUTS_PER_TASK - have)) \
-        seed_start:=$((SEED_START + have)) checkpoint:="$BASE" out:="eval/rollouts_$task.json" \
-        label:="rollouts_$(basename "$BASE")" > "logs/rollouts_$task.log" 2>&1 || status=$?
+        seed_start:=$((SEED_START + have)) checkpoint:="$BASE" out:="$report" \
+        label:="rollouts_$(basename "$BASE")" > "$log.log" 2>&1 &
+    evaluation=$!
+    # in the background, so that a SIGTERM is handled at once (bash runs traps between commands)
+    trap 'kill -TERM $evaluation $recorder 2>/dev/null; wait; exit 130' TERM
+    wait $evaluation || status=$?
     sleep 3  # the last episode is finalised when its goal ends
-    kill -INT $recorder
+    kill -INT $recorder 2>/dev/null || true
     wait $recorder || true
     echo "$dir: $(finished "$dir") rollouts (evaluation harness exit status $status)"
     return $status
+}
+
+stop_children() {  # Ctrl-C or SIGTERM to this script stops what it started (the launches hold ROS domains)
+    trap - INT TERM
+    local pids
+    pids=$(jobs -p)
+    # SIGTERM: the launcher stops its nodes on it, and a record_task subshell (whose SIGINT a background
+    # job ignores) stops its two launches
+    [ -n "$pids" ] && kill -TERM $pids 2>/dev/null
+    wait
+    exit 130
 }
 
 record() {

@@ -153,8 +153,9 @@ class SimNode(Node):
         self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock=self.steady)
         self.create_timer(PEER_WATCH_PERIOD_S, self.watch_for_another_robot, clock=self.steady)
         # discovery may still be under way (it missed a running sim after 3 s once in CI): for as long again as the
-        # start-up check waited, a second robot found now means this node is the newcomer, and it leaves
-        self.newcomer_until_s = time.monotonic() + peer_check_s
+        # start-up check waited (at most the default check), a second robot found now means this node is the
+        # newcomer, and it leaves
+        self.newcomer_until_s = time.monotonic() + min(peer_check_s, DISCOVERY_WAIT_S)
         self.newcomer_timer = self.create_timer(POLL_S * 5, self.leave_if_newcomer_to_another_robot, clock=self.steady)
         self.publish_observation(render=True)
         self.get_logger().info(
@@ -212,9 +213,11 @@ class SimNode(Node):
     def leave_if_newcomer_to_another_robot(self) -> None:
         """Raise AnotherRobotError (out of spin: exit 1) when a second robot shows up within the newcomer window.
 
-        Asymmetric on purpose: a sim started after this one was ready spends ``peer_check_s`` in its own start-up
-        check, so by the time either can see the other this one's window is over and only the newcomer leaves.
-        Two started at once may both leave, which is the safe outcome for two runs on one domain.
+        Asymmetric on purpose: the window is at most DISCOVERY_WAIT_S, and a sim started after this one was ready
+        spends its own ``peer_check_s`` (by default DISCOVERY_WAIT_S) in its start-up check, so by the time either
+        can see the other this one's window is over and only the newcomer leaves. A newcomer that checks for less
+        time than that (peer_check_s lowered) may make the older one leave instead. Two started at once may both
+        leave, which is the safe outcome for two runs on one domain.
         """
         if time.monotonic() >= self.newcomer_until_s:
             self.newcomer_timer.cancel()

@@ -63,7 +63,7 @@ def stop_signals_deferred() -> Iterator[None]:
         if pending:
             raise KeyboardInterrupt
         pending.append(signum)
-        log.warning("%s: finishing the optimiser step / checkpoint first (press Ctrl-C again to abort at once)",
+        log.warning("%s: finishing the optimiser step / checkpoint first (the same signal again aborts at once)",
                     signal.Signals(signum).name)
 
     previous = {signum: signal.signal(signum, hold) for signum in held}

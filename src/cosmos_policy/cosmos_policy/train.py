@@ -30,8 +30,9 @@ One trainer serves both the base run (demos) and the planning fine-tune (start f
   (seed, s, rank), so a resumed run repeats an uninterrupted one exactly given the saved weights and
   optimiser state.
 - Checkpoints every `save_every` steps and/or every `save_every_s` seconds (default 5 min, so an
-  interrupted CPU run loses little), on Ctrl-C (one process only; optimiser steps and saves hold a
-  Ctrl-C until they are whole; `TrainingInterrupted` names the saved step), and at the end:
+  interrupted CPU run loses little), on Ctrl-C, or SIGTERM under the CLI (one process only; optimiser
+  steps and saves hold the signal until they are whole, stop_signals.py; `TrainingInterrupted` names the
+  saved step), and at the end:
   checkpoint.py's directory (weights, config, statistics, text embeddings) plus
   `trainer_state.safetensors` (optimiser tensors, RNG states) and `trainer_state.json` (step, optimiser
   hyper-parameters, scheduler, train config). Never pickle.
@@ -666,7 +667,7 @@ class Trainer:
         """
         unsaved = self.step > 0 and self.saved_step != self.step
         if unsaved and self.context.world_size == 1:
-            log.warning("Ctrl-C at step %d: saving a checkpoint to %s", self.step, self.out_dir)
+            log.warning("interrupted at step %d: saving a checkpoint to %s", self.step, self.out_dir)
             with stop_signals_deferred():
                 self.save()
         return TrainingInterrupted(self.step, final, self.out_dir, self.saved_step)

@@ -1,6 +1,6 @@
 """Command shaping: follow the policy as fast as the robot safely can, refuse what is a fault.
 
-Two kinds of unsafe output come out of a learned policy, and they deserve different answers:
+Three kinds of unsafe output come out of a learned policy, and they deserve different answers:
 
 - motion a little faster than the servos follow (a chunk that leads the arm, a wrist that lags under
   load). Refusing it would end nearly every episode of a small policy at a safety stop; the answer is
@@ -8,15 +8,16 @@ Two kinds of unsafe output come out of a learned policy, and they deserve differ
   from the previous target, and keeps it within `fraction` x the gate's tracking bound of the measured
   position. The arm then moves toward the policy's target at up to its velocity limit and waits for the
   servos when they lag.
-- a target a little past the range the robot accepts (a gripper at 1.12 where "open" is accepted up to 1.1:
-  measured on ACT, whose outputs are not clamped to the range it was trained on). With the accepted range
-  given, `CommandShaper` clamps an overshoot up to `range_tolerance` onto the range's edge; a target further
-  out is left for the gate to refuse, as a fault.
+- a gripper target a little past the range the robot accepts (1.12 where "open" is accepted up to 1.1:
+  measured on ACT, whose outputs are not clamped to the range it was trained on). Given the accepted range,
+  `CommandShaper` clamps a gripper overshoot of up to `gripper_tolerance` onto the range's edge. Arm joints
+  are never clamped (their limits already carry a margin, and an arm pushing past one is a fault), nor is a
+  gripper target further out: the gate refuses those.
 - a fault: a chunk whose consecutive rows jump by more than any demonstrator moves in one step (a
   diverged sample, a corrupted tensor). `find_row_jump` refuses such a chunk when it arrives, before any
   of it is commanded.
 
-The safety gate stays behind both as the last check: NaN/inf, joint limits, and the same step and
+The safety gate stays behind all three as the last check: NaN/inf, joint limits, and the same step and
 tracking limits, which shaped targets are inside by construction.
 """
 
@@ -36,34 +37,42 @@ class CommandShaper:
             grippers, which squeeze objects and never reach their target).
         fraction: share of each limit the shaper may use, in (0, 1]: below 1 leaves the gate a margin.
         accepted: per-joint (lower, upper) the gate accepts (`validation.accepted_command_range`); None: no
-            range clamp.
-        range_tolerance: the largest overshoot past `accepted` (joint units: rad, or normalised gripper) that is
-            clamped onto the edge; a target further out passes unchanged, for the gate to refuse.
+            gripper clamp.
+        grippers: the gripper columns, the only ones clamped onto `accepted`.
+        gripper_tolerance: the largest gripper overshoot past `accepted` (normalised) that is clamped onto the
+            edge; a target further out passes unchanged, for the gate to refuse.
     """
 
     def __init__(self, max_step: np.ndarray, max_tracking: np.ndarray, fraction: float = 0.9,
-                 accepted: tuple[np.ndarray, np.ndarray] | None = None, range_tolerance: float = 0.05) -> None:
+                 accepted: tuple[np.ndarray, np.ndarray] | None = None, grippers: Sequence[int] = (),
+                 gripper_tolerance: float = 0.05) -> None:
         if not 0 < fraction <= 1:
             raise ValueError(f"shaping fraction={fraction}: expected in (0, 1]")
-        if not range_tolerance >= 0:
-            raise ValueError(f"range_tolerance={range_tolerance}: expected >= 0")
+        if not gripper_tolerance >= 0:
+            raise ValueError(f"gripper_tolerance={gripper_tolerance}: expected >= 0")
         self.max_step = np.asarray(max_step, dtype=np.float64) * fraction
         self.max_tracking = np.asarray(max_tracking, dtype=np.float64) * fraction
         self.accepted = None if accepted is None else tuple(np.asarray(a, dtype=np.float64) for a in accepted)
-        self.range_tolerance = float(range_tolerance)
+        self.grippers = list(grippers)
+        self.gripper_tolerance = float(gripper_tolerance)
         self.shaped_ticks = 0  # ticks whose target was changed, for diagnostics
-        self.clamped_ticks = 0  # of those: ticks with a target clamped onto the accepted range
+        self.clamped_ticks = 0  # of those: ticks with a gripper target clamped onto the accepted range
 
-    def clamp_to_range(self, target: np.ndarray) -> np.ndarray:
-        """`target` with overshoots of at most `range_tolerance` past the accepted range moved onto its edge."""
-        if self.accepted is None:
+    def clamp_grippers(self, target: np.ndarray) -> np.ndarray:
+        """`target` with gripper overshoots of at most `gripper_tolerance` past the accepted range moved onto
+        its edge; arm joints and larger overshoots unchanged."""
+        if self.accepted is None or not self.grippers:
             return target
-        lower, upper = self.accepted
-        tol = self.range_tolerance
-        out = np.where((target > upper) & (target <= upper + tol), upper, target)
-        out = np.where((out < lower) & (out >= lower - tol), lower, out)
-        if not np.array_equal(out, target):
-            self.clamped_ticks += 1
+        lower, upper = (bound[self.grippers] for bound in self.accepted)
+        tol = self.gripper_tolerance
+        g = target[self.grippers]
+        clamped = np.where((g > upper) & (g <= upper + tol), upper, g)
+        clamped = np.where((clamped < lower) & (clamped >= lower - tol), lower, clamped)
+        if np.array_equal(clamped, g):
+            return target
+        self.clamped_ticks += 1
+        out = target.copy()
+        out[self.grippers] = clamped
         return out
 
     def shape(self, target: np.ndarray, previous: np.ndarray | None, measured: np.ndarray | None) -> np.ndarray:
@@ -71,7 +80,7 @@ class CommandShaper:
         target = np.asarray(target, dtype=np.float64)
         if not np.all(np.isfinite(target)):
             return target
-        out = self.clamp_to_range(target)
+        out = self.clamp_grippers(target)
         if measured is not None:
             now = np.asarray(measured, dtype=np.float64)
             out = np.clip(out, now - self.max_tracking, now + self.max_tracking)

@@ -52,6 +52,8 @@ class FakeHoldPolicy:
         self.options = options
         self.cameras = list(cameras)
         self.gripper_indices = list(gripper_indices)
+        if "gripper_target" in options and not self.gripper_indices:
+            raise ValueError("fake_policy: gripper_target needs the contract's gripper indices")
         # frames must have this size when given (to test the node's size check); any size otherwise
         self.camera_hw = ((int(options["image_height"]), int(options["image_width"]))
                           if "image_height" in options and "image_width" in options else None)

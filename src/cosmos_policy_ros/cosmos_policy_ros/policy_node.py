@@ -82,7 +82,8 @@ class Run:
     obs_to_command_ms: list[float] = field(default_factory=list)
     tick_period_ms: list[float] = field(default_factory=list)
     stall_ticks: int = 0
-    shaped_ticks: int = 0  # ticks whose target the command shaper slowed down
+    shaped_ticks: int = 0  # ticks whose target the command shaper changed (slowed down, or a gripper clamped)
+    clamped_ticks: int = 0  # of those: ticks with a gripper target clamped onto the accepted range
     planning_fallbacks: int = 0  # planning chunks that ran out of time (a direct chunk ran instead)
     done: threading.Event = field(default_factory=threading.Event)
     feedback: queue.Queue[RunPolicy.Feedback] = field(default_factory=queue.Queue)
@@ -177,9 +178,10 @@ class PolicyNode(Node):
                                           "(velocity limit, tracking bound) instead of aborting on them")
         self.shaping_fraction = self._param("shaping_fraction", 0.9, "share of the gate's step and tracking "
                                             "limits that shaped targets may use", minimum=0.05, maximum=1.0)
-        self.shaping_range_tolerance = self._param(
-            "shaping_range_tolerance", 0.05, "a target at most this far past the range the gate accepts (rad, or "
-            "normalised gripper) is clamped onto its edge; further out it is refused", minimum=0.0, maximum=0.5)
+        self.gripper_overshoot_tolerance = self._param(
+            "gripper_overshoot_tolerance", 0.05, "a gripper target at most this far past the normalised range the "
+            "gate accepts is clamped onto its edge (shaping only); further out it is refused", minimum=0.0,
+            maximum=0.2)
         self.max_row_jump_rad = self._param("max_row_jump_rad", 0.5, "a chunk whose consecutive rows differ by "
                                             "more than this on an arm joint is a fault: refused, goal aborted",
                                             minimum=0.0)
@@ -218,8 +220,8 @@ class PolicyNode(Node):
         self.run_lock = threading.Lock()
         self.active: Run | None = None
         self.closing = threading.Event()
-        self.counters = {"goals": 0, "refused_targets": 0, "stall_ticks": 0, "shaped_ticks": 0, "faults": 0,
-                         "planning_fallbacks": 0}
+        self.counters = {"goals": 0, "refused_targets": 0, "stall_ticks": 0, "shaped_ticks": 0, "clamped_ticks": 0,
+                         "faults": 0, "planning_fallbacks": 0}
         self.last_fault = ""
         self.last_latency_ms = float("nan")
 
@@ -504,7 +506,8 @@ class PolicyNode(Node):
             ramp = SeamRamp(self.gate.limits.max_step, self.seam_limits, names=self.contract.joint_names)
             shaper = CommandShaper(self.gate.limits.max_step, self.gate.limits.max_tracking_error,
                                    self.shaping_fraction, accepted=accepted_command_range(self.contract),
-                                   range_tolerance=self.shaping_range_tolerance) if self.shape_commands else None
+                                   grippers=self.contract.gripper_indices,
+                                   gripper_tolerance=self.gripper_overshoot_tolerance) if self.shape_commands else None
         else:  # deltas have no seam to ramp nor a measured position to track: each command is a motion of its own
             ramp, shaper = _NoRamp(), None
         start_wall = time.monotonic()
@@ -626,11 +629,14 @@ class PolicyNode(Node):
             # ---- safety, then command ----
             target = ramp.apply(target)
             if shaper is not None:
-                shaped_before = shaper.shaped_ticks
+                shaped_before, clamped_before = shaper.shaped_ticks, shaper.clamped_ticks
                 target = shaper.shape(target, self.gate.last_safe_target, measured)
                 if shaper.shaped_ticks != shaped_before:
                     run.shaped_ticks += 1
                     self.counters["shaped_ticks"] += 1
+                if shaper.clamped_ticks != clamped_before:
+                    run.clamped_ticks += 1
+                    self.counters["clamped_ticks"] += 1
             violation = self.gate.check(target, measured)
             if violation is not None:
                 self.counters["refused_targets"] += 1
@@ -652,8 +658,10 @@ class PolicyNode(Node):
         if run.stop_reason is not None:
             return self._end(run, run.stop_reason, run.stop_detail)
         self._await_final_score(run, answered_stamp if lockstep else None)
-        shaped = (f" ({run.shaped_ticks} shaped: slowed to the velocity/tracking limits or clamped onto the "
-                  f"accepted range)" if run.shaped_ticks else "")
+        clamped = (f", {run.clamped_ticks} with a gripper target clamped onto the accepted range"
+                   if run.clamped_ticks else "")
+        shaped = (f" ({run.shaped_ticks} shaped: slowed to the velocity/tracking limits{clamped})"
+                  if run.shaped_ticks else "")
         self._end(run, R.END_MAX_STEPS, f"{run.steps} steps executed{shaped}")
 
     def _wait_first_joint_state(self, run: Run) -> tuple[np.ndarray, float] | None:

@@ -80,7 +80,7 @@ def test_a_gripper_a_little_past_open_is_clamped_onto_the_range_and_passes_the_g
     gate = SafetyGate(contract)
     lower, upper = accepted_command_range(contract)
     shaper = CommandShaper(gate.limits.max_step, gate.limits.max_tracking_error,
-                           accepted=(lower, upper), range_tolerance=0.05)
+                           accepted=(lower, upper), grippers=contract.gripper_indices, gripper_tolerance=0.05)
     pose = start_pose(contract)
     pose[list(contract.gripper_indices)] = 1.0
     gate.reset(pose)
@@ -97,24 +97,28 @@ def test_a_gripper_a_little_past_open_is_clamped_onto_the_range_and_passes_the_g
     assert shaper.clamped_ticks == 1 and shaper.shaped_ticks == 1
 
 
-def test_a_joint_target_far_past_its_limit_is_left_for_the_gate_to_refuse(contract):
-    """Past the tolerance it is a fault, not an overshoot: the shaper does not hide it."""
+def test_arm_joints_and_a_gripper_far_past_its_range_are_left_for_the_gate_to_refuse(contract):
+    """Past the tolerance, or on an arm joint (whose limits carry a margin already), it is a fault: not hidden."""
     gate = SafetyGate(contract)
     lower, upper = accepted_command_range(contract)
     shaper = CommandShaper(gate.limits.max_step, gate.limits.max_tracking_error,
-                           accepted=(lower, upper), range_tolerance=0.05)
+                           accepted=(lower, upper), grippers=contract.gripper_indices, gripper_tolerance=0.05)
     arm_joint = next(i for i in range(len(contract.joint_names)) if i not in contract.gripper_indices)
+    gripper = contract.gripper_indices[0]
     target = start_pose(contract)
-    target[arm_joint] = upper[arm_joint] + 0.2
-    assert shaper.clamp_to_range(target)[arm_joint] == upper[arm_joint] + 0.2
-    target[arm_joint] = upper[arm_joint] + 0.04
-    assert shaper.clamp_to_range(target)[arm_joint] == upper[arm_joint]
-    assert shaper.clamped_ticks == 1
-    # the accepted range is the gate's own: its edge passes the contract check, a hair beyond does not
-    gate.reset(target)
-    edge = shaper.clamp_to_range(target)
+    target[arm_joint] = upper[arm_joint] + 0.01
+    target[gripper] = upper[gripper] + 0.2
+    assert np.array_equal(shaper.clamp_grippers(target), target) and shaper.clamped_ticks == 0
+    gate.reset(start_pose(contract))
+    assert gate.check(shaper.shape(target, None, None), None).reason == "invalid"
+    # the accepted range is the gate's own: a gripper on its edge passes, a hair beyond does not
+    target = start_pose(contract)
+    target[gripper] = upper[gripper] + 0.04
+    edge = shaper.clamp_grippers(target)
+    assert edge[gripper] == upper[gripper] and shaper.clamped_ticks == 1
+    gate.reset(edge)
     assert gate.check(edge, edge) is None
-    edge[arm_joint] += 1e-6
+    edge[gripper] += 1e-6
     gate.reset(edge)
     assert gate.check(edge, edge).reason == "invalid"
 
