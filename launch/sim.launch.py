@@ -5,7 +5,7 @@ robot contract. In lockstep the simulator publishes /clock and never follows it 
 nodes of a lockstep graph take use_sim_time:=true from the launch file that starts them.
 """
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -45,5 +45,8 @@ def generate_launch_description():
                 "use_sim_time": False,  # the clock's source (lockstep) must not follow it
             },
         ],
+        # a sim that ends (refused: another robot on the domain; a camera fault) ends the graph: its policy and
+        # evaluation nodes would otherwise reset and command whatever else runs on this domain
+        on_exit=Shutdown(reason="the simulator ended"),
     )
     return LaunchDescription([*args, sim])

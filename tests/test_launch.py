@@ -42,7 +42,7 @@ def test_arguments_reach_node_parameters():
     assert re.search(r"--params-file \S+/aloha_bringup/config/aloha_sim.yaml", sim_args)
     driver_args = " ".join(by_label["scripted_driver"].argv)
     assert "episodes:=7" in driver_args and "tasks:=insertion" in driver_args
-    assert by_label["scripted_driver"].shutdown_on_exit and not by_label["aloha_sim"].shutdown_on_exit
+    assert by_label["scripted_driver"].shutdown_on_exit and by_label["aloha_sim"].shutdown_on_exit
 
 
 def test_eval_launch_passes_planning_candidates_to_the_goals():
@@ -87,6 +87,24 @@ def test_ctrl_c_stops_every_node(ros_domain):
         return not stat.exists() or stat.read_text().split()[2] == "Z"
 
     assert pids and wait_until(lambda: all(gone(pid) for pid in pids), 5), pids
+
+
+@pytest.mark.ros
+def test_a_graph_whose_sim_is_refused_on_a_busy_domain_ends(start_node, test_node):
+    """Measured defect: the refused second sim left its evaluation (and policy) nodes running on the domain, where
+    they reset and command the first run's simulator. Without the shutdown this launch never ends."""
+    first = start_node("aloha_sim", "sim_node", params={"image_height": 64, "image_width": 64})
+    assert first.wait_for_output("ALOHA sim ready", 60), first.output
+    launcher = NodeProcess([sys.executable, "-m", "aloha_bringup.wheel_launch", "aloha_bringup", "eval.launch.py",
+                            "driver:=scripted", "episodes:=50", "image_height:=64", "image_width:=64"],
+                           {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_until(lambda: launcher.proc.poll() is not None, 90), launcher.output
+    finally:
+        launcher.stop()
+    assert "another simulator or robot is already running" in launcher.output, launcher.output
+    assert "episode 2/50" not in launcher.output, launcher.output
+    assert first.proc.poll() is None, first.output
 
 
 # ---- use_sim_time: a lockstep simulator is the clock of every other node ----
