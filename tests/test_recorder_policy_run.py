@@ -43,3 +43,5 @@ def test_policy_goal_is_recorded_with_its_task_and_seed(start_node, test_node, t
     assert attrs["task_description"] == description
     assert int(attrs["seed"]) == 77
     assert str(attrs["policy_checkpoint"]).startswith("fake_policy:hold")
+    # the run's end, in words that do not read as the task's outcome (the fake policy does no task)
+    assert attrs["stopped_by"] == "goal finished" and not attrs.get("success", False), attrs

@@ -43,6 +43,9 @@ from .episode_file import DiskSpaceError, EpisodeWriter
 from .sync import TickSynchronizer, low_rate_cameras
 
 TERMINAL = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
+# stopped_by of an episode whose goal ended (the run's end, not the task's: "finished" may have failed the task)
+GOAL_END = {GoalStatus.STATUS_SUCCEEDED: "goal finished", GoalStatus.STATUS_CANCELED: "goal canceled",
+            GoalStatus.STATUS_ABORTED: "goal aborted"}
 DEFAULT_MIN_CAMERA_RATE_FRACTION = 0.8  # of the control rate, when the contract names no threshold
 RATE_CHECK_PERIOD_S = 1.0  # how often a running episode's live camera rates are checked (and warned about)
 FINISH_WAIT_S = 60.0  # a stop or discard by service answers once the file is final (the queued rows written first)
@@ -411,7 +414,9 @@ class RecorderNode(Node):
             elif status.status in TERMINAL:
                 rec = self.recording
                 if rec is not None and rec.source == "policy" and rec.goal_id == goal_id:
-                    self.stop(f"goal {'succeeded' if status.status == GoalStatus.STATUS_SUCCEEDED else 'ended'}")
+                    # the action's status, not the task's outcome (that is the stage score / success attrs):
+                    # a run that executed all its steps and failed the task is a SUCCEEDED goal
+                    self.stop(GOAL_END.get(status.status, "goal ended"))
 
     def _queue_row(self, rec: Recording, row) -> None:
         rec.rows += 1
