@@ -345,6 +345,40 @@ def test_driver_refuses_to_start_when_another_robot_publishes_its_joint_states(s
     assert "waiting for" not in driver.output  # refused before touching the arms
 
 
+BLIND_START_UP_CHECK_SCRIPT = """
+import sys, time
+from aloha_bringup import aloha_driver
+def slow_discovery(node, wait_s, since_s=None, **kwargs):  # the start-up check waits its time and sees nothing
+    time.sleep(max(0.0, (since_s or time.monotonic()) + wait_s - time.monotonic()))
+    return []
+aloha_driver.wait_for_other_robots = slow_discovery
+sys.exit(aloha_driver.main())
+"""
+
+
+@pytest.mark.ros
+def test_a_driver_that_discovery_hid_another_robot_from_leaves_once_it_sees_it(start_node, test_node, contract):
+    """Discovery slower than the start-up check (measured once in CI for the sim): the driver, started and set up,
+    sees a second publisher of the robot's joint states just after start-up and leaves (one line, status 1)."""
+    import os
+    import sys
+
+    from sensor_msgs.msg import JointState
+
+    from aloha_contract.ros import qos_profile
+    test_node.create_publisher(JointState, contract.topic("joint_states"), qos_profile(contract, "joint_states"))
+    start_node("aloha_bringup", "fake_interbotix")
+    driver = NodeProcess([sys.executable, "-c", BLIND_START_UP_CHECK_SCRIPT, "--ros-args"],
+                         {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_until(lambda: driver.proc.poll() is not None, START_TIMEOUT_S), driver.output
+    finally:
+        driver.stop()
+    assert driver.proc.returncode == 1, driver.output
+    assert "found just after start-up" in driver.output and "ROS_DOMAIN_ID" in driver.output, driver.output
+    assert "Traceback" not in driver.output, driver.output
+
+
 class DriverDiagnostics:
     def __init__(self, node, contract):
         from diagnostic_msgs.msg import DiagnosticArray

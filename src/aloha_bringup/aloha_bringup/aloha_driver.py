@@ -32,7 +32,13 @@ from sensor_msgs.msg import JointState
 from aloha_contract import ContractError, fully_qualified, load_contract
 from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
 from aloha_contract.node_main import run_node
-from aloha_contract.peers import DISCOVERY_WAIT_S, AnotherRobotError, refusal_message, wait_for_other_robots
+from aloha_contract.peers import (
+    DISCOVERY_WAIT_S,
+    AnotherRobotError,
+    NewcomerWatch,
+    refusal_message,
+    wait_for_other_robots,
+)
 from aloha_contract.reason_log import ReasonLog
 from aloha_contract.robot_config import load_robot_config
 from aloha_contract.ros import MessageError, joint_state_to_vector, qos_profile, vector_to_joint_state
@@ -88,6 +94,10 @@ class AlohaDriver(Node):
         self.refuse_if_another_robot(peer_check_s, discovery_started_s)
 
         self.pub_state = self.create_publisher(JointState, c.topic("joint_states"), qos_profile(c, "joint_states"))
+        # discovery may still be under way: a second robot seen just after start-up means this one is the newcomer
+        self.newcomer_watch = NewcomerWatch(self, c.topic("joint_states"), peer_check_s,
+                                            "driver or simulator of this robot",
+                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.pub_group, self.pub_single = {}, {}
         self.service_clients = {}
         command_qos = qos_profile(c, "joint_commands")

@@ -22,7 +22,8 @@ def run_node(name: str, make_node: Callable[[], Node], setup: Callable[[Node], N
     """Create the node, run `setup` (e.g. wait for the hardware), spin; the process exit status.
 
     An exception of `setup_errors` from construction or setup (a bad parameter or file, hardware that never
-    answered) is reported in one line and gives status 1.
+    answered), or raised by a callback (another robot found just after start-up), is reported in one line and
+    gives status 1.
     """
     rclpy.init(args=args)
     node = None
@@ -39,6 +40,11 @@ def run_node(name: str, make_node: Callable[[], Node], setup: Callable[[Node], N
             return 1
         executor.add_node(node)
         executor.spin()
+    except setup_errors as exc:  # raised by a callback on purpose (e.g. another robot found after start-up)
+        if not rclpy.ok():
+            return 0
+        print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
+        return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:

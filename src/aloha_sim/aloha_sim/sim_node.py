@@ -46,8 +46,8 @@ from aloha_contract import ContractError, load_contract
 from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
 from aloha_contract.peers import (
     DISCOVERY_WAIT_S,
-    POLL_S,
     AnotherRobotError,
+    NewcomerWatch,
     domain_id,
     refusal_message,
     second_publisher,
@@ -152,11 +152,9 @@ class SimNode(Node):
             self.create_timer(self.period_s, self.on_tick, clock=self.steady)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock=self.steady)
         self.create_timer(PEER_WATCH_PERIOD_S, self.watch_for_another_robot, clock=self.steady)
-        # discovery may still be under way (it missed a running sim after 3 s once in CI): for as long again as the
-        # start-up check waited (at most the default check), a second robot found now means this node is the
-        # newcomer, and it leaves
-        self.newcomer_until_s = time.monotonic() + min(peer_check_s, DISCOVERY_WAIT_S)
-        self.newcomer_timer = self.create_timer(POLL_S * 5, self.leave_if_newcomer_to_another_robot, clock=self.steady)
+        # discovery may still be under way: a second robot seen just after start-up means this one is the newcomer
+        self.newcomer_watch = NewcomerWatch(self, c.topic("joint_states"), peer_check_s, "simulator or robot",
+                                            clock=self.steady)
         self.publish_observation(render=True)
         self.get_logger().info(
             f"ALOHA sim ready: task={self.task} seed={seed} mode={self.mode} cameras={self.cameras} "
@@ -209,24 +207,6 @@ class SimNode(Node):
         found = wait_for_other_robots(self, wait_s, since_s, services=[c.service("reset_episode")], topics=topics)
         if found:
             raise AnotherRobotError(refusal_message(self, "simulator or robot", found))
-
-    def leave_if_newcomer_to_another_robot(self) -> None:
-        """Raise AnotherRobotError (out of spin: exit 1) when a second robot shows up within the newcomer window.
-
-        Asymmetric on purpose: the window is at most DISCOVERY_WAIT_S, and a sim started after this one was ready
-        spends its own ``peer_check_s`` (by default DISCOVERY_WAIT_S) in its start-up check, so by the time either
-        can see the other this one's window is over and only the newcomer leaves. A newcomer that checks for less
-        time than that (peer_check_s lowered) may make the older one leave instead. Two started at once may both
-        leave, which is the safe outcome for two runs on one domain.
-        """
-        if time.monotonic() >= self.newcomer_until_s:
-            self.newcomer_timer.cancel()
-            return
-        other = second_publisher(self, self.contract.topic("joint_states"))
-        if other:
-            self.newcomer_timer.cancel()
-            raise AnotherRobotError(refusal_message(self, "simulator or robot", [other]) +
-                                    " (found just after start-up, while discovery was still under way)")
 
     def watch_for_another_robot(self) -> None:
         """Report (not stop: which one is wrong is unknown) a second robot that discovery hid at start-up."""
