@@ -44,7 +44,13 @@ from aloha_contract.contract import DELTA_EEF
 from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
 from aloha_contract.eef_gate import EndEffectorGate
 from aloha_contract.node_main import run_node
-from aloha_contract.peers import DISCOVERY_WAIT_S, AnotherRobotError, refusal_message, wait_for_other_robots
+from aloha_contract.peers import (
+    DISCOVERY_WAIT_S,
+    AnotherRobotError,
+    NewcomerWatch,
+    refusal_message,
+    wait_for_other_robots,
+)
 from aloha_contract.reason_log import ReasonLog
 from aloha_contract.ros import (
     MessageError,
@@ -142,6 +148,9 @@ class LiberoSimNode(Node):
         if self.mode == "realtime":
             self.create_timer(self.period_s, self.on_tick, clock=self.steady)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, clock=self.steady)
+        # discovery may still be under way: a second robot seen just after start-up means this one is the newcomer
+        self.newcomer_watch = NewcomerWatch(self, c.topic("joint_states"), peer_check_s, "simulator",
+                                            clock=self.steady)
         self.publish_observation(obs)
         self.get_logger().info(
             f"LIBERO sim ready: {protocol.format_reset_task(suite, task_id)} init {init_index} "
