@@ -79,6 +79,7 @@ class Recording:
         self.live = live
         self.rows = 0
         self.uncommanded = 0
+        self.stale_rows = 0  # rows written before the clock went back (a lockstep reset's stale messages)
         self.first_s: float | None = None
         self.last_s: float | None = None
         self.stage: StageScore | None = None
@@ -215,7 +216,8 @@ class RecorderNode(Node):
         rates = rec.sync.camera_rates_hz(duration)
         low = low_rate_cameras(rates, self.min_camera_rate_hz) if rec.rows else []
         attrs: dict[str, Any] = {"camera_rate_hz": [rates[c] for c in self.image_shapes], "camera_rate_low": bool(low),
-                                 "uncommanded_steps": rec.uncommanded, "duration_s": duration, "stopped_by": source}
+                                 "uncommanded_steps": rec.uncommanded, "duration_s": duration, "stopped_by": source,
+                                 "rows_before_clock_restart": rec.stale_rows}
         stage = rec.stage
         if stage is not None:
             attrs.update(stage_score=float(stage.score), success=bool(stage.success),
@@ -338,7 +340,16 @@ class RecorderNode(Node):
             rec = self.recording
             if rec is not None:
                 rec.live.add_time(stamp_s(msg.header.stamp))
-                for row in rec.sync.add_state(stamp_s(msg.header.stamp), qpos, qvel, effort):
+                restarts = rec.sync.restarts
+                rows = rec.sync.add_state(stamp_s(msg.header.stamp), qpos, qvel, effort)
+                if rec.sync.restarts != restarts:  # rows already written were stamped on the old clock
+                    self.get_logger().warning(
+                        f"{rec.partial_path.name}: the clock went back (a lockstep sim's reset) after {rec.rows} "
+                        f"rows: the episode starts over on the new clock; those rows stay at its start",
+                        throttle_duration_sec=1.0)
+                    rec.first_s = None
+                    rec.stale_rows += rec.rows
+                for row in rows:
                     self._queue_row(rec, row)
 
     def on_command(self, msg: JointState) -> None:

@@ -50,3 +50,33 @@ def test_no_command_ever_records_the_measured_position_and_rates():
     assert [int(r.action[0]) for r in rows] == [0, 1, 2, 3]
     rates = sync.camera_rates_hz(4 * P)
     assert rates == {"a": 25.0} and low_rate_cameras(rates, 40.0) == ["a"]
+
+
+def test_a_lockstep_reset_behind_stale_messages_starts_the_episode_over_on_the_new_clock():
+    """Measured: the previous episode's last messages (sim time ~8 s) reached a new recording first; every state of
+    the new episode (from 0 s) then looked older, and the rollout was recorded as 1-7 rows out of 400."""
+    sync = TickSynchronizer(["a"], P)
+    rows = []
+
+    def tick(s, v):
+        out = sync.add_state(s, np.full(14, v))
+        out += sync.add_frame("a", s, img(v % 256))
+        out += sync.add_command(s, np.full(14, -v))
+        return out
+
+    for t in range(3):  # the previous episode's tail
+        rows += tick(8.0 + t * P, 1000 + t)
+    stale_frame_s = 8.0 + 3 * P  # still in flight when the new clock starts
+    for t in range(100):
+        rows += tick(t * P, t)
+        if t == 1:
+            rows += sync.add_frame("a", stale_frame_s, img(255))
+            rows += sync.add_command(stale_frame_s, np.full(14, 999.0))
+    rows += sync.flush()
+    new = [r for r in rows if r.stamp_s < 5.0]
+    assert sync.restarts == 1
+    assert len(new) == 100 and [int(r.qpos[0]) for r in new] == list(range(100))
+    assert all(r.images["a"] is not None and int(r.images["a"][0, 0, 0]) == int(r.qpos[0]) for r in new)
+    assert all(r.commanded and int(r.action[0]) == -int(r.qpos[0]) for r in new)
+    assert len(rows) - len(new) <= 2  # at most the stale ticks released before the reset showed
+    assert sync.camera_rates_hz(100 * P)["a"] == 50.0  # the rate counts the new clock's frames only
