@@ -9,8 +9,9 @@
 # Record: ROLLOUTS_PER_TASK (100) rollouts per task of the base checkpoint, lockstep, 96x128 cameras, seeds
 #   SEED_START.. (3000..: disjoint from the demos' 0-49 and the evaluation's 1000-1049), both tasks side by
 #   side on ROS domains DOMAINS ("111 112"). Each goal is an episode in ROLLOUTS/<task>, scored 0-100 by the
-#   sim's stages (docs/scoring.md). Rerunning continues after the finished episodes (an interrupted one is
-#   dropped and recorded again). What each stage costs here: docs/planning.md. The domains are above the test
+#   sim's stages (docs/scoring.md). Rerunning records the missing episodes with the seeds after the highest
+#   one recorded (an interrupted one is dropped; one moved out of the folder is replaced by a new seed).
+#   What each stage costs here: docs/planning.md. The domains are above the test
 #   suite's 1-100 (ROS 2 advises 0-101 on Linux: higher ones may meet ephemeral ports; set DOMAINS if so).
 # Finetune: `cosmos-policy finetune-planning` as docs/planning.md gives it (the release's mix and LR cycle
 #   shape), STEPS (4000) x batch 16, into PLANNING; resumes from its 5-minute checkpoints (Ctrl-C or SIGTERM
@@ -56,13 +57,22 @@ record_task() {  # task, ROS domain: the missing rollouts of one task
     local log=logs/$(basename "$ROLLOUTS")_$1 report=eval/$(basename "$ROLLOUTS")_$1.json
     mkdir -p "$dir"
     rm -f "$dir"/*.partial  # an interrupted recording: its seed is recorded again below
-    local have
+    local have first
     have=$(finished "$dir")
     if [ "$have" -ge "$ROLLOUTS_PER_TASK" ]; then
         echo "$dir: $have rollouts, nothing to record"
         return 0
     fi
-    echo "$dir: $have of $ROLLOUTS_PER_TASK rollouts; recording seeds $((SEED_START + have))-$((SEED_START + ROLLOUTS_PER_TASK - 1)) on ROS domain $domain (log: $log.log)"
+    # after the highest seed recorded (an episode moved out of the folder is not recorded again with its seed)
+    first=$(python - "$dir" "$SEED_START" <<'PY'
+import glob, sys
+import h5py
+seeds = [int(h5py.File(p).attrs.get("seed", -1)) for p in glob.glob(f"{sys.argv[1]}/episode_*.hdf5")]
+print(max([int(sys.argv[2]) - 1, *seeds]) + 1)
+PY
+)
+    local todo=$((ROLLOUTS_PER_TASK - have))
+    echo "$dir: $have of $ROLLOUTS_PER_TASK rollouts; recording seeds $first-$((first + todo - 1)) on ROS domain $domain (log: $log.log)"
     export ROS_DOMAIN_ID=$domain
     : > "${log}_recorder.log"  # the readiness check below must not read a previous run's log
     ./scripts/launch.sh aloha_bringup record.launch.py out_dir:="$dir" image_height:=96 image_width:=128 \
@@ -72,8 +82,8 @@ record_task() {  # task, ROS domain: the missing rollouts of one task
     timeout 120 bash -c "until grep -q 'recorder ready' ${log}_recorder.log; do sleep 1; done" ||
         { kill -INT $recorder 2>/dev/null || true; echo "the recorder did not start: ${log}_recorder.log" >&2; return 1; }
     local status=0 evaluation
-    ./scripts/launch.sh aloha_bringup eval.launch.py tasks:="$task" episodes:=$((ROLLOUTS_PER_TASK - have)) \
-        seed_start:=$((SEED_START + have)) checkpoint:="$BASE" out:="$report" \
+    ./scripts/launch.sh aloha_bringup eval.launch.py tasks:="$task" episodes:=$todo \
+        seed_start:=$first checkpoint:="$BASE" out:="$report" \
         label:="rollouts_$(basename "$BASE")" > "$log.log" 2>&1 &
     evaluation=$!
     # in the background, so that a SIGTERM is handled at once (bash runs traps between commands)
