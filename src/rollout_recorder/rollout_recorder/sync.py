@@ -14,8 +14,9 @@ ahead (a camera that stopped must not stall recording).
 A joint state stamped more than CLOCK_RESTART_S before the latest one means the clock restarted: a lockstep
 simulator's reset sets its time back to 0. Measured: under load, the previous episode's last messages reached
 a new recording first, every state of the new episode then looked "older", and 9 of 160 rollouts were
-recorded as 1-7 rows. The synchronizer starts over on the new clock (``restarts`` counts it), and ignores
-frames and commands still stamped on the old one.
+recorded as 1-7 rows. Within the first CLOCK_RESTART_S of released rows, the synchronizer starts over on the
+new clock (``restarts`` counts it) and ignores frames and commands still stamped on the old one. Later, the
+back-jump is the next episode's reset arriving before this recording stopped: its messages are ignored.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class TickSynchronizer:
     _commanding: bool = False
     _latest_state_s: float = -np.inf
     _released_s: float = -np.inf
+    _first_released_s: float | None = None
     rates: dict[str, CameraRate] = field(default_factory=dict)
     late_frames: dict[str, int] = field(default_factory=dict)
     surplus_frames: dict[str, int] = field(default_factory=dict)
@@ -98,6 +100,7 @@ class TickSynchronizer:
             queue.clear()
         self._last_action, self._commanding = None, False
         self._latest_state_s = self._released_s = -np.inf
+        self._first_released_s = None
         self.rates = {cam: CameraRate() for cam in self.cameras}
 
     def _on_old_clock(self, stamp_s: float) -> bool:
@@ -106,6 +109,9 @@ class TickSynchronizer:
 
     def add_state(self, stamp_s: float, qpos, qvel=None, effort=None) -> list[TickRow]:
         if stamp_s < self._latest_state_s - CLOCK_RESTART_S:
+            released_s = 0.0 if self._first_released_s is None else self._released_s - self._first_released_s
+            if released_s >= CLOCK_RESTART_S:
+                return []  # the next episode's clock: this recording's episode is over
             self._restart()
         if stamp_s <= self._latest_state_s:
             return []  # a repeated or out-of-order state is not a new tick
@@ -187,6 +193,8 @@ class TickSynchronizer:
         if self._commanding:
             self._last_action = action
         self._released_s = stamp_s
+        if self._first_released_s is None:
+            self._first_released_s = stamp_s
         return TickRow(stamp_s, qpos, qvel, effort, action, images, commanded)
 
     def camera_rates_hz(self, duration_s: float) -> dict[str, float]:

@@ -80,3 +80,20 @@ def test_a_lockstep_reset_behind_stale_messages_starts_the_episode_over_on_the_n
     assert all(r.commanded and int(r.action[0]) == -int(r.qpos[0]) for r in new)
     assert len(rows) - len(new) <= 2  # at most the stale ticks released before the reset showed
     assert sync.camera_rates_hz(100 * P)["a"] == 50.0  # the rate counts the new clock's frames only
+
+
+def test_the_next_episodes_reset_arriving_before_the_recording_stops_is_ignored():
+    """Measured after the fix above: a recording stopped late took in the next episode's reset (clock back to 0);
+    starting over there made a 478-row episode's last row the next episode's first."""
+    sync = TickSynchronizer(["a"], P)
+    rows = []
+    for t in range(100):
+        rows += sync.add_state(t * P, np.full(14, t))
+        rows += sync.add_frame("a", t * P, img(t))
+        rows += sync.add_command(t * P, np.full(14, -t))
+    for t in range(3):  # the next episode, before the stop
+        rows += sync.add_state(t * P, np.full(14, 500 + t))
+        rows += sync.add_frame("a", t * P, img(200))
+    rows += sync.flush()
+    assert sync.restarts == 0
+    assert [int(r.qpos[0]) for r in rows] == list(range(100))
