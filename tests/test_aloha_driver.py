@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_harness import NodeProcess, wait_until
+from ros_harness import NodeProcess, blind_start_up_check_script, wait_until
 
 START_TIMEOUT_S = 60  # two node processes on a loaded 2-core machine
 
@@ -345,15 +345,7 @@ def test_driver_refuses_to_start_when_another_robot_publishes_its_joint_states(s
     assert "waiting for" not in driver.output  # refused before touching the arms
 
 
-BLIND_START_UP_CHECK_SCRIPT = """
-import sys, time
-from aloha_bringup import aloha_driver
-def slow_discovery(node, wait_s, since_s=None, **kwargs):  # the start-up check waits its time and sees nothing
-    time.sleep(max(0.0, (since_s or time.monotonic()) + wait_s - time.monotonic()))
-    return []
-aloha_driver.wait_for_other_robots = slow_discovery
-sys.exit(aloha_driver.main())
-"""
+BLIND_START_UP_CHECK_SCRIPT = blind_start_up_check_script("aloha_bringup.aloha_driver")
 
 
 @pytest.mark.ros

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_harness import wait_until
+from ros_harness import blind_start_up_check_script, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -437,15 +437,7 @@ def test_a_second_simulator_on_the_same_domain_refuses_to_start(start_node, test
     assert first.output.count("episode reset:") == 1, first.output
 
 
-BLIND_START_UP_CHECK_SCRIPT = """
-import sys, time
-from aloha_sim import sim_node
-def slow_discovery(node, wait_s, since_s=None, **kwargs):  # the start-up check waits its time and sees nothing
-    time.sleep(max(0.0, (since_s or time.monotonic()) + wait_s - time.monotonic()))
-    return []
-sim_node.wait_for_other_robots = slow_discovery
-sys.exit(sim_node.main())
-"""
+BLIND_START_UP_CHECK_SCRIPT = blind_start_up_check_script("aloha_sim.sim_node")
 
 
 def test_a_second_simulator_missed_at_start_up_leaves_and_the_first_keeps_running(start_node, test_node):
