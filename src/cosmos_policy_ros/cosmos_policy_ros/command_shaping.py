@@ -52,8 +52,10 @@ class CommandShaper:
             raise ValueError(f"gripper_tolerance={gripper_tolerance}: expected >= 0")
         self.max_step = np.asarray(max_step, dtype=np.float64) * fraction
         self.max_tracking = np.asarray(max_tracking, dtype=np.float64) * fraction
-        self.accepted = None if accepted is None else tuple(np.asarray(a, dtype=np.float64) for a in accepted)
         self.grippers = list(grippers)
+        # the grippers' accepted (lower, upper), sliced once: clamp_grippers runs every control tick
+        self.gripper_range = (None if accepted is None or not self.grippers else
+                              tuple(np.asarray(bound, dtype=np.float64)[self.grippers] for bound in accepted))
         self.gripper_tolerance = float(gripper_tolerance)
         self.shaped_ticks = 0  # ticks whose target was changed, for diagnostics
         self.clamped_ticks = 0  # of those: ticks with a gripper target clamped onto the accepted range
@@ -61,9 +63,9 @@ class CommandShaper:
     def clamp_grippers(self, target: np.ndarray) -> np.ndarray:
         """`target` with gripper overshoots of at most `gripper_tolerance` past the accepted range moved onto
         its edge; arm joints and larger overshoots unchanged."""
-        if self.accepted is None or not self.grippers:
+        if self.gripper_range is None:
             return target
-        lower, upper = (bound[self.grippers] for bound in self.accepted)
+        lower, upper = self.gripper_range
         tol = self.gripper_tolerance
         g = target[self.grippers]
         clamped = np.where((g > upper) & (g <= upper + tol), upper, g)
