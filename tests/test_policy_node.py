@@ -157,6 +157,9 @@ def test_goal_runs_chunks_to_a_result(start_node, test_node, contract):
     assert result.chunks_executed >= 5  # 120 steps / 25 per chunk
     assert len(feedback) >= 4 and [f.chunk_index for f in feedback] == sorted(f.chunk_index for f in feedback)
     assert len(result.chunk_latency_ms) == result.chunks_executed
+    # per chunk, the value the fake policy predicted (0.5 in direct mode), for calibration against the outcome
+    assert list(result.chunk_values) == [0.5] * result.chunks_executed
+    assert list(result.chunk_value_spreads) == [0.0] * result.chunks_executed
     assert len(result.tick_period_ms) == 119
     assert 0 <= result.final_stage_score <= 100  # the sim's stage score reached the result
     assert wait_until(lambda: len(commands.all()) >= 110, 5)
@@ -343,6 +346,9 @@ def test_planning_that_cannot_finish_in_time_falls_back_to_a_direct_chunk(start_
     elif fallback:  # every chunk after the first (which has no deadline) falls back, and the arm never waits
         assert result.planning_fallbacks >= 3 and len(fell_back) >= 3
         assert all(math.isnan(f.predicted_value) for f in fell_back)
+        # the result's per-chunk values: NaN for each fallback, the scored value (0.6) for the others
+        assert sum(math.isnan(v) for v in result.chunk_values) == result.planning_fallbacks
+        assert all(abs(v - 0.6) < 1e-6 for v in result.chunk_values if not math.isnan(v))
         assert not feedback[0].planning_fallback
         # the only waits: the first chunk (planned in full, the arm holds for it) arrives 80 ticks after its
         # observation, past its 50 rows, and the arm waits the few ticks until the first fallback chunk

@@ -114,6 +114,11 @@ def _floats(values: Any) -> list[float]:
     return [float(v) for v in (values if values is not None else [])]
 
 
+def _values_or_none(values: Any) -> list[float | None]:
+    """Floats, with None where the node sent NaN (a planning fallback's chunk has no value or spread)."""
+    return [float(v) if math.isfinite(float(v)) else None for v in (values if values is not None else [])]
+
+
 def _score_or_none(value: Any) -> float | None:
     """Stage scores are negative (or NaN) when no score source exists."""
     if value is None:
@@ -128,7 +133,8 @@ class RunResult:
 
     ``final_stage_score`` is None when the node had no score source. Timing arrays come from the node:
     per chunk ``chunk_latency_ms`` (observation taken -> chunk ready) and ``obs_to_command_ms``
-    (observation stamp -> first command of that chunk), per executed step ``tick_period_ms``.
+    (observation stamp -> first command of that chunk), per executed step ``tick_period_ms``. Per inferred
+    chunk, ``chunk_values`` and ``chunk_value_spreads`` (None for a planning fallback, which ran unscored).
     """
 
     status: RunStatus
@@ -139,6 +145,8 @@ class RunResult:
     final_stage_score: float | None = None
     final_value: float | None = None
     chunk_latency_ms: list[float] = field(default_factory=list)
+    chunk_values: list[float | None] = field(default_factory=list)
+    chunk_value_spreads: list[float | None] = field(default_factory=list)
     obs_to_command_ms: list[float] = field(default_factory=list)
     tick_period_ms: list[float] = field(default_factory=list)
     stall_ticks: int = 0
@@ -168,6 +176,8 @@ class RunResult:
                    final_stage_score=_score_or_none(getattr(result, "final_stage_score", None)),
                    final_value=None if value is None or not math.isfinite(float(value)) else float(value),
                    chunk_latency_ms=_floats(getattr(result, "chunk_latency_ms", None)),
+                   chunk_values=_values_or_none(getattr(result, "chunk_values", None)),
+                   chunk_value_spreads=_values_or_none(getattr(result, "chunk_value_spreads", None)),
                    obs_to_command_ms=_floats(getattr(result, "obs_to_command_ms", None)),
                    tick_period_ms=_floats(getattr(result, "tick_period_ms", None)),
                    stall_ticks=int(getattr(result, "stall_ticks", 0)),

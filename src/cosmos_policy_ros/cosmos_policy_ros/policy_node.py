@@ -79,6 +79,8 @@ class Run:
     chunks: int = 0
     value: float = float("nan")
     chunk_latency_ms: list[float] = field(default_factory=list)
+    chunk_values: list[float] = field(default_factory=list)  # per inferred chunk, NaN for a planning fallback
+    chunk_value_spreads: list[float] = field(default_factory=list)
     obs_to_command_ms: list[float] = field(default_factory=list)
     tick_period_ms: list[float] = field(default_factory=list)
     stall_ticks: int = 0
@@ -424,7 +426,8 @@ class PolicyNode(Node):
         result = R(steps_executed=run.steps, chunks_executed=run.chunks, end_reason=run.end_reason,
                    end_detail=run.end_detail, final_value=float(run.value) if math.isfinite(run.value) else -1.0,
                    final_stage_score=float(self.stage.score) if self.stage is not None else -1.0,
-                   chunk_latency_ms=run.chunk_latency_ms, obs_to_command_ms=run.obs_to_command_ms,
+                   chunk_latency_ms=run.chunk_latency_ms, chunk_values=run.chunk_values,
+                   chunk_value_spreads=run.chunk_value_spreads, obs_to_command_ms=run.obs_to_command_ms,
                    tick_period_ms=run.tick_period_ms, stall_ticks=run.stall_ticks,
                    planning_fallbacks=run.planning_fallbacks)
         try:
@@ -706,6 +709,8 @@ class PolicyNode(Node):
             run.chunks += 1
             run.value = result.value
             run.chunk_latency_ms.append(result.latency_s * 1000)
+            run.chunk_values.append(float(result.value))
+            run.chunk_value_spreads.append(float(result.value_spread))
             self.last_latency_ms = result.latency_s * 1000
             actions = smooth_rows(np.asarray(result.actions, dtype=np.float64), self.smoothing_window)
             # checked after smoothing, on the rows that would be commanded: a small model's raw rows carry

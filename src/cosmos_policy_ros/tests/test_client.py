@@ -78,6 +78,10 @@ def test_run_result_from_message():
     assert r.status is RunStatus.COMPLETED and r.end_reason is EndReason.MAX_STEPS and not r.failed
     assert (r.steps_executed, r.chunks_executed, r.final_stage_score, r.final_value) == (400, 8, 75.0, 0.5)
     assert r.chunk_latency_ms == [60.0, 70.0] and r.tick_period_ms == [20.0] and r.wall_s == 9.5
+    assert r.chunk_values == [] and r.chunk_value_spreads == []  # a server older than per-chunk values
+    # per-chunk values: a planning fallback's NaN becomes None (JSON has no NaN)
+    r = RunResult.from_message(result_message(chunk_values=[0.7, float("nan")], chunk_value_spreads=[0.2, float("nan")]))
+    assert r.chunk_values == [pytest.approx(0.7), None] and r.chunk_value_spreads == [pytest.approx(0.2), None]
     # negative score: no score source
     assert RunResult.from_message(result_message(final_stage_score=-1.0)).final_stage_score is None
     fault = RunResult.from_message(result_message(end_reason=5, end_detail="cam_high: no image for 0.5 s"),

@@ -12,6 +12,7 @@ from cosmos_policy_ros.evaluation.cli import build_parser, main, validate
 from cosmos_policy_ros.evaluation.drivers import (
     ProgressLine,
     ReplayError,
+    fill_from_result,
     format_batch_progress,
     format_eta,
     format_record,
@@ -61,6 +62,18 @@ def test_replay_plan_truncates_or_holds_the_last_command():
     make = replay_plan({"transfer_cube": recorded})
     np.testing.assert_array_equal(make("transfer_cube", SimpleNamespace(episode_steps=3))[:, 0], [0, 1, 2])
     np.testing.assert_array_equal(make("transfer_cube", SimpleNamespace(episode_steps=7))[:, 0], [0, 1, 2, 3, 4, 4, 4])
+
+
+def test_a_policy_result_fills_the_episode_with_its_timing_and_per_chunk_values():
+    from cosmos_policy_ros.client import RunResult, RunStatus
+
+    record = EpisodeRecord(task="transfer_cube", seed=1000, stage_score=None)
+    fill_from_result(record, RunResult(RunStatus.COMPLETED, steps_executed=100, chunks_executed=2, final_value=0.4,
+                                       chunk_latency_ms=[50.0, 60.0], chunk_values=[0.7, None],
+                                       chunk_value_spreads=[0.1, None], planning_fallbacks=1))
+    assert (record.steps, record.chunks, record.final_value, record.planning_fallbacks) == (100, 2, 0.4, 1)
+    assert record.chunk_values == [0.7, None] and record.chunk_value_spreads == [0.1, None]
+    assert record.chunk_latency_ms == [50.0, 60.0]
 
 
 def test_task_text_and_levels():

@@ -27,17 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Area under the ROC curve (Mann-Whitney U, ties count half); None without both classes."""
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels, dtype=bool)
-    pos, neg = scores[labels], scores[~labels]
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+from cosmos_policy.metrics import roc_auc
 
 
 @dataclass

@@ -4,6 +4,7 @@
     aloha_eval --driver replay --replay-episode data/demos/episode_0.hdf5 --task transfer_cube
     aloha_eval --driver policy --episodes 50 --min-success 0.8 --out eval/policy.json
     aloha_eval --merge eval/policy.json eval/scripted.json eval/replay.json --out docs/results.md
+    aloha_eval --calibration eval/planning.json eval/policy.json --out eval/calibration.md  # value vs outcome
 
 The simulator (``aloha_sim sim_node``) must be running, and for ``--driver policy`` the policy node;
 ``launch/eval.launch.py`` brings up both and this evaluator in one command. Seeds start at 1000 by
@@ -80,13 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--merge", nargs="+", metavar="REPORT.json", default=None,
                    help="merge reports (policy, scripted, replay) into one markdown table and a PNG; "
                         "nothing runs over ROS")
+    g = p.add_argument_group("value calibration")
+    g.add_argument("--calibration", nargs="+", metavar="REPORT.json", default=None,
+                   help="the policy's predicted value against each episode's outcome (ROC AUC, Brier score, "
+                        "reliability bins): a markdown table at --out (default eval/calibration.md) and a PNG "
+                        "next to it; nothing runs over ROS")
+    g.add_argument("--calibration-value", choices=("mean", "last"), default="mean",
+                   help="an episode's value: the mean or the last of its chunks' values (default mean)")
     return p
 
 
 def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     # launch passes every argument, empty when unused
     args.replay_episode = [p for p in args.replay_episode if p]
-    if args.merge is not None:
+    if args.merge is not None and args.calibration is not None:
+        parser.error("--merge and --calibration are separate jobs: run one at a time")
+    if args.merge is not None or args.calibration is not None:
         return
     if args.episodes < 1:
         parser.error(f"--episodes {args.episodes}: expected at least 1")
@@ -126,6 +136,31 @@ def run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_calibration(args: argparse.Namespace) -> int:
+    from .calibration import calibrate, calibration_table, plot_calibration
+    try:
+        calibrations = [c for p in args.calibration for c in calibrate(load_report(p), args.calibration_value)]
+    except ReportError as exc:
+        print(f"aloha_eval: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out or "eval/calibration.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = calibration_table(calibrations)
+    bins = "\n".join(
+        f"- {c.label} / {c.task}: " + ", ".join(
+            f"[{b['lo']:.1f}, {b['hi']:.1f}] {b['episodes']} ep. outcome {b['mean_outcome']:.2f}"
+            for b in c.bins() if b["episodes"]) for c in calibrations if c.episodes)
+    out.write_text(f"Episode value: the {args.calibration_value} of its chunks' predicted values.\n\n{table}\n"
+                   f"Reliability (episodes per bin of predicted value, their mean outcome):\n{bins}\n\nReports: "
+                   + ", ".join(f"`{p}`" for p in args.calibration) + "\n")
+    print(table, end="")
+    written = [str(out)]
+    if not args.no_plot:
+        written.append(str(plot_calibration(calibrations, out.with_suffix(".png"))))
+    print(f"written: {', '.join(written)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     from rclpy.utilities import remove_ros_args
@@ -135,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     validate(args, parser)
     if args.merge is not None:
         return run_merge(args)
+    if args.calibration is not None:
+        return run_calibration(args)
     return run_eval(args, argv)
 
 

@@ -151,6 +151,8 @@ def fill_from_result(record: EpisodeRecord, result: RunResult) -> None:
     record.steps, record.chunks = result.steps_executed, result.chunks_executed
     record.final_value = result.final_value
     record.chunk_latency_ms = list(result.chunk_latency_ms)
+    record.chunk_values = list(result.chunk_values)
+    record.chunk_value_spreads = list(result.chunk_value_spreads)
     record.obs_to_command_ms = list(result.obs_to_command_ms)
     record.tick_period_ms = list(result.tick_period_ms)
     record.stall_ticks = result.stall_ticks

@@ -51,6 +51,8 @@ class EpisodeRecord:
     stall_ticks: int = 0
     planning_fallbacks: int = 0  # planning chunks that ran out of time (realtime only)
     chunk_latency_ms: list[float] = field(default_factory=list)
+    chunk_values: list[float | None] = field(default_factory=list)  # per chunk; None: a planning fallback
+    chunk_value_spreads: list[float | None] = field(default_factory=list)
     obs_to_command_ms: list[float] = field(default_factory=list)
     tick_period_ms: list[float] = field(default_factory=list)
 
@@ -62,6 +64,8 @@ class EpisodeRecord:
         d = asdict(self)
         for key in ("chunk_latency_ms", "obs_to_command_ms", "tick_period_ms"):
             d[key] = [round(float(v), 3) for v in d[key]]
+        for key in ("chunk_values", "chunk_value_spreads"):
+            d[key] = [None if v is None else round(float(v), 4) for v in d[key]]
         return d
 
     @classmethod
