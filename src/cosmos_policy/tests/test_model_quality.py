@@ -48,3 +48,21 @@ def test_quality_of_a_random_tiny_model_on_rollouts(tmp_path):
     assert len(report.blank_camera_action_change) == 6
     assert summary["blank_camera_action_change_normalised"] == pytest.approx(np.mean(report.blank_camera_action_change))
     assert all(np.isfinite(v) and v >= 0.0 for v in report.blank_camera_action_change)
+    assert report.proposal_spread == [] and summary["proposal_spread_normalised"] is None  # not asked for
+
+
+def test_proposals_measure_what_best_of_n_can_choose_from(tmp_path):
+    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
+    network = NetworkConfig.preset_config("tiny")
+    paths = write_synthetic_episodes(tmp_path / "demos", count=1, steps=10, attrs=[{"task_description": "t"}])
+    stats = statistics_from_dict(compute_dataset_statistics(paths))
+    cache = build_text_cache({"t"}, network.text_embed_dim, max_length=network.text_max_tokens)
+    torch.manual_seed(0)
+    policy = CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+    report = evaluate_quality(policy, paths, steps_per_episode=2, demos=True, policy_action_steps=1, proposals=3)
+    assert len(report.proposal_spread) == len(report.best_proposal_action_l1) == 2
+    # different noise seeds give different chunks, and the closest of the 3 is at least as close as the first
+    assert all(s > 1e-4 for s in report.proposal_spread)
+    assert all(b <= a + 1e-9 for a, b in zip(report.action_l1_normalised, report.best_proposal_action_l1))
+    summary = report.summary()
+    assert summary["proposal_spread_normalised"] == pytest.approx(np.mean(report.proposal_spread))

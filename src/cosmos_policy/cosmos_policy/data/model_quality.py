@@ -42,6 +42,9 @@ class QualityReport:
     static_baseline_l1: list[float] = field(default_factory=list)  # robot units, future = current
     action_l1_normalised: list[float] = field(default_factory=list)  # policy chunk vs recorded chunk
     blank_camera_action_change: list[float] = field(default_factory=list)  # chunk vs chunk with black cameras
+    # best-of-N's raw material: N chunks sampled at one observation (different noise seeds)
+    proposal_spread: list[float] = field(default_factory=list)  # mean pairwise L1 between them, normalised
+    best_proposal_action_l1: list[float] = field(default_factory=list)  # the one closest to the recorded chunk
 
     def summary(self) -> dict:
         per_episode: dict[str, list[float]] = {}
@@ -59,6 +62,8 @@ class QualityReport:
             "static_baseline_l1": float(np.mean(self.static_baseline_l1)) if self.values else None,
             "policy_action_l1_normalised": _mean(self.action_l1_normalised),
             "blank_camera_action_change_normalised": _mean(self.blank_camera_action_change),
+            "proposal_spread_normalised": _mean(self.proposal_spread),
+            "best_proposal_action_l1_normalised": _mean(self.best_proposal_action_l1),
             "value_mean_success": _mean([v for v, s in zip(self.values, self.success) if s]),
             "value_mean_failure": _mean([v for v, s in zip(self.values, self.success) if not s]),
             "value_auc_samples": roc_auc(self.values, self.success),
@@ -82,8 +87,15 @@ def episode_success(attrs: dict, is_demo: bool) -> bool:
 @torch.no_grad()
 def evaluate_quality(policy, episode_files: Sequence[str | Path], *, steps_per_episode: int = 8,
                      demos: bool = False, world_model_steps: int | None = None, value_steps: int | None = None,
-                     seed: int = 0, task: str | None = None, policy_action_steps: int = 0) -> QualityReport:
-    """World-model future-proprio L1 and predicted values of `policy` (a CosmosPolicy) on episode files."""
+                     seed: int = 0, task: str | None = None, policy_action_steps: int = 0,
+                     proposals: int = 0) -> QualityReport:
+    """World-model future-proprio L1 and predicted values of `policy` (a CosmosPolicy) on episode files.
+
+    With ``policy_action_steps``, also the policy's own chunk against the recorded one, and how much it moves
+    with black cameras. With ``proposals`` N >= 2 as well, N chunks per observation (the first is the policy's
+    own): how far apart they are, and how close the best of them gets to the recorded chunk. Best-of-N
+    planning can only pick among proposals: when they barely differ, no value function can help.
+    """
     from cosmos_policy.data.datasets import read_episode_record, task_from_path
     from cosmos_policy.injection import extract, extract_value, value_to_unit
     from cosmos_policy.latent_sequence import inject_vectors
@@ -137,6 +149,13 @@ def evaluate_quality(policy, episode_files: Sequence[str | Path], *, steps_per_e
                 blind = policy.infer(blank, num_steps=policy_action_steps, seed=seed + t).actions
                 blind_n = np.clip(actions_norm.normalize(blind), -1, 1)
                 report.blank_camera_action_change.append(float(np.abs(own_n - blind_n).mean()))
+                if proposals >= 2:
+                    chunks = [own_n] + [np.clip(actions_norm.normalize(policy.infer(
+                        prepared, num_steps=policy_action_steps, seed=seed + t + 100_003 * k).actions), -1, 1)
+                        for k in range(1, proposals)]
+                    pairs = [float(np.abs(a - b).mean()) for i, a in enumerate(chunks) for b in chunks[i + 1:]]
+                    report.proposal_spread.append(float(np.mean(pairs)))
+                    report.best_proposal_action_l1.append(min(float(np.abs(c - chunk_n.numpy()).mean()) for c in chunks))
     return report
 
 
@@ -156,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy-action-steps", type=int, default=5,
                         help="also sample the policy's own chunk with this many steps (0: skip)")
+    parser.add_argument("--proposals", type=int, default=0,
+                        help="also sample N chunks per observation (N >= 2): their spread and the best one's "
+                             "error, what best-of-N planning has to choose from")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
@@ -167,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         files = [f for folder in folders for f in find_episode_files(folder, split=None)]
         part = evaluate_quality(policy, files, steps_per_episode=args.steps_per_episode, demos=demos,
                                 world_model_steps=args.world_model_steps, value_steps=args.value_steps,
-                                seed=args.seed, policy_action_steps=args.policy_action_steps)
+                                seed=args.seed, policy_action_steps=args.policy_action_steps,
+                                proposals=args.proposals)
         for name in vars(report):
             getattr(report, name).extend(getattr(part, name))
     summary = report.summary()
