@@ -14,7 +14,7 @@
 #   What each stage costs here: docs/planning.md. The domains are above the test
 #   suite's 1-100 (ROS 2 advises 0-101 on Linux: higher ones may meet ephemeral ports; set DOMAINS if so).
 # Finetune: `cosmos-policy finetune-planning` as docs/planning.md gives it (the release's mix and LR cycle
-#   shape), STEPS (4000) x batch 16, into PLANNING; resumes from its 5-minute checkpoints (Ctrl-C or SIGTERM
+#   shape), STEPS (4000) x batch 16 on every SAMPLE_STRIDE-th (5) step, into PLANNING; resumes from its 5-minute checkpoints (Ctrl-C or SIGTERM
 #   saves first). Expected cost: docs/planning.md.
 # Evaluate: eval.launch.py policy_mode:=planning on the evaluation seeds, NUM_CANDIDATES (4) proposals per
 #   chunk, each scored by 3 world-model x 5 value samples; the direct column is the shipped policy's on the
@@ -30,6 +30,7 @@ main() {
     SEED_START=${SEED_START:-3000}
     PLANNING=${PLANNING:-runs/planning_sim}
     STEPS=${STEPS:-4000}
+    SAMPLE_STRIDE=${SAMPLE_STRIDE:-5}  # finetune: every Nth step of each episode is a sample
     NUM_CANDIDATES=${NUM_CANDIDATES:-4}
     EPISODES=${EPISODES:-50}
     MAX_STEPS=${MAX_STEPS:-0}  # evaluate: steps per episode (0: the task's length; small for a smoke test)
@@ -124,7 +125,7 @@ finetune() {
         --demos data/demos_96x128/transfer_cube --demos data/demos_96x128/insertion \
         --rollouts "$ROLLOUTS/transfer_cube" --rollouts "$ROLLOUTS/insertion" --out "$PLANNING" \
         --steps "$STEPS" --warmup-steps $((STEPS / 12)) --lr-cycle-steps $((STEPS * 5 / 6)) \
-        --batch-size 16 --cache-latents --latent-versions 1 --sample-stride 5 \
+        --batch-size 16 --cache-latents --latent-versions 1 --sample-stride "$SAMPLE_STRIDE" \
         --num-workers 2 --threads 1 --save-every 0 --save-every-s 300 --no-progress --log-every 25 "${resume[@]}"
 }
 

@@ -87,6 +87,8 @@ class Run:
     shaped_ticks: int = 0  # ticks whose target the command shaper changed (slowed down, or a gripper clamped)
     clamped_ticks: int = 0  # of those: ticks with a gripper target clamped onto the accepted range
     planning_fallbacks: int = 0  # planning chunks that ran out of time (a direct chunk ran instead)
+    # lockstep: how long the last chunk kept the simulator waiting (it publishes nothing until our next command)
+    last_inference_wait_s: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     feedback: queue.Queue[RunPolicy.Feedback] = field(default_factory=queue.Queue)
 
@@ -552,7 +554,7 @@ class PolicyNode(Node):
                 try:
                     if lockstep:
                         self.assembler.check_fresh(time.monotonic(), use_receipt_time=True,
-                                                   stale_after_s=self.lockstep_timeout_s)
+                                                   stale_after_s=self._lockstep_stale_after_s(run))
                     else:
                         self.assembler.check_fresh(now_stamp)
                 except ObservationError as exc:
@@ -567,7 +569,8 @@ class PolicyNode(Node):
                     try:
                         obs = self.assembler.snapshot(time.monotonic() if lockstep else now_stamp,
                                                       use_receipt_time=lockstep, latest_joint_state=lockstep,
-                                                      stale_after_s=self.lockstep_timeout_s if lockstep else None)
+                                                      stale_after_s=self._lockstep_stale_after_s(run) if lockstep
+                                                      else None)
                     except ObservationError as exc:
                         obs, waited = None, exc
                 if obs is None:
@@ -745,14 +748,26 @@ class PolicyNode(Node):
         return time.monotonic() + max(0, ticks_left) * self.period_s
 
     def _wait_inference(self, run: Run, scheduler: ChunkScheduler, firsts: dict, tick: int) -> bool:
+        """Lockstep: block until the requested chunk is in (False when the run ended meanwhile)."""
+        start = time.monotonic()
         while run.stop_reason is None:
             before = run.chunks
             if not self._collect_inference(run, scheduler, firsts, tick, block=True, timeout_s=0.05):
                 return False
             if run.chunks > before:
+                run.last_inference_wait_s = time.monotonic() - start
                 return True
         run.end_reason, run.end_detail = run.stop_reason, run.stop_detail
         return False
+
+    def _lockstep_stale_after_s(self, run: Run) -> float:
+        """Lockstep sensor age limit: lockstep_timeout_s, plus the time the last chunk kept the simulator waiting.
+
+        A lockstep simulator publishes only in answer to a command, so while the node waits for its own chunk
+        (a planning chunk on a loaded CPU can take longer than the limit) nothing arrives, and the newest frame
+        ages by that wait. It is not the sensor's fault; a camera that stops is still caught, that much later.
+        """
+        return self.lockstep_timeout_s + run.last_inference_wait_s
 
     def _wait_lockstep_state(self, answered: float, run: Run) -> float | None:
         deadline = time.monotonic() + self.lockstep_timeout_s
