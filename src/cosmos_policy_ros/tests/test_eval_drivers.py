@@ -133,3 +133,12 @@ def test_merge_from_the_command_line(tmp_path, capsys):
     assert "| transfer_cube | success | 0/1 (0%) | 1/1 (100%) |" in out.read_text()
     assert out.with_suffix(".png").exists() and "| task | metric | policy | scripted |" in capsys.readouterr().out
     assert main(["aloha_eval", "--merge", str(tmp_path / "nope.json")]) == 2
+    # an evaluation stopped early, compared on the seeds both have
+    more = [EpisodeRecord(task="transfer_cube", seed=1001, stage_score=0.0)]
+    longer = write_report(build_report("policy", [EpisodeRecord(task="transfer_cube", seed=1000, stage_score=50.0),
+                                                  *more], tasks=["transfer_cube"], clock="lockstep", label="longer"),
+                          tmp_path / "longer.json")
+    assert main(["aloha_eval", "--merge", str(longer), str(reports[1]), "--out", str(out)]) == 0
+    assert "| transfer_cube | success | 0/2 (0%) | 1/1 (100%) |" in out.read_text()
+    assert main(["aloha_eval", "--merge", str(longer), str(reports[1]), "--common-seeds", "--out", str(out)]) == 0
+    assert "| transfer_cube | success | 0/1 (0%) | 1/1 (100%) |" in out.read_text()

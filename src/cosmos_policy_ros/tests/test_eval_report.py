@@ -16,6 +16,7 @@ from cosmos_policy_ros.evaluation.report import (
     format_summary,
     load_report,
     merge_table,
+    on_common_seeds,
     percentile,
     period_errors_ms,
     records_of,
@@ -193,3 +194,20 @@ def test_reports_of_one_label_with_disjoint_tasks_share_a_column():
     assert [r["label"] for r in combined] == ["replay", "scripted"]
     assert set(combined[0]["tasks"]) == {"transfer_cube", "insertion"}
     assert set(a["tasks"]) == {"transfer_cube"}  # inputs untouched
+
+
+def test_reports_compared_on_their_common_seeds():
+    full = make_report(label="direct", scores=(100.0, 50.0, 0.0, 0.0), tasks=("transfer_cube", "insertion"))
+    early = make_report(label="planning", scores=(0.0, 100.0), tasks=("transfer_cube",))  # stopped after 2 seeds
+    cut = on_common_seeds([full, early])
+    assert [r["label"] for r in cut] == ["direct", "planning"]
+    direct = cut[0]["tasks"]["transfer_cube"]
+    assert [e["seed"] for e in direct["episodes"]] == [1000, 1001]
+    assert direct["summary"]["mean_stage_score"] == 75.0 and direct["summary"]["successes"] == 1
+    assert direct["summary"]["stage_score_counts"] == {"0": 0, "25": 0, "50": 1, "75": 0, "100": 1}
+    # a task only one report has keeps all of its seeds; the overall summary follows the cut
+    assert cut[0]["tasks"]["insertion"]["summary"]["episodes"] == 4 and cut[0]["overall"]["summary"]["episodes"] == 6
+    assert cut[0]["created"] == full["created"] and cut[0]["overall"]["timing"]["chunk_latency_ms"]["n"] == 6
+    table = merge_table(cut)
+    assert "| transfer_cube | success | 1/2 (50%) | 1/2 (50%) |" in table
+    assert "lockstep / 1000-1001" in table

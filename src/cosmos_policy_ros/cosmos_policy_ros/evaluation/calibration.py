@@ -140,6 +140,7 @@ def plot_calibration(calibrations: Sequence[Calibration], path: str | os.PathLik
         scatter.scatter(cal.values, o + rng.uniform(-3, 3, o.size), s=12, alpha=0.6, label=name)
         rows = [r for r in cal.bins() if r["episodes"]]
         reliability.plot([r["mean_value"] for r in rows], [r["mean_outcome"] for r in rows], "o-", label=name)
+    scatter.set_ylim(-6, 106)
     scatter.set_xlabel("predicted value (per episode)")
     scatter.set_ylabel("final stage score (jittered)")
     scatter.set_title("value against outcome, one point per episode")

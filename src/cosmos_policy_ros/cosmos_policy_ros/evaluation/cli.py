@@ -21,7 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-from .report import ReportError, below_min_success, build_report, format_summary, load_report, merge_table, write_report
+from .report import (
+    ReportError,
+    below_min_success,
+    build_report,
+    format_summary,
+    load_report,
+    merge_table,
+    on_common_seeds,
+    write_report,
+)
 
 DEFAULT_SEED_START = 1000
 EXIT_FAILED, EXIT_USAGE, EXIT_BELOW_MIN_SUCCESS, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -81,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--merge", nargs="+", metavar="REPORT.json", default=None,
                    help="merge reports (policy, scripted, replay) into one markdown table and a PNG; "
                         "nothing runs over ROS")
+    g.add_argument("--common-seeds", action="store_true",
+                   help="with --merge: compare every report on the seeds all of them have for a task (e.g. "
+                        "beside an evaluation that was stopped early)")
     g = p.add_argument_group("value calibration")
     g.add_argument("--calibration", nargs="+", metavar="REPORT.json", default=None,
                    help="the policy's predicted value against each episode's outcome (ROC AUC, Brier score, "
@@ -120,6 +132,8 @@ def run_merge(args: argparse.Namespace) -> int:
     from .plots import plot_merged
     try:
         reports = [load_report(p) for p in args.merge]
+        if args.common_seeds:
+            reports = on_common_seeds(reports)
         table = merge_table(reports)
     except ReportError as exc:
         print(f"aloha_eval: {exc}", file=sys.stderr)

@@ -326,6 +326,29 @@ def combine_by_label(reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return combined
 
 
+def on_common_seeds(reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The reports cut to the seeds that every report holding a task has for it, their summaries recomputed.
+
+    For comparing an evaluation that stopped early (e.g. seeds 1000-1029 of a planned 50) with complete ones
+    on the same episodes: a column over more seeds would not be comparable.
+    """
+    reports = combine_by_label(reports)
+    seeds: dict[str, set[int]] = {}
+    for r in reports:
+        for task, entry in r["tasks"].items():
+            mine = {int(e["seed"]) for e in entry["episodes"]}
+            seeds[task] = seeds[task] & mine if task in seeds else mine
+    out = []
+    for r in reports:
+        records = [rec for task in r["tasks"] for rec in records_of(r, task) if rec.seed in seeds[task]]
+        levels = {task: [float(k) for k in entry["summary"]["stage_score_counts"] if k not in ("none", "0")]
+                  for task, entry in r["tasks"].items()}
+        cut = build_report(r["driver"], records, tasks=list(r["tasks"]), levels_by_task=levels, clock=r["clock"],
+                           label=r.get("label"), config=r.get("config"))
+        out.append({**cut, "created": r.get("created", cut["created"])})
+    return out
+
+
 def merge_table(reports: Sequence[Mapping[str, Any]]) -> str:
     """Several reports side by side as markdown (one column per label), for docs/results.md."""
     if not reports:
