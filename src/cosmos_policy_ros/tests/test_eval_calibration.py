@@ -111,3 +111,6 @@ def test_cli_writes_the_table_and_plot_and_refuses_bad_reports(tmp_path, capsys)
     assert "no episode carries a predicted value" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["aloha_eval", "--calibration", str(path), "--merge", str(path)])
+    with pytest.raises(SystemExit):
+        main(["aloha_eval", "--calibration", str(path), "--common-seeds"])
+    assert "--common-seeds cuts the reports of --merge" in capsys.readouterr().err

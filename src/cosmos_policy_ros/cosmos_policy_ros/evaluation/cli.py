@@ -108,6 +108,8 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     args.replay_episode = [p for p in args.replay_episode if p]
     if args.merge is not None and args.calibration is not None:
         parser.error("--merge and --calibration are separate jobs: run one at a time")
+    if args.common_seeds and args.merge is None:
+        parser.error("--common-seeds cuts the reports of --merge: give --merge REPORT.json ...")
     if args.merge is not None or args.calibration is not None:
         return
     if args.episodes < 1:
@@ -164,7 +166,8 @@ def run_calibration(args: argparse.Namespace) -> int:
         f"- {c.label} / {c.task}: " + ", ".join(
             f"[{b['lo']:.1f}, {b['hi']:.1f}] {b['episodes']} ep. outcome {b['mean_outcome']:.2f}"
             for b in c.bins() if b["episodes"]) for c in calibrations if c.episodes)
-    out.write_text(f"Episode value: the {args.calibration_value} of its chunks' predicted values.\n\n{table}\n"
+    out.write_text(f"Episode value: the {args.calibration_value} of its chunks' predicted values (reports older than "
+                   f"per-chunk values: the episode's final value).\n\n{table}\n"
                    f"Reliability (episodes per bin of predicted value, their mean outcome):\n{bins}\n\nReports: "
                    + ", ".join(f"`{p}`" for p in args.calibration) + "\n")
     print(table, end="")
