@@ -14,8 +14,8 @@
 #   What each stage costs here: docs/planning.md. The domains are above the test
 #   suite's 1-100 (ROS 2 advises 0-101 on Linux: higher ones may meet ephemeral ports; set DOMAINS if so).
 # Finetune: `cosmos-policy finetune-planning` as docs/planning.md gives it (the release's mix and LR cycle
-#   shape), STEPS (4000) x batch 16 on every SAMPLE_STRIDE-th (5) step, into PLANNING; resumes from its 5-minute checkpoints (Ctrl-C or SIGTERM
-#   saves first). Expected cost: docs/planning.md.
+#   shape), STEPS (4000) x batch 16 on every SAMPLE_STRIDE-th (5) step, into PLANNING; resumes from its
+#   5-minute checkpoints (Ctrl-C or SIGTERM saves first). Expected cost: docs/planning.md.
 # Evaluate: eval.launch.py policy_mode:=planning on the evaluation seeds, NUM_CANDIDATES (4) proposals per
 #   chunk, each scored by 3 world-model x 5 value samples; the direct column is the shipped policy's on the
 #   same seeds (docs/results.md), or EVAL_DIRECT=1 runs it again.

@@ -120,6 +120,28 @@ def test_policy_driver_fault_exits_1_and_still_writes_the_report(fake_sim_and_po
 
 
 @pytest.mark.ros
+def test_a_killed_evaluation_keeps_the_episodes_it_finished(fake_sim_and_policy, tmp_path):
+    """The report is rewritten after every episode: a run killed before it could write one (a launch's SIGKILL
+    after an ignored Ctrl-C lost 57 planning episodes once) keeps everything but the running episode."""
+    server = fake_sim_and_policy("--score-per-chunk", "--episode-steps", "20")
+    out = tmp_path / "policy.json"
+    proc = NodeProcess([package_executable("cosmos_policy_ros", "aloha_eval"), "--driver", "policy", "--task",
+                        "insertion", "--episodes", "500", "--out", str(out), "--no-plot"],
+                       {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.wait_for_output("insertion seed 1001: stage score", 120), proc.output + server.output
+        proc.proc.kill()
+        proc.proc.wait(timeout=10)
+    finally:
+        proc.stop()
+    report = json.loads(out.read_text())
+    episodes = report["tasks"]["insertion"]["episodes"]
+    assert len(episodes) >= 2 and [e["seed"] for e in episodes[:2]] == [1000, 1001]
+    assert report["config"]["in_progress"] is True and report["config"]["episodes"] == 500
+    assert report["tasks"]["insertion"]["summary"]["stage_score_counts"]["50"] == len(episodes)
+
+
+@pytest.mark.ros
 def test_policy_driver_stops_at_a_rejected_goal(fake_sim_and_policy, tmp_path):
     fake_sim_and_policy("--reject")
     proc = aloha_eval("--driver", "policy", "--task", "transfer_cube", "--episodes", "3",

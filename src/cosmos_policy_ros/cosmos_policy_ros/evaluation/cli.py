@@ -224,6 +224,15 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
     line = ProgressLine()
     records, exit_code, driver, clock = [], 0, None, args.clock
     t_start = time.monotonic()
+
+    def report_so_far(in_progress: bool) -> dict:
+        config = {key: getattr(args, key) for key in ("tasks", "episodes", "seed_start", "mode", "max_steps",
+                                                     "num_candidates", "action_steps", "replay_episode")}
+        config["interrupted"] = exit_code == EXIT_INTERRUPTED
+        config["in_progress"] = in_progress  # written after every episode: a killed run keeps what it did
+        return build_report(args.driver, records, tasks=args.tasks,
+                            levels_by_task={t: task_levels(t) for t in args.tasks}, clock=clock, label=label,
+                            config=config, nominal_period_ms=contract.control_period_s * 1e3)
     try:
         actions = None
         if args.driver == "replay":
@@ -276,6 +285,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
                             line.update(f"{head}: step {step}/{steps}")
                 record = driver.run_episode(task, seed, show)
                 records.append(record)
+                write_report(report_so_far(in_progress=True), out)
                 batch = format_batch_progress(len(records), total, time.monotonic() - t_start)
                 line.print(f"{batch} {format_record(record)}")
                 if record.status in ("no_server", "rejected", "reset_failed"):  # the next ones would fail alike
@@ -298,12 +308,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
         exit_code = EXIT_INTERRUPTED
     finally:
         if records:
-            config = {key: getattr(args, key) for key in ("tasks", "episodes", "seed_start", "mode", "max_steps",
-                                                         "num_candidates", "action_steps", "replay_episode")}
-            config["interrupted"] = exit_code == EXIT_INTERRUPTED
-            report = build_report(args.driver, records, tasks=args.tasks,
-                                  levels_by_task={t: task_levels(t) for t in args.tasks}, clock=clock, label=label,
-                                  config=config, nominal_period_ms=contract.control_period_s * 1e3)
+            report = report_so_far(in_progress=False)
             write_report(report, out)
             written = [str(out)]
             if not args.no_plot:
