@@ -167,15 +167,21 @@ def test_goal_runs_chunks_to_a_result(start_node, test_node, contract):
     assert np.ptp(waist) > 0.02  # the fake policy's sine: the arm was commanded to move
 
 
-def test_lockstep_runs_one_command_per_sim_step(start_node, test_node, contract):
-    from aloha_interfaces.action import RunPolicy
+def start_lockstep_episode(start_node, test_node, contract, fake, **params):
+    """A lockstep sim and policy node, the node subscribed, the sim reset: the action client, ready for a goal."""
     start_sim(start_node, mode="lockstep")
-    policy = start_policy(start_node, "hold:execute_steps=20", clock_mode="lockstep")
+    policy = start_policy(start_node, fake, clock_mode="lockstep", **params)
     client = action_client(test_node, contract)
     assert client.wait_for_server(timeout_sec=30)
     # in lockstep the sim publishes an observation only after a reset or a command: subscribe first
     assert wait_until(lambda: policy.output.count("subscribed to") == 3, 30), policy.output
     reset_sim(test_node, contract)
+    return client
+
+
+def test_lockstep_runs_one_command_per_sim_step(start_node, test_node, contract):
+    from aloha_interfaces.action import RunPolicy
+    client = start_lockstep_episode(start_node, test_node, contract, "hold:execute_steps=20")
     result = wait_result(send_goal(client, max_steps=60)).result
     assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
     assert result.steps_executed == 60 and result.chunks_executed == 3
@@ -186,13 +192,8 @@ def test_lockstep_chunks_slower_than_the_sensor_limit_are_not_stale_sensors(star
     """A lockstep sim publishes only after a command: while the node waits for a chunk (planning on a loaded CPU
     took 12-15 s) its newest frame ages by that wait. That wait must not end the run as a stale sensor."""
     from aloha_interfaces.action import RunPolicy
-    start_sim(start_node, mode="lockstep")
-    policy = start_policy(start_node, "hold:execute_steps=20,latency_s=1.6", clock_mode="lockstep",
-                          lockstep_timeout_s=1.0)
-    client = action_client(test_node, contract)
-    assert client.wait_for_server(timeout_sec=30)
-    assert wait_until(lambda: policy.output.count("subscribed to") == 3, 30), policy.output
-    reset_sim(test_node, contract)
+    client = start_lockstep_episode(start_node, test_node, contract, "hold:execute_steps=20,latency_s=1.6",
+                                    lockstep_timeout_s=1.0)
     result = wait_result(send_goal(client, max_steps=60)).result
     assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
     assert result.steps_executed == 60 and result.chunks_executed == 3
