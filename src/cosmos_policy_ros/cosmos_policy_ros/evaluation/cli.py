@@ -140,14 +140,20 @@ def run_merge(args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"aloha_eval: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out or "eval/results.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
     sources = "\n".join(f"- {r['label']}: `{p}` ({r['created']})" for r, p in zip(reports, args.merge))
-    out.write_text(table + "\nReports:\n" + sources + "\n")
+    return write_table(args, "eval/results.md", table, table + "\nReports:\n" + sources + "\n",
+                       lambda png: plot_merged(reports, png))
+
+
+def write_table(args: argparse.Namespace, default_out: str, table: str, text: str, plot) -> int:
+    """Print ``table``, write ``text`` to --out (or ``default_out``) and, unless --no-plot, ``plot(png)`` next to it."""
+    out = Path(args.out or default_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     print(table, end="")
     written = [str(out)]
     if not args.no_plot:
-        written.append(str(plot_merged(reports, out.with_suffix(".png"))))
+        written.append(str(plot(out.with_suffix(".png"))))
     print(f"written: {', '.join(written)}")
     return 0
 
@@ -159,23 +165,16 @@ def run_calibration(args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"aloha_eval: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out or "eval/calibration.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
     table = calibration_table(calibrations)
     bins = "\n".join(
         f"- {c.label} / {c.task}: " + ", ".join(
             f"[{b['lo']:.1f}, {b['hi']:.1f}] {b['episodes']} ep. outcome {b['mean_outcome']:.2f}"
             for b in c.bins() if b["episodes"]) for c in calibrations if c.episodes)
-    out.write_text(f"Episode value: the {args.calibration_value} of its chunks' predicted values (reports older than "
-                   f"per-chunk values: the episode's final value).\n\n{table}\n"
-                   f"Reliability (episodes per bin of predicted value, their mean outcome):\n{bins}\n\nReports: "
-                   + ", ".join(f"`{p}`" for p in args.calibration) + "\n")
-    print(table, end="")
-    written = [str(out)]
-    if not args.no_plot:
-        written.append(str(plot_calibration(calibrations, out.with_suffix(".png"))))
-    print(f"written: {', '.join(written)}")
-    return 0
+    text = (f"Episode value: the {args.calibration_value} of its chunks' predicted values (reports older than "
+            f"per-chunk values: the episode's final value).\n\n{table}\n"
+            f"Reliability (episodes per bin of predicted value, their mean outcome):\n{bins}\n\nReports: "
+            + ", ".join(f"`{p}`" for p in args.calibration) + "\n")
+    return write_table(args, "eval/calibration.md", table, text, lambda png: plot_calibration(calibrations, png))
 
 
 def main(argv: list[str] | None = None) -> int:
