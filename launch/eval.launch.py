@@ -60,6 +60,9 @@ def generate_launch_description():
         DeclareLaunchArgument("out", default_value="",
                               description="report path (default eval/<label>.json); the PNG plot goes next to it"),
         DeclareLaunchArgument("label", default_value="", description="column name in merged tables (default: driver)"),
+        DeclareLaunchArgument("resume", default_value="false", choices=["true", "false"],
+                              description="keep the finished episodes of out's report (same driver, label and goal "
+                                          "options) and run only the missing seeds"),
         DeclareLaunchArgument("min_success", default_value="0.0",
                               description="fail (exit 3) when a task's success rate is below this (0-1)"),
     ]
@@ -102,7 +105,8 @@ def generate_launch_description():
                    "--max-steps", LaunchConfiguration("max_steps"),
                    "--num-candidates", LaunchConfiguration("num_candidates"),
                    "--replay-episode", LaunchConfiguration("replay_episode"), "--out", LaunchConfiguration("out"),
-                   "--label", LaunchConfiguration("label"), "--min-success", LaunchConfiguration("min_success")],
+                   "--label", LaunchConfiguration("label"), "--min-success", LaunchConfiguration("min_success"),
+                   "--resume", LaunchConfiguration("resume")],
         parameters=[{"use_sim_time": use_sim_time}],
         on_exit=Shutdown(reason="evaluation finished"),
     )

@@ -18,7 +18,8 @@
 #   5-minute checkpoints (Ctrl-C or SIGTERM saves first). Expected cost: docs/planning.md.
 # Evaluate: eval.launch.py policy_mode:=planning on the evaluation seeds, NUM_CANDIDATES (4) proposals per
 #   chunk, each scored by 3 world-model x 5 value samples; the direct column is the shipped policy's on the
-#   same seeds (docs/results.md), or EVAL_DIRECT=1 runs it again.
+#   same seeds (docs/results.md), or EVAL_DIRECT=1 runs it again. Rerunning resumes: the episodes already in
+#   eval/planning_N<N>_<planning>_<task>.json are kept and only the missing seeds run.
 set -euo pipefail
 
 main() {
@@ -136,7 +137,7 @@ evaluate() {
         ROS_DOMAIN_ID=${domains[$i]} ./scripts/launch.sh aloha_bringup eval.launch.py tasks:="$task" \
             episodes:="$EPISODES" checkpoint:="$BASE" planning_checkpoint:="$PLANNING" policy_mode:=planning \
             num_candidates:="$NUM_CANDIDATES" max_steps:="$MAX_STEPS" out:="eval/${label}_$task.json" label:="$label" \
-            > "logs/${label}_$task.log" 2>&1 & pids+=($!)
+            resume:=true >> "logs/${label}_$task.log" 2>&1 & pids+=($!)
         i=$((i + 1))
     done
     for pid in "${pids[@]}"; do wait "$pid" || status=1; done

@@ -142,6 +142,37 @@ def test_a_killed_evaluation_keeps_the_episodes_it_finished(fake_sim_and_policy,
 
 
 @pytest.mark.ros
+def test_a_resumed_evaluation_runs_only_the_missing_seeds(fake_sim_and_policy, tmp_path):
+    """--resume keeps the finished episodes of --out (a failed one runs again) and refuses a report of another
+    evaluation without touching it."""
+    from cosmos_policy_ros.evaluation.report import EpisodeRecord, build_report, write_report
+
+    server = fake_sim_and_policy("--score-per-chunk", "--episode-steps", "20")
+    out = tmp_path / "policy.json"
+    earlier = [EpisodeRecord(task="insertion", seed=1001, stage_score=75.0, end_reason="max_steps"),
+               EpisodeRecord(task="insertion", seed=1002, stage_score=None, status="fault", end_reason="lost")]
+    write_report(build_report("policy", earlier, tasks=["insertion"], clock="realtime", label="policy",
+                              config={"mode": "direct", "max_steps": 0, "num_candidates": 0}), out)
+    before = out.read_text()
+    refused = aloha_eval("--driver", "policy", "--task", "insertion", "--episodes", "3", "--mode", "planning",
+                         "--out", str(out), "--no-plot", "--resume")
+    assert refused.proc.returncode == 2, refused.output
+    assert "cannot resume a different evaluation: mode 'direct' (this run: 'planning')." in refused.output
+    assert out.read_text() == before and "seed=1000" not in server.output
+
+    proc = aloha_eval("--driver", "policy", "--task", "insertion", "--episodes", "3", "--out", str(out),
+                      "--no-plot", "--resume")
+    assert proc.proc.returncode == 0, proc.output + server.output
+    assert "1 finished episodes kept" in proc.output
+    # seed 1001 is kept, not run again; 1000 and the faulted 1002 run
+    assert "seed=1000" in server.output and "seed=1002" in server.output and "seed=1001" not in server.output
+    report = json.loads(out.read_text())
+    episodes = report["tasks"]["insertion"]["episodes"]
+    assert [(e["seed"], e["stage_score"]) for e in episodes] == [(1000, 50.0), (1001, 75.0), (1002, 50.0)]
+    assert report["config"]["resumed_episodes"] == 1 and report["tasks"]["insertion"]["summary"]["episodes"] == 3
+
+
+@pytest.mark.ros
 def test_policy_driver_stops_at_a_rejected_goal(fake_sim_and_policy, tmp_path):
     fake_sim_and_policy("--reject")
     proc = aloha_eval("--driver", "policy", "--task", "transfer_cube", "--episodes", "3",
@@ -204,4 +235,6 @@ def test_eval_launch_arguments_parse_as_aloha_eval_options():
     args = parser.parse_args(remove_ros_args(argv)[1:])
     validate(args, parser)
     assert args.driver == "scripted" and args.replay_episode == [] and args.label == "" and args.out == ""
-    assert args.tasks == ["transfer_cube", "insertion"] and args.clock == "lockstep"
+    assert args.tasks == ["transfer_cube", "insertion"] and args.clock == "lockstep" and args.resume is False
+    resumed = evaluate_eval_launch(driver="scripted", resume="true")["aloha_eval"].argv
+    assert parser.parse_args(remove_ros_args(resumed)[1:]).resume is True

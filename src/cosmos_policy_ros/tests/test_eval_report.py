@@ -20,6 +20,7 @@ from cosmos_policy_ros.evaluation.report import (
     percentile,
     period_errors_ms,
     records_of,
+    resumable_records,
     seed_range,
     stats,
     summarize_task,
@@ -211,3 +212,21 @@ def test_reports_compared_on_their_common_seeds():
     table = merge_table(cut)
     assert "| transfer_cube | success | 1/2 (50%) | 1/2 (50%) |" in table
     assert "lockstep / 1000-1001" in table
+
+
+def test_resumable_records_keep_the_finished_episodes_of_the_same_evaluation():
+    report = make_report(label="planning", scores=(100.0, 0.0, 50.0))
+    report["config"] = {"mode": "planning", "num_candidates": 4, "max_steps": 0}
+    report["tasks"]["transfer_cube"]["episodes"][1]["status"] = "fault"  # tried again by the resumed run
+    same = dict(driver="policy", label="planning", clock="lockstep", tasks=["transfer_cube", "insertion"],
+                config={"mode": "planning", "num_candidates": 4, "max_steps": 0, "action_steps": 0})
+    kept = resumable_records(report, **same)
+    assert [(r.seed, r.stage_score) for r in kept] == [(1000, 100.0), (1002, 50.0)]
+
+    for change, named in ((dict(label="direct"), "label 'planning' (this run: 'direct')"),
+                          (dict(clock="realtime"), "clock 'lockstep' (this run: 'realtime')"),
+                          (dict(config={**same["config"], "num_candidates": 8}), "num_candidates 4 (this run: 8)"),
+                          (dict(tasks=["insertion"]), "tasks ['transfer_cube'] that this run")):
+        with pytest.raises(ReportError, match="cannot resume a different evaluation") as err:
+            resumable_records(report, **{**same, **change}, path="eval/p.json")
+        assert named in str(err.value) and str(err.value).startswith("eval/p.json")

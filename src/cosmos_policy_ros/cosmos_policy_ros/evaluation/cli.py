@@ -29,6 +29,7 @@ from .report import (
     load_report,
     merge_table,
     on_common_seeds,
+    resumable_records,
     write_report,
 )
 
@@ -50,6 +51,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def flag(text: str) -> bool:
+    """A boolean option that launch can pass as text (``--resume false``) and a user as a bare flag."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}': expected true or false")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aloha_eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -68,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="", help="report path (default eval/<label>.json); the plot is written "
                                              "next to it as .png. With --merge: the markdown path")
     p.add_argument("--label", default="", help="column name of this report in merged tables (default: the driver)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, type=flag,
+                   help="keep the finished episodes of --out's report (same driver, label, clock and goal options) "
+                        "and run only the missing seeds")
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
     p.add_argument("--min-success", type=fraction, default=None,
                    help="exit 3 when any task's success rate is below this (0-1)")
@@ -222,6 +236,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out or f"eval/{label}.json")
     line = ProgressLine()
     records, exit_code, driver, clock = [], 0, None, args.clock
+    resumed = 0  # episodes kept from an earlier run (--resume)
     t_start = time.monotonic()
 
     def report_so_far(in_progress: bool) -> dict:
@@ -229,7 +244,8 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
                                                      "num_candidates", "action_steps", "replay_episode")}
         config["interrupted"] = exit_code == EXIT_INTERRUPTED
         config["in_progress"] = in_progress  # written after every episode: a killed run keeps what it did
-        return build_report(args.driver, records, tasks=args.tasks,
+        config["resumed_episodes"] = resumed
+        return build_report(args.driver, sorted(records, key=lambda r: r.seed), tasks=args.tasks,
                             levels_by_task={t: task_levels(t) for t in args.tasks}, clock=clock, label=label,
                             config=config, nominal_period_ms=contract.control_period_s * 1e3)
     try:
@@ -245,6 +261,13 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
             return exit_code
         if clock == "auto":
             clock = detect_clock_mode(node, contract)
+        if args.resume and out.exists():
+            config = {key: getattr(args, key) for key in ("mode", "max_steps", "num_candidates", "action_steps",
+                                                         "replay_episode")}
+            kept = resumable_records(load_report(out), driver=args.driver, label=label, clock=clock,
+                                     tasks=args.tasks, config=config, path=out)
+            records, resumed = kept, len(kept)
+            line.print(f"resuming {out}: {resumed} finished episodes kept")
         if args.driver == "policy":
             client = RunPolicyClient(node, contract)
             line.print(f"waiting for the policy node's action server {client.action_name} ...")
@@ -266,33 +289,31 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
             make_plan = scripted_plan(contract) if args.driver == "scripted" else replay_plan(actions)
             driver = PlanDriver(args.driver, node, contract, sim, PlanStreamer(node, contract, clock), make_plan,
                                 episode_timeout_s=args.episode_timeout or None)
+        done = {(r.task, r.seed) for r in records}
+        todo = [(task, seed) for task in args.tasks for seed in range(args.seed_start, args.seed_start + args.episodes)
+                if (task, seed) not in done]
         line.print(f"aloha_eval: driver {args.driver}, clock {clock}, tasks {args.tasks}, {args.episodes} episodes "
-                   f"each, seeds {args.seed_start}-{args.seed_start + args.episodes - 1}")
+                   f"each, seeds {args.seed_start}-{args.seed_start + args.episodes - 1}"
+                   + (f"; {len(todo)} to run" if resumed else ""))
 
-        total = len(args.tasks) * args.episodes
         t_start = time.monotonic()
-        for task in args.tasks:
-            for i in range(args.episodes):
-                seed = args.seed_start + i
-                head = f"{task} seed {seed}"
-                if args.driver == "policy":
-                    def show(progress, max_steps, head=head):
-                        line.update(f"{head}: {format_progress(progress, max_steps)}")
-                else:
-                    def show(step, steps, head=head):
-                        if step % 25 == 0 or step == steps:
-                            line.update(f"{head}: step {step}/{steps}")
-                record = driver.run_episode(task, seed, show)
-                records.append(record)
-                write_report(report_so_far(in_progress=True), out)
-                batch = format_batch_progress(len(records), total, time.monotonic() - t_start)
-                line.print(f"{batch} {format_record(record)}")
-                if record.status in ("no_server", "rejected", "reset_failed"):  # the next ones would fail alike
-                    exit_code = EXIT_FAILED
-                    break
-            if exit_code:
+        for n, (task, seed) in enumerate(todo, start=1):
+            head = f"{task} seed {seed}"
+            if args.driver == "policy":
+                def show(progress, max_steps, head=head):
+                    line.update(f"{head}: {format_progress(progress, max_steps)}")
+            else:
+                def show(step, steps, head=head):
+                    if step % 25 == 0 or step == steps:
+                        line.update(f"{head}: step {step}/{steps}")
+            record = driver.run_episode(task, seed, show)
+            records.append(record)
+            write_report(report_so_far(in_progress=True), out)
+            line.print(f"{format_batch_progress(n, len(todo), time.monotonic() - t_start)} {format_record(record)}")
+            if record.status in ("no_server", "rejected", "reset_failed"):  # the next ones would fail alike
+                exit_code = EXIT_FAILED
                 break
-    except ReplayError as exc:
+    except (ReplayError, ReportError) as exc:
         print(f"aloha_eval: {exc}", file=sys.stderr)
         exit_code = EXIT_USAGE
         return exit_code
@@ -303,7 +324,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
                 driver.cancel()
             except Exception as exc:  # noqa: BLE001  (the graph may be going down with us)
                 print(f"aloha_eval: could not cancel the running episode: {exc}", file=sys.stderr)
-        print(f"aloha_eval: interrupted after {len(records)} episodes", flush=True)
+        print(f"aloha_eval: interrupted after {len(records) - resumed} episodes", flush=True)
         exit_code = EXIT_INTERRUPTED
     finally:
         if records:

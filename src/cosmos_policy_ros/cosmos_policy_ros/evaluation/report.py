@@ -202,6 +202,36 @@ def records_of(report: Mapping[str, Any], task: str | None = None) -> list[Episo
     return [EpisodeRecord.from_dict(e) for t in tasks.values() for e in t["episodes"]]
 
 
+# goal options that make two runs different evaluations (a resumed report must not mix them)
+RESUME_KEYS = ("mode", "max_steps", "num_candidates", "action_steps", "replay_episode")
+
+
+def resumable_records(report: Mapping[str, Any], *, driver: str, label: str, clock: str, tasks: Sequence[str],
+                      config: Mapping[str, Any], path: str | os.PathLike[str] = "the report") -> list[EpisodeRecord]:
+    """The finished episodes of an earlier run of the same evaluation, which a resumed run keeps and skips.
+
+    "The same evaluation" is the same driver, label (which names the checkpoint in a results table), clock and
+    goal options; anything else raises :class:`ReportError` naming the difference, and the report is left as it
+    is. Failed episodes (a fault, no server, a failed reset) are not kept: the resumed run tries them again.
+    """
+    old = report.get("config") or {}
+    differences = [f"{what} {theirs!r} (this run: {mine!r})" for what, theirs, mine in (
+        ("driver", report.get("driver"), driver), ("label", report.get("label"), label),
+        ("clock", report.get("clock"), clock),
+        *((key, old[key], config.get(key)) for key in RESUME_KEYS if key in old)) if theirs != mine]
+    others = sorted(set(report["tasks"]) - set(tasks))
+    if others:
+        differences.append(f"tasks {others} that this run (--tasks {','.join(tasks)}) would drop")
+    if differences:
+        raise ReportError(f"{path}: cannot resume a different evaluation: {'; '.join(differences)}. Give another "
+                          f"--out (or resume with the same options)")
+    kept: dict[tuple[str, int], EpisodeRecord] = {}
+    for record in records_of(report):
+        if not record.failed:
+            kept[(record.task, record.seed)] = record
+    return sorted(kept.values(), key=lambda r: (r.task, r.seed))
+
+
 def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
