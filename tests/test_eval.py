@@ -142,6 +142,27 @@ def test_a_killed_evaluation_keeps_the_episodes_it_finished(fake_sim_and_policy,
 
 
 @pytest.mark.ros
+def test_sigterm_ends_an_evaluation_as_ctrl_c_does(fake_sim_and_policy, tmp_path):
+    """Launch sends SIGTERM 5 s after an unanswered Ctrl-C: the evaluator still summarises and closes its report."""
+    import signal
+
+    server = fake_sim_and_policy("--score-per-chunk", "--episode-steps", "20")
+    out = tmp_path / "policy.json"
+    proc = NodeProcess([package_executable("cosmos_policy_ros", "aloha_eval"), "--driver", "policy", "--task",
+                        "insertion", "--episodes", "500", "--out", str(out), "--no-plot"],
+                       {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.wait_for_output("insertion seed 1000: stage score", 120), proc.output + server.output
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(timeout=30) == 130, proc.output
+    finally:
+        proc.stop()
+    assert "aloha_eval: interrupted after" in proc.output and "report:" in proc.output
+    report = json.loads(out.read_text())
+    assert report["config"]["in_progress"] is False and report["config"]["interrupted"] is True
+
+
+@pytest.mark.ros
 def test_a_resumed_evaluation_runs_only_the_missing_seeds(fake_sim_and_policy, tmp_path):
     """--resume keeps the finished episodes of --out (a failed one runs again) and refuses a report of another
     evaluation without touching it."""

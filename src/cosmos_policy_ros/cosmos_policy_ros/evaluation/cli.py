@@ -11,12 +11,13 @@ The simulator (``aloha_sim sim_node``) must be running, and for ``--driver polic
 default: demonstrations for training use seeds from 0, so evaluation episodes are unseen layouts.
 Exit status: 0 done; 1 the graph failed (no simulator or policy server, a goal rejected, a run
 faulted, no episode ran); 2 bad arguments; 3 a task's success rate below ``--min-success``;
-130 interrupted (the running goal is cancelled, the episodes so far are reported).
+130 interrupted by Ctrl-C or SIGTERM (the running goal is cancelled, the episodes so far are reported).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -230,6 +231,9 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
 
     # our own Ctrl-C handling: the context must stay up to cancel the running goal
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    # launch escalates an ignored Ctrl-C to SIGTERM after 5 s (cancelling a planning chunk can take that long):
+    # SIGTERM ends the run as Ctrl-C does, with the summary and the report's in_progress cleared
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     node = rclpy.create_node("aloha_eval")
     contract = load_contract()
     label = args.label or args.driver
