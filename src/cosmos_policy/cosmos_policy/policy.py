@@ -11,6 +11,7 @@ chunk) and says so (`ActionChunk.planning_fallback`): a controller never waits o
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -191,13 +192,14 @@ class _OutOfTime(Exception):
     """Planning's deadline passed before the scoring finished."""
 
 
-def _deadline_check(deadline: float | None) -> Callable[[], None] | None:
-    """An `interrupt` for the sampler that raises _OutOfTime once time.monotonic() passes `deadline`."""
-    if deadline is None:
+def _deadline_check(deadline: float | None, stop: threading.Event | None = None) -> Callable[[], None] | None:
+    """An `interrupt` for the sampler that raises _OutOfTime once time.monotonic() passes `deadline`, or once
+    `stop` is set (the caller is shutting down)."""
+    if deadline is None and stop is None:
         return None
 
     def check() -> None:
-        if time.monotonic() > deadline:
+        if (deadline is not None and time.monotonic() > deadline) or (stop is not None and stop.is_set()):
             raise _OutOfTime
 
     return check
@@ -571,6 +573,7 @@ class CosmosPolicy:
         base_seed: int,
         actions: torch.Tensor | None = None,
         deadline: float | None = None,
+        stop: threading.Event | None = None,
     ) -> PlanResult:
         """Propose (unless `actions` (N, K, d) in this checkpoint's units are given), predict s' and V(s'),
         aggregate. Prefixes (1, C, T, h, w) are encoded once per checkpoint and shared by every row.
@@ -591,7 +594,7 @@ class CosmosPolicy:
         proposals_ready = time.perf_counter()
         try:
             samples = self._score(proposer, proposer_text, prefix, text, actions, o, base_seed, steps,
-                                  _deadline_check(deadline))
+                                  _deadline_check(deadline, stop))
         except _OutOfTime:
             nan = torch.full((n,), float("nan"))
             return PlanResult(proposals, nan[:, None], nan, 0, fallback=True, proposals_ready=proposals_ready)
@@ -683,6 +686,7 @@ class CosmosPolicy:
         max_batch: int | None = 16,
         options: PlanningOptions | None = None,
         deadline: float | None = None,
+        stop: threading.Event | None = None,
     ) -> ActionChunk:
         """Best-of-N as the release deploys it: `proposer` (the base policy's checkpoint; default: this one,
         which then does both) samples N chunks with its deploy action steps; this checkpoint (the planning
@@ -695,7 +699,8 @@ class CosmosPolicy:
 
         deadline: a time.monotonic() by which the chunk is needed (a controller's next switch). Scoring that
         is still running then is abandoned: the result is the base policy's first proposal, value NaN,
-        `planning_fallback` True. None: no limit.
+        `planning_fallback` True. None: no limit. `stop` (a threading.Event) abandons the scoring the same way
+        once it is set: a node shutting down need not wait out a planning chunk.
         """
         if options is None:
             options = PlanningOptions(num_candidates=num_candidates, world_model_samples=world_model_samples,
@@ -718,7 +723,7 @@ class CosmosPolicy:
             images_s, proprio_s, own_text = self._validate(obs)
             prefix = self.encode_observation(images_s, proprio_s)
         result = self._plan_core(proposer, proposer_prefix, text, prefix, own_text, options, self._base_seed(seed),
-                                 deadline=deadline)
+                                 deadline=deadline, stop=stop)
         best = result.best
         chunk = proposer._normalizer("actions").unnormalize(result.actions[best]).float().cpu().numpy()
         return ActionChunk(chunk.astype(np.float32), float(result.values[best]), None, time.perf_counter() - start,

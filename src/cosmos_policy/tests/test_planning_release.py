@@ -416,6 +416,24 @@ def test_planning_past_its_deadline_returns_the_first_proposal_unscored(obs):
     assert np.allclose(on_time.actions, unlimited.actions, atol=1e-6)
 
 
+def test_planning_is_abandoned_when_its_stop_event_is_set(obs):
+    """A node shutting down sets the event: scoring stops at the next network evaluation, the first proposal
+    comes back unscored (as past a deadline), and an unset event changes nothing."""
+    import threading
+
+    base, planner = make_policy(6), make_policy(5)
+    kwargs = dict(proposer=base, world_model_samples=2, value_samples=2, seed=4, **FAST)
+    first_proposal = planner.plan(obs, num_candidates=1, **kwargs)
+    stop = threading.Event()
+    unset = planner.plan(obs, num_candidates=3, stop=stop, **kwargs)
+    assert not unset.planning_fallback and unset.candidate_values is not None
+    stop.set()
+    with DenoiseSpy(planner) as spy:
+        stopped = planner.plan(obs, num_candidates=3, stop=stop, **kwargs)
+    assert spy.calls == [] and stopped.planning_fallback and np.isnan(stopped.value)
+    assert np.allclose(stopped.actions, first_proposal.actions, atol=1e-6)
+
+
 def test_planning_is_abandoned_mid_scoring_when_its_deadline_passes(obs, monkeypatch):
     import cosmos_policy.policy as policy_module
 
