@@ -7,6 +7,7 @@ the real robot) the graph stays up and waits for goals: `ros2 run cosmos_policy_
 With the simulator in lockstep (mode:=lockstep) the sim publishes /clock and run_policy runs on it
 (use_sim_time:=true), and so does the policy node, whose ticks follow the sim's stamps (clock_mode) and whose
 housekeeping timers run on a steady clock. Otherwise every node runs on the wall clock.
+Best-of-N planning: planning_checkpoint:=DIR policy_mode:=planning [num_candidates:=N].
 """
 
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Shutdown
@@ -38,6 +39,11 @@ def generate_launch_description():
                               description="policy checkpoint directory (default: the shipped sim checkpoint)"),
         DeclareLaunchArgument("planning_checkpoint", default_value="",
                               description="checkpoint that scores proposals in planning mode ('' = no planning)"),
+        DeclareLaunchArgument("policy_mode", default_value="direct", choices=["direct", "planning"],
+                              description="sim episodes: the RunPolicy mode of run_policy's goals (planning needs "
+                                          "planning_checkpoint)"),
+        DeclareLaunchArgument("num_candidates", default_value="0",
+                              description="planning proposals per chunk (0: the policy node's num_candidates)"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N"),
         DeclareLaunchArgument("task", default_value="transfer_cube,insertion",
                               description="comma-separated tasks of config/tasks.yaml that run_policy runs"),
@@ -99,7 +105,9 @@ def generate_launch_description():
         namespace=robot_namespace(),
         output="screen",
         parameters=[{"tasks": LaunchConfiguration("task"), "episodes": LaunchConfiguration("episodes"),
-                     "seed_start": LaunchConfiguration("seed_start"), "use_sim_time": use_sim_time}],
+                     "seed_start": LaunchConfiguration("seed_start"),
+                     "policy_mode": LaunchConfiguration("policy_mode"),
+                     "num_candidates": LaunchConfiguration("num_candidates"), "use_sim_time": use_sim_time}],
         condition=IfCondition(PythonExpression([is_sim, " and ", LaunchConfiguration("episodes"), " > 0"])),
         on_exit=Shutdown(reason="run_policy finished"),
     )

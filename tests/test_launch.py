@@ -51,6 +51,17 @@ def test_eval_launch_passes_planning_candidates_to_the_goals():
     assert argv[argv.index("--num-candidates") + 1] == "4" and argv[argv.index("--mode") + 1] == "planning"
 
 
+def test_policy_launch_runs_planning_episodes_when_asked():
+    nodes, _ = evaluate("policy.launch.py", planning_checkpoint="runs/planning", policy_mode="planning",
+                        num_candidates=4)
+    by_label = {n.label: n for n in nodes}
+    runner = " ".join(by_label["run_policy"].argv)
+    assert "policy_mode:=planning" in runner and "num_candidates:=4" in runner
+    assert "planning_checkpoint:=runs/planning" in " ".join(by_label["policy_node"].argv)
+    direct = " ".join(next(n for n in evaluate("policy.launch.py")[0] if n.label == "run_policy").argv)
+    assert "policy_mode:=direct" in direct
+
+
 def test_bad_arguments_are_named():
     from aloha_bringup.wheel_launch import LaunchError
     with pytest.raises(LaunchError, match="unknown launch arguments.*episode"):

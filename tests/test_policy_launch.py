@@ -107,7 +107,8 @@ def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, t
     start_sim(start_node, mode="lockstep")
     policy = start_node("cosmos_policy_ros", "policy_node", params={
         "checkpoint": str(base), "planning_checkpoint": str(planner), "clock_mode": "lockstep",
-        "world_model_samples": 2, "value_samples": 3, "planning_depth": 2})
+        "world_model_samples": 2, "value_samples": 3, "planning_depth": 2,
+        "publish_predicted_images": True, "predicted_images_period_s": 0.0})
     assert policy.wait_for_output("policy ready", 120), policy.output
     assert "2 world model x 3 value samples per candidate, depth 2" in policy.output, policy.output
     client = action_client(test_node, contract)
@@ -118,6 +119,11 @@ def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, t
     candidates = []
     test_node.create_subscription(Float32MultiArray, contract.topic("policy_candidate_values"),
                                   lambda m: candidates.append(list(m.data)), 10)
+    from sensor_msgs.msg import Image
+    predicted = {}
+    for cam in contract.cameras:
+        test_node.create_subscription(Image, contract.topic("policy_predicted_image", camera=cam),
+                                      lambda m, cam=cam: predicted.setdefault(cam, []).append(m), 10)
     feedback = []
     future = client.send_goal_async(RunPolicy.Goal(task=description, mode=RunPolicy.Goal.MODE_PLANNING,
                                                    max_steps=50, num_candidates=3, seed=5),
@@ -133,3 +139,6 @@ def test_planning_goal_runs_best_of_n_with_the_planning_checkpoint(start_node, t
     assert all(len(values) == 3 for values in candidates)
     spreads = sorted(round(max(v) - min(v), 4) for v in candidates)
     assert any(abs(s - round(f.value_spread, 4)) < 1e-3 for f in feedback for s in spreads)
+    # asked for, the winner's predicted future images are published for every camera, as in direct mode
+    assert wait_until(lambda: len(predicted) == len(contract.cameras), 10), predicted.keys()
+    assert all(m.width > 0 and m.height > 0 and m.encoding == "rgb8" for msgs in predicted.values() for m in msgs)

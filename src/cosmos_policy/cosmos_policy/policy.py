@@ -186,6 +186,7 @@ class PlanResult:
     best: int
     fallback: bool = False  # scoring ran out of time: `best` is the first proposal and the values are NaN
     proposals_ready: float | None = None  # time.perf_counter() when the proposals were ready
+    predicted: torch.Tensor | None = None  # the last depth's world-model latents (N x W, C, T, h, w), row i*W+j
 
 
 class _OutOfTime(Exception):
@@ -593,13 +594,14 @@ class CosmosPolicy:
             proposals = actions
         proposals_ready = time.perf_counter()
         try:
-            samples = self._score(proposer, proposer_text, prefix, text, actions, o, base_seed, steps,
-                                  _deadline_check(deadline, stop))
+            samples, predicted = self._score(proposer, proposer_text, prefix, text, actions, o, base_seed, steps,
+                                             _deadline_check(deadline, stop))
         except _OutOfTime:
             nan = torch.full((n,), float("nan"))
             return PlanResult(proposals, nan[:, None], nan, 0, fallback=True, proposals_ready=proposals_ready)
         values = aggregate_values(samples, o.aggregation, o.value_threshold)
-        return PlanResult(proposals, samples, values, int(torch.argmax(values)), proposals_ready=proposals_ready)
+        return PlanResult(proposals, samples, values, int(torch.argmax(values)), proposals_ready=proposals_ready,
+                          predicted=predicted)
 
     def _score(
         self,
@@ -612,9 +614,10 @@ class CosmosPolicy:
         base_seed: int,
         steps: int,
         interrupt: Callable[[], None] | None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Value samples (N, W x V) of the candidate chunks `actions` (N, K, d) in this checkpoint's units:
-        W world-model rollouts per chunk (re-planned `depth` - 1 times), V values of each last state."""
+        W world-model rollouts per chunk (re-planned `depth` - 1 times), V values of each last state; and the
+        last world-model latents (N x W rows) the values were read from."""
         n, w, v = actions.shape[0], o.world_model_samples, o.value_samples
         rows = [(i, j) for i in range(n) for j in range(w)]
         x = prefix.expand(n * w, -1, -1, -1, -1)
@@ -629,8 +632,9 @@ class CosmosPolicy:
             gens = self._row_generators(base_seed, *[(_WORLD_MODEL, d, i, j) for i, j in rows])
             x = self._world_model(x, chunk, text, o.world_model_steps, gens, o.max_batch, interrupt)
         gens = self._row_generators(base_seed, *[(_VALUE, o.depth - 1, i, j, k) for i, j in rows for k in range(v)])
-        return self._values(x.repeat_interleave(v, dim=0), text, o.value_steps, gens, o.value_conditioning,
-                            o.max_batch, interrupt).reshape(n, w * v)
+        values = self._values(x.repeat_interleave(v, dim=0), text, o.value_steps, gens, o.value_conditioning,
+                              o.max_batch, interrupt).reshape(n, w * v)
+        return values, x
 
     @torch.no_grad()
     def score_actions(
@@ -687,6 +691,7 @@ class CosmosPolicy:
         options: PlanningOptions | None = None,
         deadline: float | None = None,
         stop: threading.Event | None = None,
+        return_future_images: bool = False,
     ) -> ActionChunk:
         """Best-of-N as the release deploys it: `proposer` (the base policy's checkpoint; default: this one,
         which then does both) samples N chunks with its deploy action steps; this checkpoint (the planning
@@ -701,6 +706,8 @@ class CosmosPolicy:
         is still running then is abandoned: the result is the base policy's first proposal, value NaN,
         `planning_fallback` True. None: no limit. `stop` (a threading.Event) abandons the scoring the same way
         once it is set: a node shutting down need not wait out a planning chunk.
+        return_future_images: decode the winner's first world-model sample (what the planner expects the
+        cameras to see at the end of the chunk; none after a fallback).
         """
         if options is None:
             options = PlanningOptions(num_candidates=num_candidates, world_model_samples=world_model_samples,
@@ -726,7 +733,13 @@ class CosmosPolicy:
                                  deadline=deadline, stop=stop)
         best = result.best
         chunk = proposer._normalizer("actions").unnormalize(result.actions[best]).float().cpu().numpy()
-        return ActionChunk(chunk.astype(np.float32), float(result.values[best]), None, time.perf_counter() - start,
+        future = None
+        if return_future_images and result.predicted is not None:
+            w = options.world_model_samples
+            own_images = images if proposer is self else images_s
+            future = self._future_images(result.predicted[best * w:best * w + 1],
+                                         self.placeholder_latents(own_images))[0]
+        return ActionChunk(chunk.astype(np.float32), float(result.values[best]), future, time.perf_counter() - start,
                            None if result.fallback else result.values.float().cpu().numpy(),
                            planning_fallback=result.fallback, proposal_latency_s=result.proposals_ready - start)
 

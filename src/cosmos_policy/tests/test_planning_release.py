@@ -434,6 +434,26 @@ def test_planning_is_abandoned_when_its_stop_event_is_set(obs):
     assert np.allclose(stopped.actions, first_proposal.actions, atol=1e-6)
 
 
+def test_planning_decodes_the_winners_predicted_images_when_asked(obs):
+    base, planner = make_policy(6), make_policy(5)
+    kwargs = dict(proposer=base, num_candidates=3, world_model_samples=2, value_samples=2, seed=4, **FAST)
+    plain = planner.plan(obs, **kwargs)
+    with_images = planner.plan(obs, return_future_images=True, **kwargs)
+    assert plain.future_images is None
+    assert set(with_images.future_images) == set(planner.layout.cameras)
+    size = planner.model.network_config.image_size_px  # the network's resolution, as in direct mode
+    for rgb in with_images.future_images.values():
+        assert rgb.dtype == np.uint8 and rgb.shape == (size, size, 3) and rgb.std() > 0
+    # decoding changes nothing about the choice
+    assert np.allclose(plain.actions, with_images.actions) and np.allclose(plain.candidate_values,
+                                                                         with_images.candidate_values)
+    import threading
+    stop = threading.Event()
+    stop.set()
+    unscored = planner.plan(obs, return_future_images=True, stop=stop, **kwargs)
+    assert unscored.planning_fallback and unscored.future_images is None  # nothing was predicted
+
+
 def test_planning_is_abandoned_mid_scoring_when_its_deadline_passes(obs, monkeypatch):
     import cosmos_policy.policy as policy_module
 

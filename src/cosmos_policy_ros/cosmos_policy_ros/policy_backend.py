@@ -6,6 +6,7 @@ the base policy's proposals). Test doubles with the same interface live in `fake
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,6 +61,8 @@ class PolicyBackend(Protocol):
 
     def warmup(self, task: str | None) -> float: ...
 
+    # optional: stop() -> None, called when the node shuts down, ends a running inference early
+
 
 class CosmosBackend:
     """A cosmos_policy checkpoint (and optional planning checkpoint) behind the node's interface.
@@ -103,6 +106,7 @@ class CosmosBackend:
         self.action_steps = deploy.action_steps
         self.max_joint_jump_rad = deploy.max_joint_jump_rad
         self.has_planning = self.planner is not None
+        self.stopping = threading.Event()  # set by stop(): planning abandons its scoring at the next network call
         self.world_model_samples = world_model_samples
         self.value_samples = value_samples
         self.planning_depth = planning_depth
@@ -133,13 +137,15 @@ class CosmosBackend:
                                       num_candidates=request.num_candidates,
                                       world_model_samples=self.world_model_samples,
                                       value_samples=self.value_samples, depth=self.planning_depth,
-                                      seed=request.seed, deadline=request.deadline)
+                                      action_steps=request.action_steps, seed=request.seed,
+                                      deadline=request.deadline, stop=self.stopping,
+                                      return_future_images=request.want_future_images)
             values = chunk.candidate_values
             spread = float(np.ptp(values)) if values is not None and len(values) else float("nan")
             return ChunkResult(chunk.actions, chunk.value, time.perf_counter() - start, spread,
                                list(map(float, values)) if values is not None else None,
                                planning_fallback=chunk.planning_fallback,
-                               proposal_latency_s=chunk.proposal_latency_s)
+                               proposal_latency_s=chunk.proposal_latency_s, future_images=chunk.future_images)
         chunk = self.policy.infer(prepared, num_steps=request.action_steps, seed=request.seed,
                                   return_future_images=request.want_future_images)
         return ChunkResult(chunk.actions, chunk.value, time.perf_counter() - start,
@@ -147,3 +153,7 @@ class CosmosBackend:
 
     def warmup(self, task: str | None) -> float:
         return self.policy.warmup(task or None)
+
+    def stop(self) -> None:
+        # a direct chunk is a second or so: only planning (tens of seconds on a CPU) is worth interrupting
+        self.stopping.set()

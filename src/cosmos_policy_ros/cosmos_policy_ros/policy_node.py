@@ -859,6 +859,9 @@ class PolicyNode(Node):
     def close(self) -> None:
         """Stop the worker threads before the context goes away (no publishing into a dead context)."""
         self.closing.set()
+        stop_inference = getattr(self.backend, "stop", None)
+        if stop_inference is not None:  # a planning chunk would outlast the join below (tens of seconds on a CPU)
+            stop_inference()
         with self.run_lock:
             if self.active is not None:
                 self.active.request_stop(R.END_CANCELED, "the policy node is shutting down")
