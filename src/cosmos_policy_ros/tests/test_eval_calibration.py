@@ -114,3 +114,20 @@ def test_cli_writes_the_table_and_plot_and_refuses_bad_reports(tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["aloha_eval", "--calibration", str(path), "--common-seeds"])
     assert "--common-seeds cuts the reports of --merge" in capsys.readouterr().err
+
+
+def test_planning_chunks_whose_candidates_all_tied_are_counted():
+    """Spread 0 in a planning report: every candidate got the same value, the first proposal ran unchosen."""
+    records = [EpisodeRecord("transfer_cube", 1000, 0.0, chunk_values=[0.0, 0.0, None],
+                             chunk_value_spreads=[0.0, 0.0, None]),  # None: a fallback, not scored
+               EpisodeRecord("transfer_cube", 1001, 25.0, chunk_values=[0.2, 0.0], chunk_value_spreads=[0.15, 0.0])]
+    planning = build_report("policy", records, tasks=["transfer_cube"], clock="lockstep", label="planning",
+                            config={"mode": "planning"})
+    summary = calibrate(planning)[0].summary()
+    assert (summary["planning_chunks"], summary["tied_chunks"]) == (4, 3)
+    assert "| 3/4 (75%) |" in calibration_table(calibrate(planning))
+    # a direct chunk has no candidates to tie: its spread of 0 is not counted
+    direct = build_report("policy", records, tasks=["transfer_cube"], clock="lockstep", label="direct",
+                          config={"mode": "direct"})
+    assert calibrate(direct)[0].summary()["planning_chunks"] == 0
+    assert calibration_table(calibrate(direct)).rstrip().endswith("| - |")

@@ -7,7 +7,10 @@ against its outcome, the final stage score / 100. Figures per report and task:
 
 - ROC AUC of the value for "succeeded" and for "reached any stage" (None without both classes);
 - the mean predicted value against the mean outcome, and their mean squared difference (Brier score);
-- a reliability table: episodes binned by predicted value, the mean outcome of each bin.
+- a reliability table: episodes binned by predicted value, the mean outcome of each bin;
+- for planning reports, the share of chunks whose candidates all scored the same (spread 0): there the
+  winner is the first proposal, chosen by nothing the value knows (the majority mean gives 0 to every
+  candidate most of whose samples predict failure).
 
 The value is trained on discounted returns (gamma^(T-1-t) x R), so a calibrated value early in an episode
 sits below the episode's final outcome; the ranking figures do not depend on that.
@@ -53,6 +56,8 @@ class Calibration:
     outcomes: list[float] = field(default_factory=list)  # final stage score / 100
     successes: list[bool] = field(default_factory=list)
     without_value: int = 0  # episodes with no value reported (not counted above)
+    planning_chunks: int = 0  # scored planning chunks (planning reports only)
+    tied_chunks: int = 0  # of which every candidate had the same value
 
     @property
     def episodes(self) -> int:
@@ -81,6 +86,7 @@ class Calibration:
             "brier": float(np.mean((v - o) ** 2)) if v.size else None,
             "auc_success": roc_auc(v, self.successes),
             "auc_reached_a_stage": roc_auc(v, o > 0),
+            "planning_chunks": self.planning_chunks, "tied_chunks": self.tied_chunks,
         }
 
 
@@ -90,10 +96,15 @@ def calibrate(report: Mapping[str, Any], aggregate: str = "mean") -> list[Calibr
     Episodes without a stage score (a failed reset, no score source) have no outcome and are left out.
     """
     tasks = list(report.get("tasks", {}))
+    planning = (report.get("config") or {}).get("mode") == "planning"  # a direct chunk's spread is 0 by definition
     out = []
     for task in tasks + (["all"] if len(tasks) > 1 else []):
         cal = Calibration(label=str(report.get("label", "")), task=task)
         for record in records_of(report, None if task == "all" else task):
+            if planning:
+                spreads = [float(x) for x in record.chunk_value_spreads if x is not None and math.isfinite(float(x))]
+                cal.planning_chunks += len(spreads)
+                cal.tied_chunks += sum(x == 0.0 for x in spreads)
             if record.stage_score is None:
                 continue
             value = episode_value(record, aggregate)
@@ -114,15 +125,20 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def tied(summary: Mapping[str, Any]) -> str:
+    n, k = summary["planning_chunks"], summary["tied_chunks"]
+    return f"{k}/{n} ({k / n:.0%})" if n else "-"
+
+
 def calibration_table(calibrations: Sequence[Calibration]) -> str:
     """Markdown: one row per report and task."""
     lines = ["| report | task | episodes | successes | reached a stage | mean value | mean outcome | Brier | "
-             "AUC success | AUC reached a stage |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "AUC success | AUC reached a stage | planning chunks tied |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for cal in calibrations:
         s = cal.summary()
         lines.append(f"| {s['label']} | {s['task']} | {s['episodes']} | {s['successes']} | {s['reached_a_stage']} | "
                      f"{_fmt(s['mean_value'])} | {_fmt(s['mean_outcome'])} | {_fmt(s['brier'], 3)} | "
-                     f"{_fmt(s['auc_success'])} | {_fmt(s['auc_reached_a_stage'])} |")
+                     f"{_fmt(s['auc_success'])} | {_fmt(s['auc_reached_a_stage'])} | {tied(s)} |")
     return "\n".join(lines) + "\n"
 
 
