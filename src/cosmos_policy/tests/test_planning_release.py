@@ -257,6 +257,16 @@ def test_world_model_members_have_their_own_seeds(policy, obs):
     assert np.array_equal(a.candidate_values, c.candidate_values) and np.array_equal(a.actions, c.actions)
 
 
+def test_value_samples_have_their_own_seeds(policy, obs):
+    """The V(s') ensemble: one state, three value samples, three different noise draws (and so outputs)."""
+    with DenoiseSpy(policy) as spy:
+        policy.plan(obs, num_candidates=1, world_model_samples=1, value_samples=3, seed=7, **FAST)
+    first_value_call = next(c for c in spy.calls if c[1] == "value_s'")
+    assert first_value_call[0] == 3
+    value = first_value_call[4][:, :, policy.layout.index("value")]
+    assert not torch.allclose(value[0], value[1]) and not torch.allclose(value[1], value[2])
+
+
 def test_chunked_batches_give_the_same_plan(policy, obs):
     kwargs = dict(num_candidates=3, world_model_samples=2, value_samples=2, seed=3, **FAST)
     with DenoiseSpy(policy) as spy:
