@@ -15,7 +15,8 @@
 #   suite's 1-100 (ROS 2 advises 0-101 on Linux: higher ones may meet ephemeral ports; set DOMAINS if so).
 # Finetune: `cosmos-policy finetune-planning` as docs/planning.md gives it (the release's mix and LR cycle
 #   shape), STEPS (4000) x batch 16 on every SAMPLE_STRIDE-th (5) step, into PLANNING; resumes from its
-#   5-minute checkpoints (Ctrl-C or SIGTERM saves first). Expected cost: docs/planning.md.
+#   5-minute checkpoints (Ctrl-C or SIGTERM saves first). Expected cost: docs/planning.md. DEMOS_AS_SUCCESSES=1
+#   (not the release) lets the demos be the successful class when no rollout succeeded (docs/planning.md).
 # Evaluate: eval.launch.py policy_mode:=planning on the evaluation seeds, NUM_CANDIDATES (4) proposals per
 #   chunk, each scored by 3 world-model x 5 value samples; the direct column is the shipped policy's on the
 #   same seeds (docs/results.md), or EVAL_DIRECT=1 runs it again. Rerunning resumes: the episodes already in
@@ -36,6 +37,7 @@ main() {
     EPISODES=${EPISODES:-50}
     MAX_STEPS=${MAX_STEPS:-0}  # evaluate: steps per episode (0: the task's length; small for a smoke test)
     EVAL_DIRECT=${EVAL_DIRECT:-0}
+    DEMOS_AS_SUCCESSES=${DEMOS_AS_SUCCESSES:-0}
     read -r -a domains <<< "${DOMAINS:-111 112}"
     local tasks=(transfer_cube insertion)
     mkdir -p logs eval
@@ -120,14 +122,15 @@ record() {
 }
 
 finetune() {
-    local resume=()
+    local resume=() stand_in=()
     [ -f "$PLANNING/trainer_state.json" ] && resume=(--resume)
+    [ "$DEMOS_AS_SUCCESSES" = 1 ] && stand_in=(--demos-as-successes)
     cosmos-policy finetune-planning --base "$BASE" \
         --demos data/demos_96x128/transfer_cube --demos data/demos_96x128/insertion \
         --rollouts "$ROLLOUTS/transfer_cube" --rollouts "$ROLLOUTS/insertion" --out "$PLANNING" \
         --steps "$STEPS" --warmup-steps $((STEPS / 12)) --lr-cycle-steps $((STEPS * 5 / 6)) \
         --batch-size 16 --cache-latents --latent-versions 1 --sample-stride "$SAMPLE_STRIDE" \
-        --num-workers 2 --threads 1 --save-every 0 --save-every-s 300 --no-progress --log-every 25 "${resume[@]}"
+        --num-workers 2 --threads 1 --save-every 0 --save-every-s 300 --no-progress --log-every 25 "${stand_in[@]}" "${resume[@]}"
 }
 
 evaluate() {

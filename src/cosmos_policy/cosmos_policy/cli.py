@@ -63,7 +63,7 @@ def _add_train(sub) -> None:
                         "(demo with --demo-sampling-prob -> policy, else a rollout -> world model / value)")
     p.add_argument("--stats", type=Path, help="dataset_statistics.json to use instead of computing it from --data")
     _add_training_options(p, TrainConfig(), demo_sampling_prob=None, success_sampling_prob=None)
-    p.set_defaults(func=cmd_train, job="train")
+    p.set_defaults(func=cmd_train, job="train", demos_as_successes=False)
 
 
 def _add_finetune_planning(sub) -> None:
@@ -86,6 +86,11 @@ def _add_finetune_planning(sub) -> None:
                    help="folder of scored rollout episodes (repeatable): the recorder's out_dir, bag-converted "
                         "episodes; *.partial recordings are never read")
     p.add_argument("--out", type=Path, required=True, help="planning checkpoint directory to write")
+    p.add_argument("--demos-as-successes", action="store_true",
+                   help="not the release: when no rollout succeeded, the demos are the successful class of the "
+                        "rollout draws (world model and value, value target R = 1), as in the base run; without "
+                        "it the value never sees a success (measured: every candidate then scores 0 and planning "
+                        "runs the first proposal; docs/planning.md)")
     _add_training_options(p, dataclasses.replace(TrainConfig(), **PLANNING_TRAIN_DEFAULTS),
                           demo_sampling_prob=mix.demo_sampling_prob, success_sampling_prob=mix.success_sampling_prob,
                           world_model_prob=mix.world_model_prob)
@@ -476,7 +481,8 @@ def cmd_train(args) -> int:
     dataset = EpisodeDataset(demos, spec, stats, text_cache, rollouts=rollouts, objective_probs=args.objective_mix,
                              demo_sampling_prob=args.demo_sampling_prob, augment=not args.no_augment, seed=args.seed,
                              world_model_prob=args.world_model_prob, augment_variant=args.augment,
-                             sample_stride=args.sample_stride, success_sampling_prob=args.success_sampling_prob)
+                             sample_stride=args.sample_stride, success_sampling_prob=args.success_sampling_prob,
+                             demos_as_successes=args.demos_as_successes)
     recorded_hw = camera_frame_hw(dataset)
     if planning and layout.camera_hw is not None and tuple(layout.camera_hw) != recorded_hw:
         # the planning checkpoint scores the base's proposals on the same camera stream, so it must keep

@@ -126,6 +126,7 @@ def mix_config(dataset) -> dict:
         "success_sampling_prob": dataset.success_sampling_prob,
         "rollout_success_fraction": None if success_fraction != success_fraction else success_fraction,
         "objective_fractions": [float(p) for p in expected_objective_fractions(dataset)],
+        "demos_as_successes": dataset.demos_as_successes,
         "rollouts_success": successes,
         "rollouts_failure": failures,
     }

@@ -127,6 +127,38 @@ def test_an_empty_class_warns_and_draws_the_other(tmp_path, caplog):
     assert "all 1 succeeded, none failed" in caplog.text and expected_success_fraction(ds) == 1.0
 
 
+def test_demos_stand_in_as_successes_when_no_rollout_succeeded(tmp_path, caplog):
+    """--demos-as-successes: with only failed rollouts, half the rollout draws are demo steps that train the
+    world model or the value toward R = 1; the demos' own 10% policy draws stay as they were."""
+    from cosmos_policy.data.datasets import expected_objective_fractions
+    from cosmos_policy.objectives import POLICY, VALUE
+    from cosmos_policy.planning_finetune import mix_config
+
+    demos = write_synthetic_episodes(tmp_path / "demos" / "fold_shirt", count=2, steps=10, image_hw=HW)
+    failed = write_rollouts(tmp_path / "failed", [0, 50], steps=10)
+    with caplog.at_level("WARNING"):
+        ds = planning_dataset(demos, failed, demos_as_successes=True)
+    assert "the 2 demonstrations stand in as the successful rollouts" in caplog.text
+    n = 4000
+    plans = [ds.plan(i) for i in range(n)]
+    demo_policy = sum(e.is_demo and o == POLICY for e, _, o, _ in plans)
+    demo_value = [(e, t) for e, t, o, _ in plans if e.is_demo and o == VALUE]
+    failed_draws = sum(not e.is_demo for e, _, _, _ in plans)
+    assert within(demo_policy, n, 0.1) and within(failed_draws, n, 0.9 * 0.5)
+    assert within(len(demo_value), n, 0.9 * 0.5 * 0.5)
+    assert all(e.score == 1.0 for e, _ in demo_value)  # the value of a success: R = 1
+    assert expected_success_fraction(ds) == 0.5 and np.allclose(expected_objective_fractions(ds), [0.1, 0.45, 0.45])
+    assert mix_config(ds)["demos_as_successes"] is True
+    # a demo drawn as a rollout is read (and its latents cached) under the demo's own sample key
+    index = next(i for i, (e, _, o, _) in enumerate(plans) if e.is_demo and o != POLICY)
+    episode, t, _, _, key = ds._plan(index)
+    demo_index = next(i for i, d in enumerate(ds.demos) if d is episode)
+    assert key == int(ds._demo_offsets[demo_index]) + t
+    # with a successful rollout, nothing stands in
+    ok = write_rollouts(tmp_path / "ok", [100], steps=10)
+    assert not planning_dataset(demos, failed + ok, demos_as_successes=True).demos_as_successes
+
+
 def test_success_and_score_come_from_the_recorder_attributes():
     # the recorder and the scoring page write all three; success_score is the return, `success` the class
     assert episode_score_fraction(recorder_attrs(50), is_demo=False) == 0.5
@@ -186,8 +218,12 @@ def test_finetune_planning_defaults_are_the_release_planning_run():
                                                                                         "release")
     assert config.value_conditioning == NEXT_STATE
     assert (args.demo_sampling_prob, args.success_sampling_prob, args.world_model_prob) == (0.1, 0.5, 0.5)
+    assert args.demos_as_successes is False  # the release: the value sees only real successes
+    assert build_parser().parse_args(["finetune-planning", "--base", "b", "--demos", "d", "--rollouts", "r", "--out",
+                                      "o", "--demos-as-successes"]).demos_as_successes
     train = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
     assert train.success_sampling_prob is None and train.demo_sampling_prob is None  # `train` unchanged
+    assert train.demos_as_successes is False
 
 
 def test_bad_inputs_end_in_one_line_naming_the_folder_and_the_fix(tmp_path, capsys):

@@ -438,7 +438,7 @@ class EpisodeDataset(Dataset):
                  demo_sampling_prob: float | None = None, augment: bool = True, seed: int = 0,
                  world_model_prob: float = DEFAULT_WORLD_MODEL_PROB,
                  augment_variant: str = DEFAULT_AUGMENT_VARIANT, sample_stride: int = 1,
-                 success_sampling_prob: float | None = None):
+                 success_sampling_prob: float | None = None, demos_as_successes: bool = False):
         if not demos and not rollouts:
             raise ValueError("dataset: no episodes (check --data / --rollouts)")
         if objective_probs is None:
@@ -498,18 +498,22 @@ class EpisodeDataset(Dataset):
         elif not self.rollouts and not self.release_mix:
             demo_sampling_prob = 1.0
         self.demo_sampling_prob = float(demo_sampling_prob)
-        self._init_outcome_classes(success_sampling_prob)
+        self.demos_as_successes = False  # set below when the demos do stand in
+        self._init_outcome_classes(success_sampling_prob, demos_as_successes)
 
-    def _init_outcome_classes(self, success_sampling_prob: float | None) -> None:
+    def _init_outcome_classes(self, success_sampling_prob: float | None, demos_as_successes: bool = False) -> None:
         """Success / failure classes of the rollouts, drawn with `success_sampling_prob` (None: by step count).
 
         The release's planning fine-tune draws successful and failed rollouts 50/50 whatever their counts, so
         that a policy that mostly fails still shows the value function what success looks like. A class
         with no episode cannot be drawn: the other one is, with a warning (the value then never sees the
-        missing outcome).
+        missing outcome), unless `demos_as_successes`: then, with no successful rollout, the demonstrations
+        are the success class (world model and value, as in the base run), besides their policy draws.
         """
         self.success_sampling_prob = None if success_sampling_prob is None else float(success_sampling_prob)
         self._success_draw_prob: float | None = None
+        # outcome -> (episodes of the class as indices into `rollouts`, or into `demos` when they stand in,
+        # their item offsets)
         self._outcome_pools: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         if success_sampling_prob is None:
             return
@@ -523,6 +527,12 @@ class EpisodeDataset(Dataset):
             self._outcome_pools[outcome] = (members, offsets)
         draw = float(success_sampling_prob)
         n_success, n_failure = (len(self._outcome_pools[o][0]) for o in (True, False))
+        if n_success == 0 and demos_as_successes and self.demos and draw > 0.0:
+            log.warning("rollouts: all %d failed, none succeeded: the %d demonstrations stand in as the "
+                        "successful rollouts (--demos-as-successes)", n_failure, len(self.demos))
+            self.demos_as_successes = True
+            self._outcome_pools[True] = (np.arange(len(self.demos), dtype=np.int64), self._demo_offsets)
+            n_success = len(self.demos)
         if n_failure == 0 and draw < 1.0:
             log.warning("rollouts: all %d succeeded, none failed; the success/failure mix (%.2f/%.2f) cannot "
                         "hold: drawing successful rollouts only (the value never sees a failure; add failed "
@@ -586,11 +596,15 @@ class EpisodeDataset(Dataset):
             use_demo = bool(self.demos) and rng.random() < self.demo_sampling_prob
             if not use_demo and self._success_draw_prob is not None:
                 # class first (success / failure), then a step uniformly within the class
-                members, offsets = self._outcome_pools[bool(rng.random() < self._success_draw_prob)]
+                success = bool(rng.random() < self._success_draw_prob)
+                members, offsets = self._outcome_pools[success]
                 within, t = self._locate(offsets, int(rng.integers(0, offsets[-1])))
                 ep_idx = int(members[within])
-                episode = self.rollouts[ep_idx]
-                key = int(self._demo_offsets[-1] + self._rollout_offsets[ep_idx]) + t // self.sample_stride
+                if success and self.demos_as_successes:  # a demo as a rollout: the same sample key as a demo's
+                    episode, key = self.demos[ep_idx], int(self._demo_offsets[ep_idx]) + t // self.sample_stride
+                else:
+                    episode = self.rollouts[ep_idx]
+                    key = int(self._demo_offsets[-1] + self._rollout_offsets[ep_idx]) + t // self.sample_stride
             else:
                 pool, offsets = (self.demos, self._demo_offsets) if use_demo else (self.rollouts, self._rollout_offsets)
                 step = int(rng.integers(0, offsets[-1]))
