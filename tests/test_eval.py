@@ -119,17 +119,25 @@ def test_policy_driver_fault_exits_1_and_still_writes_the_report(fake_sim_and_po
     assert "FAILED 2: inference_error 2" in proc.output
 
 
+def long_evaluation_after(fake_sim_and_policy, out: Path, line: str) -> NodeProcess:
+    """A 500-episode aloha_eval against the fake server (+25 per chunk), returned once `line` is printed."""
+    server = fake_sim_and_policy("--score-per-chunk", "--episode-steps", "20")
+    proc = NodeProcess([package_executable("cosmos_policy_ros", "aloha_eval"), "--driver", "policy", "--task",
+                        "insertion", "--episodes", "500", "--out", str(out), "--no-plot"],
+                       {**os.environ, "PYTHONUNBUFFERED": "1"})
+    if not proc.wait_for_output(line, 120):
+        proc.stop()
+        pytest.fail(proc.output + server.output)
+    return proc
+
+
 @pytest.mark.ros
 def test_a_killed_evaluation_keeps_the_episodes_it_finished(fake_sim_and_policy, tmp_path):
     """The report is rewritten after every episode: a run killed before it could write one (a launch's SIGKILL
     after an ignored Ctrl-C lost 57 planning episodes once) keeps everything but the running episode."""
-    server = fake_sim_and_policy("--score-per-chunk", "--episode-steps", "20")
     out = tmp_path / "policy.json"
-    proc = NodeProcess([package_executable("cosmos_policy_ros", "aloha_eval"), "--driver", "policy", "--task",
-                        "insertion", "--episodes", "500", "--out", str(out), "--no-plot"],
-                       {**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = long_evaluation_after(fake_sim_and_policy, out, "insertion seed 1001: stage score")
     try:
-        assert proc.wait_for_output("insertion seed 1001: stage score", 120), proc.output + server.output
         proc.proc.kill()
         proc.proc.wait(timeout=10)
     finally:
@@ -146,13 +154,9 @@ def test_sigterm_ends_an_evaluation_as_ctrl_c_does(fake_sim_and_policy, tmp_path
     """Launch sends SIGTERM 5 s after an unanswered Ctrl-C: the evaluator still summarises and closes its report."""
     import signal
 
-    server = fake_sim_and_policy("--score-per-chunk", "--episode-steps", "20")
     out = tmp_path / "policy.json"
-    proc = NodeProcess([package_executable("cosmos_policy_ros", "aloha_eval"), "--driver", "policy", "--task",
-                        "insertion", "--episodes", "500", "--out", str(out), "--no-plot"],
-                       {**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = long_evaluation_after(fake_sim_and_policy, out, "insertion seed 1000: stage score")
     try:
-        assert proc.wait_for_output("insertion seed 1000: stage score", 120), proc.output + server.output
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(timeout=30) == 130, proc.output
     finally:
