@@ -16,7 +16,8 @@
 # Finetune: `cosmos-policy finetune-planning` as docs/planning.md gives it (the release's mix and LR cycle
 #   shape), STEPS (4000) x batch 16 on every SAMPLE_STRIDE-th (5) step, into PLANNING; resumes from its
 #   5-minute checkpoints (Ctrl-C or SIGTERM saves first). Expected cost: docs/planning.md. DEMOS_AS_SUCCESSES=1
-#   (not the release) lets the demos be the successful class when no rollout succeeded (docs/planning.md).
+#   (not the release) lets the demos be the successful class when no rollout succeeded (docs/planning.md); its
+#   run and reports default to runs/planning_sim_demos and planning_N<N>_planning_sim_demos_<task>.
 # Evaluate: eval.launch.py policy_mode:=planning on the evaluation seeds, NUM_CANDIDATES (4) proposals per
 #   chunk, each scored by 3 world-model x 5 value samples; the direct column is the shipped policy's on the
 #   same seeds (docs/results.md), or EVAL_DIRECT=1 runs it again. Rerunning resumes: the episodes already in
@@ -30,14 +31,17 @@ main() {
     ROLLOUTS=${ROLLOUTS:-data/rollouts_sim}
     ROLLOUTS_PER_TASK=${ROLLOUTS_PER_TASK:-100}
     SEED_START=${SEED_START:-3000}
-    PLANNING=${PLANNING:-runs/planning_sim}
+    DEMOS_AS_SUCCESSES=${DEMOS_AS_SUCCESSES:-0}
+    # its own run: resuming the release-mix run (or its evaluation reports) would silently reuse them
+    local run=runs/planning_sim
+    [ "$DEMOS_AS_SUCCESSES" = 1 ] && run=runs/planning_sim_demos
+    PLANNING=${PLANNING:-$run}
     STEPS=${STEPS:-4000}
     SAMPLE_STRIDE=${SAMPLE_STRIDE:-5}  # finetune: every Nth step of each episode is a sample
     NUM_CANDIDATES=${NUM_CANDIDATES:-4}
     EPISODES=${EPISODES:-50}
     MAX_STEPS=${MAX_STEPS:-0}  # evaluate: steps per episode (0: the task's length; small for a smoke test)
     EVAL_DIRECT=${EVAL_DIRECT:-0}
-    DEMOS_AS_SUCCESSES=${DEMOS_AS_SUCCESSES:-0}
     read -r -a domains <<< "${DOMAINS:-111 112}"
     local tasks=(transfer_cube insertion)
     mkdir -p logs eval

@@ -707,7 +707,8 @@ class CosmosPolicy:
         `planning_fallback` True. None: no limit. `stop` (a threading.Event) abandons the scoring the same way
         once it is set: a node shutting down need not wait out a planning chunk.
         return_future_images: decode the winner's first world-model sample (what the planner expects the
-        cameras to see at the end of the chunk; none after a fallback).
+        cameras to see at the end of the chunk, of the last re-planned one when depth > 1); none after a
+        fallback, nor when the deadline has passed by the time the winner is known.
         """
         if options is None:
             options = PlanningOptions(num_candidates=num_candidates, world_model_samples=world_model_samples,
@@ -734,7 +735,8 @@ class CosmosPolicy:
         best = result.best
         chunk = proposer._normalizer("actions").unnormalize(result.actions[best]).float().cpu().numpy()
         future = None
-        if return_future_images and result.predicted is not None:
+        out_of_time = (deadline is not None and time.monotonic() > deadline) or (stop is not None and stop.is_set())
+        if return_future_images and result.predicted is not None and not out_of_time:  # never make a chunk late
             w = options.world_model_samples
             own_images = images if proposer is self else images_s
             future = self._future_images(result.predicted[best * w:best * w + 1],

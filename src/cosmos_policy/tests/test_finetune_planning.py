@@ -146,7 +146,9 @@ def test_demos_stand_in_as_successes_when_no_rollout_succeeded(tmp_path, caplog)
     failed_draws = sum(not e.is_demo for e, _, _, _ in plans)
     assert within(demo_policy, n, 0.1) and within(failed_draws, n, 0.9 * 0.5)
     assert within(len(demo_value), n, 0.9 * 0.5 * 0.5)
-    assert all(e.score == 1.0 for e, _ in demo_value)  # the value of a success: R = 1
+    value_item = next(i for i, (e, _, o, _) in enumerate(plans) if e.is_demo and o == VALUE)
+    failed_item = next(i for i, (e, _, o, _) in enumerate(plans) if not e.is_demo and o == VALUE)
+    assert ds[value_item]["value"] > ds[failed_item]["value"]  # R = 1 against the failures' 0 / 0.5
     assert expected_success_fraction(ds) == 0.5 and np.allclose(expected_objective_fractions(ds), [0.1, 0.45, 0.45])
     assert mix_config(ds)["demos_as_successes"] is True
     # a demo drawn as a rollout is read (and its latents cached) under the demo's own sample key

@@ -131,3 +131,6 @@ def test_planning_chunks_whose_candidates_all_tied_are_counted():
                           config={"mode": "direct"})
     assert calibrate(direct)[0].summary()["planning_chunks"] == 0
     assert calibration_table(calibrate(direct)).rstrip().endswith("| - |")
+    single = build_report("policy", records, tasks=["transfer_cube"], clock="lockstep", label="best-of-1",
+                          config={"mode": "planning", "num_candidates": 1})
+    assert calibrate(single)[0].summary()["planning_chunks"] == 0

@@ -219,14 +219,20 @@ def test_resumable_records_keep_the_finished_episodes_of_the_same_evaluation():
     report["config"] = {"mode": "planning", "num_candidates": 4, "max_steps": 0}
     report["tasks"]["transfer_cube"]["episodes"][1]["status"] = "fault"  # tried again by the resumed run
     same = dict(driver="policy", label="planning", clock="lockstep", tasks=["transfer_cube", "insertion"],
+                seeds=range(1000, 1050),
                 config={"mode": "planning", "num_candidates": 4, "max_steps": 0, "action_steps": 0})
     kept = resumable_records(report, **same)
     assert [(r.seed, r.stage_score) for r in kept] == [(1000, 100.0), (1002, 50.0)]
+    # cut short (the node shut down mid-episode): run again; ended by the safety gate: the policy's outcome
+    report["tasks"]["transfer_cube"]["episodes"][0]["status"] = "canceled"
+    report["tasks"]["transfer_cube"]["episodes"][2]["status"] = "refused"
+    assert [r.seed for r in resumable_records(report, **same)] == [1002]
 
     for change, named in ((dict(label="direct"), "label 'planning' (this run: 'direct')"),
                           (dict(clock="realtime"), "clock 'lockstep' (this run: 'realtime')"),
                           (dict(config={**same["config"], "num_candidates": 8}), "num_candidates 4 (this run: 8)"),
-                          (dict(tasks=["insertion"]), "tasks ['transfer_cube'] that this run")):
+                          (dict(tasks=["insertion"]), "tasks ['transfer_cube'] that this run"),
+                          (dict(seeds=range(1001, 1011)), "seeds 1000..1000 (1) outside this run's 1001-1010")):
         with pytest.raises(ReportError, match="cannot resume a different evaluation") as err:
             resumable_records(report, **{**same, **change}, path="eval/p.json")
         assert named in str(err.value) and str(err.value).startswith("eval/p.json")

@@ -96,7 +96,9 @@ def calibrate(report: Mapping[str, Any], aggregate: str = "mean") -> list[Calibr
     Episodes without a stage score (a failed reset, no score source) have no outcome and are left out.
     """
     tasks = list(report.get("tasks", {}))
-    planning = (report.get("config") or {}).get("mode") == "planning"  # a direct chunk's spread is 0 by definition
+    config = report.get("config") or {}
+    # a direct chunk's spread is 0 by definition, and so is a single candidate's (num_candidates 0: the node's)
+    planning = config.get("mode") == "planning" and config.get("num_candidates") != 1
     out = []
     for task in tasks + (["all"] if len(tasks) > 1 else []):
         cal = Calibration(label=str(report.get("label", "")), task=task)
@@ -125,7 +127,7 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def tied(summary: Mapping[str, Any]) -> str:
+def format_tied(summary: Mapping[str, Any]) -> str:
     n, k = summary["planning_chunks"], summary["tied_chunks"]
     return f"{k}/{n} ({k / n:.0%})" if n else "-"
 
@@ -138,7 +140,7 @@ def calibration_table(calibrations: Sequence[Calibration]) -> str:
         s = cal.summary()
         lines.append(f"| {s['label']} | {s['task']} | {s['episodes']} | {s['successes']} | {s['reached_a_stage']} | "
                      f"{_fmt(s['mean_value'])} | {_fmt(s['mean_outcome'])} | {_fmt(s['brier'], 3)} | "
-                     f"{_fmt(s['auc_success'])} | {_fmt(s['auc_reached_a_stage'])} | {tied(s)} |")
+                     f"{_fmt(s['auc_success'])} | {_fmt(s['auc_reached_a_stage'])} | {format_tied(s)} |")
     return "\n".join(lines) + "\n"
 
 

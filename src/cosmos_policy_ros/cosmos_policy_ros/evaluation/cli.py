@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .report import (
+    RESUME_KEYS,
     ReportError,
     below_min_success,
     build_report,
@@ -244,8 +245,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
     t_start = time.monotonic()
 
     def report_so_far(in_progress: bool) -> dict:
-        config = {key: getattr(args, key) for key in ("tasks", "episodes", "seed_start", "mode", "max_steps",
-                                                     "num_candidates", "action_steps", "replay_episode")}
+        config = {key: getattr(args, key) for key in ("tasks", "episodes", "seed_start", *RESUME_KEYS)}
         config["interrupted"] = exit_code == EXIT_INTERRUPTED
         config["in_progress"] = in_progress  # written after every episode: a killed run keeps what it did
         config["resumed_episodes"] = resumed
@@ -266,10 +266,9 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
         if clock == "auto":
             clock = detect_clock_mode(node, contract)
         if args.resume and out.exists():
-            config = {key: getattr(args, key) for key in ("mode", "max_steps", "num_candidates", "action_steps",
-                                                         "replay_episode")}
             kept = resumable_records(load_report(out), driver=args.driver, label=label, clock=clock,
-                                     tasks=args.tasks, config=config, path=out)
+                                     tasks=args.tasks, seeds=range(args.seed_start, args.seed_start + args.episodes),
+                                     config={key: getattr(args, key) for key in RESUME_KEYS}, path=out)
             records, resumed = kept, len(kept)
             line.print(f"resuming {out}: {resumed} finished episodes kept")
         if args.driver == "policy":
@@ -322,6 +321,10 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
         exit_code = EXIT_USAGE
         return exit_code
     except (KeyboardInterrupt, ExternalShutdownException):
+        # a Ctrl-C and launch's SIGTERM can arrive together: the second must not cut this clean-up short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        exit_code = EXIT_INTERRUPTED
         line.clear()
         if driver is not None:
             try:
@@ -329,7 +332,6 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
             except Exception as exc:  # noqa: BLE001  (the graph may be going down with us)
                 print(f"aloha_eval: could not cancel the running episode: {exc}", file=sys.stderr)
         print(f"aloha_eval: interrupted after {len(records) - resumed} episodes", flush=True)
-        exit_code = EXIT_INTERRUPTED
     finally:
         if records:
             report = report_so_far(in_progress=False)

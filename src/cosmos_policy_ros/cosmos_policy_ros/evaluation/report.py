@@ -204,15 +204,20 @@ def records_of(report: Mapping[str, Any], task: str | None = None) -> list[Episo
 
 # goal options that make two runs different evaluations (a resumed report must not mix them)
 RESUME_KEYS = ("mode", "max_steps", "num_candidates", "action_steps", "replay_episode")
+# episodes a resumed run keeps: those that ran as asked, and those the safety gate ended (the policy's outcome);
+# a cancelled or preempted one was cut short (e.g. the node shutting down), a failed one is the graph's fault
+KEPT_STATUSES = ("completed", "refused")
 
 
 def resumable_records(report: Mapping[str, Any], *, driver: str, label: str, clock: str, tasks: Sequence[str],
-                      config: Mapping[str, Any], path: str | os.PathLike[str] = "the report") -> list[EpisodeRecord]:
+                      seeds: range, config: Mapping[str, Any], path: str | os.PathLike[str] = "the report"
+                      ) -> list[EpisodeRecord]:
     """The finished episodes of an earlier run of the same evaluation, which a resumed run keeps and skips.
 
     "The same evaluation" is the same driver, label (which names the checkpoint in a results table), clock and
-    goal options; anything else raises :class:`ReportError` naming the difference, and the report is left as it
-    is. Failed episodes (a fault, no server, a failed reset) are not kept: the resumed run tries them again.
+    goal options, over seeds within this run's `seeds`; anything else raises :class:`ReportError` naming the
+    difference, and the report is left as it is. Only episodes that ran to their end are kept (KEPT_STATUSES):
+    a failed, cancelled or preempted one is tried again.
     """
     old = report.get("config") or {}
     differences = [f"{what} {theirs!r} (this run: {mine!r})" for what, theirs, mine in (
@@ -222,12 +227,16 @@ def resumable_records(report: Mapping[str, Any], *, driver: str, label: str, clo
     others = sorted(set(report["tasks"]) - set(tasks))
     if others:
         differences.append(f"tasks {others} that this run (--tasks {','.join(tasks)}) would drop")
+    outside = sorted({r.seed for r in records_of(report)} - set(seeds))
+    if outside:
+        differences.append(f"seeds {outside[0]}..{outside[-1]} ({len(outside)}) outside this run's "
+                           f"{seeds.start}-{seeds.stop - 1} (widen --seed-start / --episodes)")
     if differences:
         raise ReportError(f"{path}: cannot resume a different evaluation: {'; '.join(differences)}. Give another "
                           f"--out (or resume with the same options)")
     kept: dict[tuple[str, int], EpisodeRecord] = {}
     for record in records_of(report):
-        if not record.failed:
+        if record.status in KEPT_STATUSES:
             kept[(record.task, record.seed)] = record
     return sorted(kept.values(), key=lambda r: (r.task, r.seed))
 
