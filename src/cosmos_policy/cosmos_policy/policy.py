@@ -53,6 +53,7 @@ class ActionChunk:
     candidate_values: np.ndarray | None = None  # planning: every candidate's aggregated value
     planning_fallback: bool = False  # planning ran out of time: the base policy's first proposal, unscored
     proposal_latency_s: float | None = None  # planning: from the call to the proposals being ready
+    candidate_value_samples: np.ndarray | None = None  # planning: (N, W x V) raw V(s') samples, before aggregation
 
 
 @dataclass
@@ -743,7 +744,9 @@ class CosmosPolicy:
                                          self.placeholder_latents(own_images))[0]
         return ActionChunk(chunk.astype(np.float32), float(result.values[best]), future, time.perf_counter() - start,
                            None if result.fallback else result.values.float().cpu().numpy(),
-                           planning_fallback=result.fallback, proposal_latency_s=result.proposals_ready - start)
+                           planning_fallback=result.fallback, proposal_latency_s=result.proposals_ready - start,
+                           candidate_value_samples=None if result.fallback else
+                           result.value_samples.float().cpu().numpy())
 
     def warmup(self, task: str | None = None, runs: int = 2, num_steps: int | None = None) -> float:
         """Run inference on a synthetic observation so that the first real chunk is not slow (lazy

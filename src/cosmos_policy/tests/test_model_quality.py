@@ -66,3 +66,40 @@ def test_proposals_measure_what_best_of_n_can_choose_from(tmp_path):
     assert all(b <= a + 1e-9 for a, b in zip(report.action_l1_normalised, report.best_proposal_action_l1))
     summary = report.summary()
     assert summary["proposal_spread_normalised"] == pytest.approx(np.mean(report.proposal_spread))
+
+
+def test_planner_decisions_report_ties_spread_and_raw_samples():
+    """add_planning_decision on hand-made decisions: a tie where every candidate is worth 0 (all samples below the
+    majority mean's 0.05), and a real choice."""
+    from types import SimpleNamespace
+
+    from cosmos_policy.data.model_quality import QualityReport, add_planning_decision
+
+    report = QualityReport()
+    add_planning_decision(report, SimpleNamespace(candidate_values=np.zeros(3),
+                                                  candidate_value_samples=np.full((3, 15), 0.01)))
+    samples = np.full((3, 15), 0.01)
+    samples[1, :10] = 0.6  # most of candidate 1's samples predict success
+    add_planning_decision(report, SimpleNamespace(candidate_values=np.array([0.0, 0.4, 0.0]),
+                                                  candidate_value_samples=samples))
+    assert report.planning_tied == [True, False]
+    assert report.planning_value_spread == pytest.approx([0.0, 0.4])
+    assert report.planning_samples_above_threshold == pytest.approx([0.0, 10 / 45])
+    summary = report.summary()
+    assert summary["planning_observations"] == 2 and summary["planning_tied_fraction"] == 0.5
+
+
+def test_planner_runs_best_of_n_at_each_observation(tmp_path):
+    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
+    network = NetworkConfig.preset_config("tiny")
+    paths = write_synthetic_episodes(tmp_path / "demos", count=1, steps=10, attrs=[{"task_description": "t"}])
+    stats = statistics_from_dict(compute_dataset_statistics(paths))
+    cache = build_text_cache({"t"}, network.text_embed_dim, max_length=network.text_max_tokens)
+    torch.manual_seed(0)
+    policy = CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+    policy.deploy = dataclasses.replace(policy.deploy, action_steps=1)
+    planner = CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+    report = evaluate_quality(policy, paths, steps_per_episode=1, demos=True, planner=planner, candidates=2)
+    assert len(report.planning_tied) == len(report.planning_sample_mean) == 1
+    assert all(0.0 <= f <= 1.0 for f in report.planning_samples_above_threshold)
+    assert all(0.0 <= m <= 1.0 for m in report.planning_sample_mean)

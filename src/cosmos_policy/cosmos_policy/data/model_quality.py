@@ -12,6 +12,12 @@ and the RECORDED action chunk, then
 The value's ability to tell success from failure is the ROC AUC of the predicted values against the
 episodes' success labels (demos and success-attr rollouts count as successes); it needs both classes.
 
+With `--planner CKPT`, best-of-N as the policy node runs it (this checkpoint proposes, CKPT scores with
+3 world-model x 5 value samples, the release's majority mean) at each observation: how often every candidate
+gets the same value (then the first proposal wins by default: the planner chose nothing), the spread of the
+candidates' values, and the raw V(s') samples against the majority mean's threshold (0.05): a planner whose
+samples all fall below it values every candidate at 0.
+
     python -m cosmos_policy.data.model_quality --checkpoint checkpoints/aloha_sim_default \
         --episodes data/rollouts_eval [--episodes data/demos_heldout] [--steps-per-episode 8]
 """
@@ -45,6 +51,11 @@ class QualityReport:
     # best-of-N's raw material: N chunks sampled at one observation (different noise seeds)
     proposal_spread: list[float] = field(default_factory=list)  # mean pairwise L1 between them, normalised
     best_proposal_action_l1: list[float] = field(default_factory=list)  # the one closest to the recorded chunk
+    # best-of-N with a planning checkpoint: per observation
+    planning_tied: list[bool] = field(default_factory=list)  # every candidate got the same value
+    planning_value_spread: list[float] = field(default_factory=list)  # max - min over the candidates
+    planning_samples_above_threshold: list[float] = field(default_factory=list)  # fraction of raw V(s') samples
+    planning_sample_mean: list[float] = field(default_factory=list)  # mean raw V(s') sample
 
     def summary(self) -> dict:
         per_episode: dict[str, list[float]] = {}
@@ -68,6 +79,11 @@ class QualityReport:
             "value_mean_failure": _mean([v for v, s in zip(self.values, self.success) if not s]),
             "value_auc_samples": roc_auc(self.values, self.success),
             "value_auc_episodes": roc_auc([np.mean(per_episode[n]) for n in names], [label[n] for n in names]),
+            "planning_observations": len(self.planning_tied),
+            "planning_tied_fraction": _mean([float(t) for t in self.planning_tied]),
+            "planning_value_spread": _mean(self.planning_value_spread),
+            "planning_samples_above_threshold": _mean(self.planning_samples_above_threshold),
+            "planning_sample_mean": _mean(self.planning_sample_mean),
         }
 
 
@@ -88,13 +104,14 @@ def episode_success(attrs: dict, is_demo: bool) -> bool:
 def evaluate_quality(policy, episode_files: Sequence[str | Path], *, steps_per_episode: int = 8,
                      demos: bool = False, world_model_steps: int | None = None, value_steps: int | None = None,
                      seed: int = 0, task: str | None = None, policy_action_steps: int = 0,
-                     proposals: int = 0) -> QualityReport:
+                     proposals: int = 0, planner=None, candidates: int = 4) -> QualityReport:
     """World-model future-proprio L1 and predicted values of `policy` (a CosmosPolicy) on episode files.
 
     With ``policy_action_steps``, also the policy's own chunk against the recorded one, and how much it moves
     with black cameras. With ``proposals`` N >= 2 as well, N chunks per observation (the first is the policy's
     own): how far apart they are, and how close the best of them gets to the recorded chunk. Best-of-N
-    planning can only pick among proposals: when they barely differ, no value function can help.
+    planning can only pick among proposals: when they barely differ, no value function can help. With a
+    ``planner`` (a CosmosPolicy), best-of-``candidates`` planning at each observation (see the module text).
     """
     from cosmos_policy.data.datasets import read_episode_record, task_from_path
     from cosmos_policy.injection import extract, extract_value, value_to_unit
@@ -156,7 +173,21 @@ def evaluate_quality(policy, episode_files: Sequence[str | Path], *, steps_per_e
                     pairs = [float(np.abs(a - b).mean()) for i, a in enumerate(chunks) for b in chunks[i + 1:]]
                     report.proposal_spread.append(float(np.mean(pairs)))
                     report.best_proposal_action_l1.append(min(float(np.abs(c - chunk_n.numpy()).mean()) for c in chunks))
+            if planner is not None:
+                add_planning_decision(report, planner.plan(obs, proposer=policy, num_candidates=candidates,
+                                                           seed=seed + t))
     return report
+
+
+def add_planning_decision(report: QualityReport, chunk) -> None:
+    """One best-of-N decision (a planning ActionChunk) into the report's planning figures."""
+    from cosmos_policy.policy import RELEASE_VALUE_THRESHOLD
+
+    values, samples = np.asarray(chunk.candidate_values), np.asarray(chunk.candidate_value_samples)
+    report.planning_tied.append(bool(np.all(values == values[0])))
+    report.planning_value_spread.append(float(np.ptp(values)))
+    report.planning_samples_above_threshold.append(float(np.mean(samples >= RELEASE_VALUE_THRESHOLD)))
+    report.planning_sample_mean.append(float(np.mean(samples)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,19 +209,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proposals", type=int, default=0,
                         help="also sample N chunks per observation (N >= 2): their spread and the best one's "
                              "error, what best-of-N planning has to choose from")
+    parser.add_argument("--planner", type=Path,
+                        help="planning checkpoint: also run best-of-N at each observation (this checkpoint "
+                             "proposes, the planner scores): ties, value spread, raw value samples")
+    parser.add_argument("--candidates", type=int, default=4, help="best-of-N's N with --planner (default 4)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
     if not args.episodes and not args.demos:
         parser.error("give --episodes and/or --demos")
     policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device)
+    planner = CosmosPolicy.from_checkpoint(args.planner, device=args.device) if args.planner else None
+    if planner is not None:
+        planner.camera_hw = None  # it sees the frames the base policy accepted, as in the policy node
     report = QualityReport()
     for folders, demos in ((args.episodes, False), (args.demos, True)):
         files = [f for folder in folders for f in find_episode_files(folder, split=None)]
         part = evaluate_quality(policy, files, steps_per_episode=args.steps_per_episode, demos=demos,
                                 world_model_steps=args.world_model_steps, value_steps=args.value_steps,
                                 seed=args.seed, policy_action_steps=args.policy_action_steps,
-                                proposals=args.proposals)
+                                proposals=args.proposals, planner=planner, candidates=args.candidates)
         for name in vars(report):
             getattr(report, name).extend(getattr(part, name))
     summary = report.summary()
