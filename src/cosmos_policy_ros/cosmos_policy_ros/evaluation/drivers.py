@@ -141,7 +141,10 @@ class PolicyDriver:
         return record
 
     def cancel(self) -> RunResult | None:
-        return self.client.cancel(timeout_s=3.0) if self.client.is_running() else None
+        # at most 2 x 1.5 s for the acknowledgement and the result: launch escalates an unanswered Ctrl-C to
+        # SIGTERM after 5 s, and the summary and plot still have to be written (the request itself goes out
+        # at once, whether or not we wait for its answer)
+        return self.client.cancel(timeout_s=1.5) if self.client.is_running() else None
 
 
 def fill_from_result(record: EpisodeRecord, result: RunResult) -> None:
