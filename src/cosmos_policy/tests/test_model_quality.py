@@ -16,6 +16,16 @@ from cosmos_policy.diffusion import CosmosPolicyModel
 from cosmos_policy.policy import CosmosPolicy
 
 
+def random_tiny_policy(paths, seed: int = 0) -> CosmosPolicy:
+    """An untrained tiny checkpoint at 48x64, normalised on `paths`, knowing the task text "t"."""
+    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
+    network = NetworkConfig.preset_config("tiny")
+    stats = statistics_from_dict(compute_dataset_statistics(paths))
+    cache = build_text_cache({"t"}, network.text_embed_dim, max_length=network.text_max_tokens)
+    torch.manual_seed(seed)
+    return CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+
+
 def test_roc_auc_orders_successes_above_failures():
     assert roc_auc([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
     assert roc_auc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0
@@ -26,15 +36,10 @@ def test_roc_auc_orders_successes_above_failures():
 
 
 def test_quality_of_a_random_tiny_model_on_rollouts(tmp_path):
-    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
-    network = NetworkConfig.preset_config("tiny")
     paths = write_synthetic_episodes(tmp_path / "rollouts", count=2, steps=10,
                                      attrs=[{"success": True, "success_score": 1.0, "task_description": "t"},
                                             {"success": False, "success_score": 0.25, "task_description": "t"}])
-    stats = statistics_from_dict(compute_dataset_statistics(paths))
-    cache = build_text_cache({"t"}, network.text_embed_dim, max_length=network.text_max_tokens)
-    torch.manual_seed(0)
-    policy = CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+    policy = random_tiny_policy(paths)
     report = evaluate_quality(policy, paths, steps_per_episode=3, policy_action_steps=1)
     summary = report.summary()
     assert summary["samples"] == 6 and summary["episodes"] == 2 and summary["successful_episodes"] == 1
@@ -52,13 +57,8 @@ def test_quality_of_a_random_tiny_model_on_rollouts(tmp_path):
 
 
 def test_proposals_measure_what_best_of_n_can_choose_from(tmp_path):
-    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
-    network = NetworkConfig.preset_config("tiny")
     paths = write_synthetic_episodes(tmp_path / "demos", count=1, steps=10, attrs=[{"task_description": "t"}])
-    stats = statistics_from_dict(compute_dataset_statistics(paths))
-    cache = build_text_cache({"t"}, network.text_embed_dim, max_length=network.text_max_tokens)
-    torch.manual_seed(0)
-    policy = CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+    policy = random_tiny_policy(paths)
     report = evaluate_quality(policy, paths, steps_per_episode=2, demos=True, policy_action_steps=1, proposals=3)
     assert len(report.proposal_spread) == len(report.best_proposal_action_l1) == 2
     # different noise seeds give different chunks, and the closest of the 3 is at least as close as the first
@@ -90,15 +90,10 @@ def test_planner_decisions_report_ties_spread_and_raw_samples():
 
 
 def test_planner_runs_best_of_n_at_each_observation(tmp_path):
-    layout = dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64))
-    network = NetworkConfig.preset_config("tiny")
     paths = write_synthetic_episodes(tmp_path / "demos", count=1, steps=10, attrs=[{"task_description": "t"}])
-    stats = statistics_from_dict(compute_dataset_statistics(paths))
-    cache = build_text_cache({"t"}, network.text_embed_dim, max_length=network.text_max_tokens)
-    torch.manual_seed(0)
-    policy = CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+    policy = random_tiny_policy(paths)
     policy.deploy = dataclasses.replace(policy.deploy, action_steps=1)
-    planner = CosmosPolicy(CosmosPolicyModel(network, layout), SamplerConfig(), stats, cache)
+    planner = random_tiny_policy(paths, seed=1)
     report = evaluate_quality(policy, paths, steps_per_episode=1, demos=True, planner=planner, candidates=2)
     assert len(report.planning_tied) == len(report.planning_sample_mean) == 1
     assert all(0.0 <= f <= 1.0 for f in report.planning_samples_above_threshold)
