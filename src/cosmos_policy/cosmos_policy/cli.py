@@ -15,7 +15,7 @@ from .stop_signals import sigterm_as_ctrl_c
 
 log = logging.getLogger("cosmos_policy")
 
-NETWORK_PRESETS = ["tiny", "small", "2b"]
+NETWORK_PRESETS = ["tiny", "small", "medium", "2b"]
 EXIT_USAGE = 2  # a mistake the user can fix (bad option, missing or unreadable file), as argparse exits
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a SIGINT death
 
@@ -207,6 +207,7 @@ def _add_pretrain_vae(sub) -> None:
     p.add_argument("--init", type=Path, help="continue from the VAE of an earlier pretrain-vae --out (vae/ inside)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available); frames are augmented on the CPU")
     p.add_argument("--overwrite", action="store_true", help="replace a VAE already in --out")
     p.add_argument("--no-progress", action="store_true", help="log every 100 steps instead of a progress bar")
     p.set_defaults(func=cmd_pretrain_vae)
@@ -235,7 +236,8 @@ def cmd_pretrain_vae(args) -> int:
                                colour_weight=args.colour_weight, seed=args.seed)
     layout = load_layout(args.layout)
     report = pretrain_vae(NetworkConfig.preset_config(args.network), layout.cameras, _episode_files(args.data),
-                          args.out, config, progress=not args.no_progress, init_dir=args.init)
+                          args.out, config, progress=not args.no_progress, init_dir=args.init,
+                          device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     shown = {k: report[k] for k in ("heldout_psnr_db_start", "heldout_psnr_db",
                                     "heldout_detail_psnr_db_start", "heldout_detail_psnr_db",
                                     "latent_sensitivity", "train_frames", "wall_s")}
@@ -437,7 +439,7 @@ def cmd_train(args) -> int:
             vae = load_vae_from_diffusers(args.vae_dir, network)
             vae_base_dir = None  # the checkpoint embeds this VAE rather than naming the base folder's
             log.info("frozen VAE from %s (latent statistics of its own)", args.vae_dir / "vae")
-        elif network.preset in ("small", "tiny") and args.base_dir is None:
+        elif network.preset in ("small", "medium", "tiny") and args.base_dir is None:
             log.warning("--network %s without --vae-dir: the frozen VAE is random, so the latents barely tell "
                         "camera frames apart and the policy cannot see (make one with `cosmos-policy pretrain-vae`)",
                         network.preset)
@@ -473,7 +475,7 @@ def cmd_train(args) -> int:
                          + f"; it knows {sorted(text_cache.texts)}: record rollouts through run_policy goals (they "
                            f"carry task_description), pass --task TEXT, or --t5-dir / --text-embeddings for new tasks")
     if missing:
-        if args.t5_dir is None and network.preset not in ("tiny", "small"):
+        if args.t5_dir is None and network.preset not in ("tiny", "small", "medium"):
             raise UsageError(f"tasks without a text embedding: {missing}; pass --t5-dir LOCAL_T5_DIR or "
                              f"--text-embeddings FILE (the hash fallback is only for --network tiny)")
         text_cache.update(build_text_cache(missing, network.text_embed_dim, t5_dir=args.t5_dir,

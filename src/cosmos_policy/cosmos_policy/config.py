@@ -72,7 +72,8 @@ class NetworkConfig:
 
     @classmethod
     def preset_config(cls, name: str) -> NetworkConfig:
-        """`"2b"`: exact Cosmos-Predict2-2B + Wan2.1 VAE; `"small"`: CPU-trainable; `"tiny"`: seconds on a 2-core CPU."""
+        """`"2b"`: exact Cosmos-Predict2-2B + Wan2.1 VAE; `"medium"`: GPU-trained, CPU-run; `"small"`: CPU-trainable;
+        `"tiny"`: seconds on a 2-core CPU."""
         if name == "2b":
             return cls()
         if name == "tiny":
@@ -113,7 +114,25 @@ class NetworkConfig:
                 vae_num_res_blocks=1,
                 image_size_px=64,
             )
-        raise ValueError(f"network preset {name!r}: unknown, expected one of ['2b', 'small', 'tiny']")
+        if name == "medium":
+            # Trained on a GPU, run on a CPU: width 256 (4 heads x 64), 8 layers, 128 px (16 x 16 latents,
+            # 64 tokens per latent frame), VAE width 16. The 96x128 cameras' cube covers ~4-5 px at 128 px
+            # against ~2 at the small preset's 64 px, which its VAE never drew (docs/results.md); 5.6x the
+            # small DiT's parameters with 4x its tokens. Its VAE must be pretrained on the demos first
+            # (`cosmos-policy pretrain-vae --network medium`), as for small.
+            return cls(
+                preset="medium",
+                num_layers=8,
+                num_attention_heads=4,
+                attention_head_dim=64,
+                text_embed_dim=32,
+                text_max_tokens=8,
+                adaln_lora_dim=64,
+                vae_base_dim=16,
+                vae_num_res_blocks=1,
+                image_size_px=128,
+            )
+        raise ValueError(f"network preset {name!r}: unknown, expected one of ['2b', 'medium', 'small', 'tiny']")
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ def vae_loss(vae: torch.nn.Module, pixels: torch.Tensor, kl_weight: float,
              colour_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Detail-weighted reconstruction MSE of a posterior sample + kl_weight x KL (per latent element)."""
     posterior = vae.encode(pixels).latent_dist
-    noise = torch.randn(posterior.mean.shape, generator=generator, dtype=posterior.mean.dtype)
+    # drawn on the CPU generator whatever the device, so a seed gives the same noise on CPU and GPU
+    noise = torch.randn(posterior.mean.shape, generator=generator, dtype=posterior.mean.dtype).to(pixels.device)
     z = posterior.mean + posterior.std * noise
     recon = vae.decode(z).sample
     error = (recon - pixels).pow(2)
@@ -175,18 +176,21 @@ def latent_sensitivity(vae: torch.nn.Module, pixels: torch.Tensor, mean: Sequenc
                        std: Sequence[float]) -> float:
     """Mean |difference| of the normalised latents of consecutive frames over their std: how much the code
     tells frames apart (a random VAE: ~0.01; an image code: order 1)."""
-    m = torch.tensor(mean).view(1, -1, 1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1, 1)
+    m = torch.tensor(mean, device=pixels.device).view(1, -1, 1, 1, 1)
+    s = torch.tensor(std, device=pixels.device).view(1, -1, 1, 1, 1)
     z = (vae.encode(pixels).latent_dist.mode() - m) / s
     return float((z[1:] - z[:-1]).abs().mean() / z.std().clamp_min(1e-8))
 
 
 def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: Sequence[str | Path],
                  out_dir: str | Path, config: VaePretrainConfig = VaePretrainConfig(),
-                 progress: bool = True, init_dir: str | Path | None = None) -> dict:
+                 progress: bool = True, init_dir: str | Path | None = None,
+                 device: str | torch.device = "cpu") -> dict:
     """Train `network`'s VAE on the episodes' frames; write OUT/vae/ (diffusers) and OUT/vae_pretrain.json.
 
-    `init_dir`: continue from the VAE of an earlier run (a folder with vae/) instead of a random one."""
+    `init_dir`: continue from the VAE of an earlier run (a folder with vae/) instead of a random one.
+    `device`: where the VAE trains; frames are read and augmented on the CPU either way."""
+    device = torch.device(device)
     out_dir = Path(out_dir)
     files = [Path(p) for p in episode_files]
     if len(files) < 2:
@@ -200,9 +204,10 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
     px = network.image_size_px
     train_pool = load_frame_pool(train_files, cameras, px, config.frames_per_episode, rng)
     held_pool = load_frame_pool(held_files, cameras, px, config.frames_per_episode, rng)
-    held = batch_from_pool(held_pool, np.arange(len(held_pool)), np.zeros(len(held_pool), bool), generator, px)
+    held = batch_from_pool(held_pool, np.arange(len(held_pool)), np.zeros(len(held_pool), bool), generator,
+                           px).to(device)
 
-    vae = build_vae(network) if init_dir is None else load_vae_from_diffusers(init_dir, network)
+    vae = (build_vae(network) if init_dir is None else load_vae_from_diffusers(init_dir, network)).to(device)
     before_psnr = reconstruction_psnr(vae.eval(), held)
     before_detail = detail_psnr(vae, held)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -214,7 +219,7 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
     for step in bar:
         index = rng.integers(0, len(train_pool), config.batch_size)
         augment = rng.random(config.batch_size) < config.augment_prob
-        pixels = batch_from_pool(train_pool, index, augment, generator, px)
+        pixels = batch_from_pool(train_pool, index, augment, generator, px).to(device)
         loss, parts = vae_loss(vae, pixels, config.kl_weight, generator, config.detail_weight,
                                config.colour_weight)
         optimiser.zero_grad(set_to_none=True)
@@ -230,12 +235,15 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
             window = []
     vae.eval()
     calibration = batch_from_pool(train_pool, rng.integers(0, len(train_pool), config.calibration_frames),
-                                  rng.random(config.calibration_frames) < config.augment_prob, generator, px)
+                                  rng.random(config.calibration_frames) < config.augment_prob, generator,
+                                  px).to(device)
     mean, std = latent_statistics(vae, calibration)
     vae.register_to_config(latents_mean=mean, latents_std=std)
+    heldout_psnr, heldout_detail = reconstruction_psnr(vae, held), detail_psnr(vae, held)
+    sensitivity = latent_sensitivity(vae, held[:64], mean, std)
     target = out_dir / VAE_FOLDER
     target.mkdir(parents=True, exist_ok=True)
-    vae.save_pretrained(str(target), safe_serialization=True)
+    vae.to("cpu").save_pretrained(str(target), safe_serialization=True)
     report = {
         "network_preset": network.preset,
         "image_size_px": px,
@@ -245,13 +253,14 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
         "train_frames": len(train_pool),
         "heldout_frames": len(held_pool),
         "heldout_psnr_db_start": before_psnr,
-        "heldout_psnr_db": reconstruction_psnr(vae, held),
+        "heldout_psnr_db": heldout_psnr,
         "heldout_detail_psnr_db_start": before_detail,
-        "heldout_detail_psnr_db": detail_psnr(vae, held),
-        "latent_sensitivity": latent_sensitivity(vae, held[:64], mean, std),
+        "heldout_detail_psnr_db": heldout_detail,
+        "latent_sensitivity": sensitivity,
         "latents_mean": mean,
         "latents_std": std,
         "wall_s": time.monotonic() - start,
+        "device": str(device),
         "config": asdict(config),
         "init_dir": str(init_dir) if init_dir is not None else None,
     }

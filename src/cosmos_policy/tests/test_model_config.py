@@ -42,9 +42,9 @@ def test_layouts_match_the_method():
     assert LayoutConfig.from_dict(aloha.to_dict()) == aloha
 
 
-def test_every_layout_fits_tiny_and_2b_frames():
+def test_every_layout_fits_every_preset_frame():
     for name in available_layouts():
-        for preset in ("tiny", "2b"):
+        for preset in ("tiny", "small", "medium", "2b"):
             load_layout(name).check_fits(NetworkConfig.preset_config(preset).latent_frame_numel)
     assert NetworkConfig.preset_config("2b").latent_frame_numel == 16 * 28 * 28
 
@@ -142,10 +142,22 @@ def _env():
     return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-@pytest.mark.parametrize("preset", ["tiny", "2b"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "medium", "2b"])
 def test_dit_width_holds_one_patch_token(preset):
     # narrower than a patch token's latent values, the DiT cannot carry a token through (the tiny model
     # then stays at the dataset-mean action error, tests/test_train_learns.py)
     c = NetworkConfig.preset_config(preset)
     token_values = c.vae_z_dim * c.patch_size[0] * c.patch_size[1] * c.patch_size[2]
     assert c.num_attention_heads * c.attention_head_dim >= token_values
+
+
+def test_presets_grow_from_tiny_to_2b():
+    # each preset has more DiT width x depth and at least the image size of the one before: `medium` sits
+    # between the CPU-trained `small` and the 2B model, as its place in the CLI says
+    sizes = []
+    for preset in ("tiny", "small", "medium", "2b"):
+        c = NetworkConfig.preset_config(preset)
+        sizes.append((c.num_layers * (c.num_attention_heads * c.attention_head_dim) ** 2, c.image_size_px))
+    assert [s[0] for s in sizes] == sorted(s[0] for s in sizes) and len({s[0] for s in sizes}) == 4
+    assert [s[1] for s in sizes] == sorted(s[1] for s in sizes)
+    assert NetworkConfig.preset_config("medium").latent_size == 16  # 128 px: 4x the small preset's tokens
