@@ -79,7 +79,7 @@ def item_seconds(folder: str, layout, network, items: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--network", default="small", choices=["tiny", "small", "2b"])
+    parser.add_argument("--network", default="small", choices=["tiny", "small", "medium", "2b"])
     parser.add_argument("--layout", default="aloha")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=16)
