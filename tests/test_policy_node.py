@@ -379,8 +379,9 @@ def test_planning_that_cannot_finish_in_time_falls_back_to_a_direct_chunk(start_
         assert all(abs(v - 0.6) < 1e-6 for v in result.chunk_values if not math.isnan(v))
         assert not feedback[0].planning_fallback
         # the only waits: the first chunk (planned in full, the arm holds for it) arrives 80 ticks after its
-        # observation, past its 50 rows, and the arm waits the few ticks until the first fallback chunk
-        assert result.stall_ticks < 15, result.stall_ticks
+        # observation, past its 50 rows, and the arm waits the few ticks until the first fallback chunk (< 15),
+        # plus at most one host hiccup (HICCUP_TICKS)
+        assert result.stall_ticks < 15 + HICCUP_TICKS, result.stall_ticks
     else:  # planning to the end: >= 0.5 s of waiting at each boundary
         assert result.planning_fallbacks == 0 and not fell_back
         assert result.stall_ticks >= 2 * 20
