@@ -439,7 +439,7 @@ def cmd_train(args) -> int:
             vae = load_vae_from_diffusers(args.vae_dir, network)
             vae_base_dir = None  # the checkpoint embeds this VAE rather than naming the base folder's
             log.info("frozen VAE from %s (latent statistics of its own)", args.vae_dir / "vae")
-        elif network.preset in ("small", "medium", "tiny") and args.base_dir is None:
+        elif network.preset != "2b" and args.base_dir is None:  # the CPU presets have no pretrained VAE
             log.warning("--network %s without --vae-dir: the frozen VAE is random, so the latents barely tell "
                         "camera frames apart and the policy cannot see (make one with `cosmos-policy pretrain-vae`)",
                         network.preset)
@@ -475,7 +475,7 @@ def cmd_train(args) -> int:
                          + f"; it knows {sorted(text_cache.texts)}: record rollouts through run_policy goals (they "
                            f"carry task_description), pass --task TEXT, or --t5-dir / --text-embeddings for new tasks")
     if missing:
-        if args.t5_dir is None and network.preset not in ("tiny", "small", "medium"):
+        if args.t5_dir is None and network.preset == "2b":
             raise UsageError(f"tasks without a text embedding: {missing}; pass --t5-dir LOCAL_T5_DIR or "
                              f"--text-embeddings FILE (the hash fallback is only for --network tiny)")
         text_cache.update(build_text_cache(missing, network.text_embed_dim, t5_dir=args.t5_dir,
