@@ -132,6 +132,21 @@ def test_replay_without_loop_ends_by_itself(ros_domain, tmp_path):
     assert player.stop() == 0 and f"replayed {2 * STEPS + 1} messages in 1 pass" in player.output, player.output
 
 
+@pytest.mark.parametrize("after_s", [0.0, 0.01, 0.03, 0.2])
+def test_ctrl_c_at_any_point_of_the_first_pass_exits_cleanly(ros_domain, tmp_path, after_s):
+    # Regression: Ctrl-C ~10 ms into the first pass lands while rosbags builds its message classes (an exec);
+    # on CPython 3.11 a KeyboardInterrupt there made the process exit by SIGINT (-2) even though it was caught
+    from aloha_contract import load_contract
+
+    write_bag(tmp_path / "bag", load_contract())
+    player = NodeProcess(cli("replay", str(tmp_path / "bag"), "--rate", "2", "--loop"),
+                         {**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert player.wait_for_output("Ctrl-C stops", 30.0), player.output
+    time.sleep(after_s)
+    assert player.stop() == 0, player.output
+    assert "replayed " in player.output, player.output  # it closed through its summary, not by the signal
+
+
 def test_replay_decompresses_a_compressed_camera_for_the_policy_node(ros_domain, test_node, tmp_path):
     """A bag recorded with --compress-images holds <camera>/compressed; --decompress publishes raw rgb8 frames on
     the contract's camera topic again (what the policy node subscribes to), with the recorded stamps."""

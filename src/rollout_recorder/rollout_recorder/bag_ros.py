@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rosbags.rosbag2 import WriterError
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
@@ -58,6 +60,7 @@ from .playback import (
 from .typestore import make_typestore
 
 STATUS_PERIOD_S = 5.0  # how often long runs print a progress line
+STOP_POLL_S = 0.02  # a player notices Ctrl-C within this long
 
 
 def message_class(msgtype: str) -> type:
@@ -183,10 +186,21 @@ def run_record(out: Path, contract, *, compress_images: bool, jpeg_quality: int,
 
 class _Publishing:
     """rclpy context + node for a program that publishes on a timeline of its own (optionally spinning
-    subscriptions in a background executor); SIGINT lands as KeyboardInterrupt in the timeline's sleeps."""
+    subscriptions in a background executor).
+
+    Ctrl-C or SIGTERM asks the timeline to stop: ``ok()`` turns false and ``sleep`` returns early, and the
+    program closes what it has open and exits 0. The signal only sets a flag. A KeyboardInterrupt raised
+    wherever the main thread happens to be is not safe on CPython 3.11: one that lands inside an
+    ``exec`` (rosbags builds its message dataclasses lazily, on the first pass) marks the interpreter,
+    and even when caught the process then exits by SIGINT, -2 (measured: 6 of 6 runs with Ctrl-C 10 ms
+    into the first pass). A second signal still raises KeyboardInterrupt, for a close that hangs."""
 
     def __init__(self, name: str, spin: bool, namespace: str = "/"):
-        rclpy.init(args=[])
+        self.stop_signal: int | None = None
+        # rclpy's own handlers would shut the context from inside the signal; the flag is the one path
+        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
         self.node = rclpy.create_node(name, namespace=namespace)  # the contract's relative names resolve in it
         self.executor = None
         self.thread = None
@@ -196,6 +210,11 @@ class _Publishing:
             self.thread = threading.Thread(target=self._spin, daemon=True)
             self.thread.start()
 
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt(f"signal {signum} again while stopping")
+        self.stop_signal = signum
+
     def _spin(self) -> None:
         try:
             self.executor.spin()
@@ -203,7 +222,21 @@ class _Publishing:
             pass
 
     def ok(self) -> bool:
-        return rclpy.ok()
+        return self.stop_signal is None and rclpy.ok()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, in slices short enough that a stop request ends it within ~20 ms."""
+        deadline = time.monotonic() + seconds
+        while self.stop_signal is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, STOP_POLL_S))
+
+    def sleep_until(self, due_s: float) -> float:
+        """Sleep until ``due_s`` (monotonic); returns how late it woke up (s), the player's timing error."""
+        self.sleep(due_s - time.monotonic())
+        return time.monotonic() - due_s
 
     def close(self) -> None:
         if self.executor is not None:
@@ -212,14 +245,6 @@ class _Publishing:
             self.thread.join(timeout=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown()
-
-
-def _sleep_until(due_s: float) -> float:
-    """Sleep until ``due_s`` (monotonic); returns how late it woke up (s), the player's timing error."""
-    delay = due_s - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-    return time.monotonic() - due_s
 
 
 # ---- replay ----
@@ -248,9 +273,7 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
     contract_qos.update({contract.qualified_topic("camera_image", namespace, camera=cam): "images"
                          for cam in contract.cameras})
     if decompress:
-        # OpenCV imported after rclpy.init left Ctrl-C to the default action (measured: the player died by
-        # SIGINT, exit -2, in 2 of 3 runs; 0 of 5 with this import first)
-        import cv2  # noqa: F401
+        import cv2  # noqa: F401 - before the timeline starts: its first import takes ~0.3 s
     ros = _Publishing("rollout_bag_player", spin=False)
     try:
         publishers = {}
@@ -278,7 +301,7 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
         clock_pub = ros.node.create_publisher(Clock, clock_topic, qos_profile(contract, "clock"))
         _say(f"replaying {bag} ({len(publishers)} topics, {(bag_span[1] - bag_span[0]) * 1e-9:.1f} s of bag time) "
              f"at {rate:g}x with {clock_topic} at {clock_hz:g} Hz{', looping' if loop else ''}; Ctrl-C stops")
-        time.sleep(max(0.0, delay_s))
+        ros.sleep(max(0.0, delay_s))
         passes = published = 0
         max_late_s = 0.0
         while ros.ok():
@@ -291,7 +314,7 @@ def run_replay(bag: Path, contract, *, rate: float, loop: bool, clock_hz: float,
                 for event in with_clock_ticks(stream, int(round(1e9 / clock_hz))):
                     if clock is None:
                         clock = PlaybackClock(rate, event.bag_time_ns, time.monotonic())
-                    max_late_s = max(max_late_s, _sleep_until(clock.due_s(event.bag_time_ns)))
+                    max_late_s = max(max_late_s, ros.sleep_until(clock.due_s(event.bag_time_ns)))
                     if not ros.ok():
                         break
                     if event.topic is None:
@@ -404,8 +427,8 @@ def run_episode_to_topics(episode_path: Path, contract, *, rate: float, report: 
             node.create_subscription(Float32MultiArray, contract.topic("policy_chunk"), on_chunk, 10)
         deadline = time.monotonic() + max(0.0, wait_s)
         streams = [pub_state, *pub_cams.values()]
-        while any(p.get_subscription_count() == 0 for p in streams) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while any(p.get_subscription_count() == 0 for p in streams) and time.monotonic() < deadline and ros.ok():
+            ros.sleep(0.05)
         unheard = [p.topic_name for p in streams if p.get_subscription_count() == 0]
         if unheard:
             _say(f"nobody subscribes to {unheard} after {wait_s:g} s; publishing anyway")
@@ -419,7 +442,9 @@ def run_episode_to_topics(episode_path: Path, contract, *, rate: float, report: 
             row = frames.get()
             if isinstance(row, Exception):
                 raise row
-            late_s = _sleep_until(clock.due_s(int(stamps[k])))
+            late_s = ros.sleep_until(clock.due_s(int(stamps[k])))
+            if not ros.ok():
+                break
             max_late_s = max(max_late_s, late_s)
             late_rows += late_s > 0.5 * period_s / rate
             stamp = time_of_ns(rebase_ns(int(stamps[k]), int(stamps[0]), now0, rate))
@@ -434,7 +459,7 @@ def run_episode_to_topics(episode_path: Path, contract, *, rate: float, report: 
                 last_status = time.monotonic()
                 _say(f"step {k + 1}/{steps}" + (f", {len(scorer.scores)} chunks scored" if scorer else ""))
         if scorer is not None:
-            time.sleep(max(0.0, report_wait_s))  # a chunk computed from the last rows is still on its way
+            ros.sleep(max(0.0, report_wait_s))  # a chunk computed from the last rows is still on its way
     except KeyboardInterrupt:
         pass
     except Exception:
