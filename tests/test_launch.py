@@ -49,6 +49,13 @@ def test_eval_launch_passes_planning_candidates_to_the_goals():
     nodes, _ = evaluate("eval.launch.py", policy_mode="planning", num_candidates=4)
     argv = next(n for n in nodes if n.label == "aloha_eval").argv
     assert argv[argv.index("--num-candidates") + 1] == "4" and argv[argv.index("--mode") + 1] == "planning"
+    assert argv[argv.index("--action-steps") + 1] == "0"  # 0: the checkpoint's denoising steps
+
+
+def test_eval_launch_passes_denoising_steps_to_the_goals():
+    nodes, _ = evaluate("eval.launch.py", action_steps=10)
+    argv = next(n for n in nodes if n.label == "aloha_eval").argv
+    assert argv[argv.index("--action-steps") + 1] == "10"
 
 
 def test_policy_launch_runs_planning_episodes_when_asked():

@@ -347,7 +347,10 @@ def test_slow_policy_stalls_only_without_prefetch(start_node, test_node, contrac
         # of runs (26-38 ticks); cause not found. No stall is the norm.
         assert result.stall_ticks <= HICCUP_TICKS, result.stall_ticks
     else:
-        assert boundaries >= 3 and result.stall_ticks >= 10 * boundaries  # >= 10 of the 15 ticks at every boundary
+        # every boundary waits the 0.3 s (15 ticks when the timer keeps time; a loaded host fires fewer ticks in
+        # it: 141 over 15 boundaries measured in one run), and in all far more than one hiccup costs
+        assert boundaries >= 8 and result.stall_ticks >= max(5 * boundaries, 2 * HICCUP_TICKS), \
+            (boundaries, result.stall_ticks)
 
 
 @pytest.mark.parametrize("scoring_s,fallback", [(1.5, True), (1.5, False), (0.05, True)])

@@ -1,9 +1,11 @@
-"""Observation assembly: the latest frame per camera and the joint state of the same moment. Plain Python.
+"""Observation assembly: one frame per camera and the joint state of the same moment. Plain Python.
 
-Images and joint states arrive on separate topics at their own rates. An observation is the newest frame
-of every camera plus the joint state whose stamp is nearest to those frames (joint states come at the
-control rate, so one lies within a period of any frame); all of them must be within the sync tolerance of
-each other, and none older than its staleness threshold. Every refusal says which stream and by how much.
+Images and joint states arrive on separate topics at their own rates, and on a loaded computer one camera's
+frames can reach the node a few periods after the others'. An observation is taken at the newest moment
+every camera has covered (the oldest of the cameras' newest stamps): per camera the kept frame nearest to
+it, plus the joint state nearest to those frames (joint states come at the control rate, so one lies within
+a period of any frame). All of them must be within the sync tolerance of each other, and no stream's newest
+message older than its staleness threshold. Every refusal says which stream and by how much.
 """
 
 from __future__ import annotations
@@ -50,18 +52,21 @@ class ObservationAssembler:
         joint_stale_s / camera_stale_s: the newest message of a stream must be at most this old.
         sync_tolerance_s: largest stamp difference between any frame and the chosen joint state.
         joint_history: joint states kept to pair with frames that lag behind them.
+        frame_history: frames kept per camera, so that a camera that lags behind the others still pairs
+            (measured in CI: cam_high's newest frame 120 ms behind the wrist cameras' after a burst on its
+            topic, which the newest frames alone refused for seconds).
     """
 
     def __init__(self, cameras: list[str], *, expected_hw: tuple[int, int] | None, encoding: str = "rgb8",
                  joint_stale_s: float, camera_stale_s: float, sync_tolerance_s: float,
-                 joint_history: int = 100) -> None:
+                 joint_history: int = 100, frame_history: int = 10) -> None:
         self.cameras = list(cameras)
         self.expected_hw = tuple(expected_hw) if expected_hw else None
         self.encoding = encoding
         self.joint_stale_s = joint_stale_s
         self.camera_stale_s = camera_stale_s
         self.sync_tolerance_s = sync_tolerance_s
-        self._frames: dict[str, _Frame] = {}
+        self._frames: dict[str, deque[_Frame]] = {cam: deque(maxlen=frame_history) for cam in self.cameras}
         self._joint_stamps: deque[float] = deque(maxlen=joint_history)
         self._joint_values: deque[np.ndarray] = deque(maxlen=joint_history)
         self._joint_received_s = float("-inf")
@@ -70,7 +75,8 @@ class ObservationAssembler:
 
     def clear(self) -> None:
         """Forget everything (e.g. after a simulator reset, whose clock may go back)."""
-        self._frames.clear()
+        for frames in self._frames.values():
+            frames.clear()
         self._joint_stamps.clear()
         self._joint_values.clear()
         self._joint_received_s = float("-inf")
@@ -94,7 +100,10 @@ class ObservationAssembler:
                                 f"{height}x{width} {encoding}")
             return
         rgb = buf[: row * height].reshape(height, row)[:, : width * 3].reshape(height, width, 3)
-        self._frames[camera] = _Frame(rgb, stamp_s, received_s)
+        frames = self._frames[camera]
+        if frames and stamp_s < frames[-1].stamp_s:
+            frames.clear()  # the clock went back (a sim reset), as for joint states
+        frames.append(_Frame(rgb, stamp_s, received_s))
         self._bad.pop(camera, None)
 
     def add_joint_state(self, qpos: np.ndarray, stamp_s: float, received_s: float) -> None:
@@ -144,9 +153,9 @@ class ObservationAssembler:
             raise ObservationError("stale", f"joint_states: no message for {now_s - joint_t:.2f} s "
                                             f"(limit {joint_limit} s)")
         for cam in self.cameras:
-            frame = self._frames.get(cam)
-            if frame is None:
+            if not self._frames[cam]:
                 raise ObservationError("not_ready", f"{cam}: no image received yet")
+            frame = self._frames[cam][-1]
             t = frame.received_s if use_receipt_time else frame.stamp_s
             if now_s - t > camera_limit:
                 raise ObservationError("stale", f"{cam}: no image for {now_s - t:.2f} s (limit {camera_limit} s)")
@@ -158,18 +167,25 @@ class ObservationAssembler:
         latest_joint_state: pair the frames with the newest joint state instead of the nearest one (lockstep:
         the observation of the step the simulator waits on, whose frames may still be on their way)."""
         self.check_fresh(now_s, use_receipt_time=use_receipt_time, stale_after_s=stale_after_s)
-        image_stamps = {cam: self._frames[cam].stamp_s for cam in self.cameras}
-        target = float(np.mean(list(image_stamps.values())))
         stamps = list(self._joint_stamps)
-        i = bisect.bisect_left(stamps, target)
-        nearest = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - target))
         if latest_joint_state:
             nearest = len(stamps) - 1
+            chosen = {cam: self._nearest_frame(cam, stamps[nearest]) for cam in self.cameras}
+        else:
+            covered = min(self._frames[cam][-1].stamp_s for cam in self.cameras)
+            chosen = {cam: self._nearest_frame(cam, covered) for cam in self.cameras}
+            target = float(np.mean([frame.stamp_s for frame in chosen.values()]))
+            i = bisect.bisect_left(stamps, target)
+            nearest = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - target))
+        image_stamps = {cam: frame.stamp_s for cam, frame in chosen.items()}
         joint_stamp = stamps[nearest]
         worst_cam = max(self.cameras, key=lambda c: abs(image_stamps[c] - joint_stamp))
         skew = abs(image_stamps[worst_cam] - joint_stamp)
         if skew > self.sync_tolerance_s:
             raise ObservationError("not_ready", f"{worst_cam}: frame stamped {skew * 1000:.0f} ms from the nearest "
                                                 f"joint state (tolerance {self.sync_tolerance_s * 1000:.0f} ms)")
-        images = {cam: self._frames[cam].rgb for cam in self.cameras}
+        images = {cam: frame.rgb for cam, frame in chosen.items()}
         return Observation(images, self._joint_values[nearest].copy(), joint_stamp, image_stamps)
+
+    def _nearest_frame(self, camera: str, stamp_s: float) -> _Frame:
+        return min(self._frames[camera], key=lambda frame: abs(frame.stamp_s - stamp_s))

@@ -125,3 +125,40 @@ def test_a_good_message_clears_its_streams_refusal():
         a.snapshot(0.02)
     a.add_image("cam_high", 4, 6, "rgb8", frame(0), 0.02, 0.02)
     assert a.snapshot(0.02).images["cam_high"].shape == (4, 6, 3)
+
+
+def test_a_camera_lagging_behind_the_others_pairs_with_their_kept_frames():
+    # cam_high's newest frame is 4 periods behind cam_left_wrist's: the observation is taken at cam_high's
+    # moment, with cam_left_wrist's kept frame and the joint state of that moment (value = step index)
+    a = assembler(sync_tolerance_s=0.01)
+    for k in range(10):
+        t = k * 0.02
+        a.add_joint_state(np.full(14, float(k)), t, t)
+        a.add_image("cam_left_wrist", 4, 6, "rgb8", frame(k), t, t)
+        if k <= 5:
+            a.add_image("cam_high", 4, 6, "rgb8", frame(k), t, t)
+    obs = a.snapshot(0.19)
+    assert obs.stamp_s == pytest.approx(0.10) and obs.qpos[0] == 5.0
+    assert obs.images["cam_high"][0, 0, 0] == 5 and obs.images["cam_left_wrist"][0, 0, 0] == 5
+    assert obs.image_stamps_s == {"cam_high": pytest.approx(0.10), "cam_left_wrist": pytest.approx(0.10)}
+
+
+def test_a_lag_longer_than_the_kept_frames_is_not_ready():
+    a = assembler(sync_tolerance_s=0.01, frame_history=3)
+    for k in range(10):
+        t = k * 0.02
+        a.add_joint_state(np.full(14, float(k)), t, t)
+        a.add_image("cam_left_wrist", 4, 6, "rgb8", frame(k), t, t)
+        if k <= 2:
+            a.add_image("cam_high", 4, 6, "rgb8", frame(k), t, t)
+    with pytest.raises(ObservationError) as err:
+        a.snapshot(0.19)
+    assert err.value.reason == "not_ready" and "ms from the nearest joint state" in err.value.detail
+
+
+def test_frames_from_before_a_clock_jump_back_are_dropped():
+    a = assembler()
+    feed(a, 5.0, value=1)
+    feed(a, 0.0, value=2)  # a simulator reset: its clock starts again
+    obs = a.snapshot(0.0)
+    assert obs.images["cam_high"][0, 0, 0] == 2 and obs.stamp_s == 0.0
