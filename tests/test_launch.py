@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,29 @@ def test_lockstep_nodes_get_use_sim_time_as_a_bool(ros_domain, test_node):
         assert use_sim_time("aloha_sim") == (ParameterType.PARAMETER_BOOL, False)
     finally:
         launcher.stop()
+
+
+def test_stopping_escalates_from_sigint_to_sigterm_to_sigkill_as_launch_does(capfd, monkeypatch):
+    # launch's ExecuteProcess: SIGINT, SIGTERM after sigterm_timeout, SIGKILL after sigkill_timeout. A node
+    # started with SIGINT ignored (a background job's children) stops at the SIGTERM; one ignoring both is killed
+    from aloha_bringup import wheel_launch
+    from aloha_bringup.wheel_launch import NodeProcess as LaunchedNode
+    monkeypatch.setattr(wheel_launch, "SIGTERM_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(wheel_launch, "SIGKILL_TIMEOUT_S", 1.0)
+    ignores_int = ("import signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                   "def on_term(*_):\n    print('got SIGTERM', flush=True)\n    sys.exit(0)\n"
+                   "signal.signal(signal.SIGTERM, on_term)\nprint('up', flush=True)\ntime.sleep(60)\n")
+    ignores_both = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n")
+    ends = "import time\ntime.sleep(1.0)\n"
+    start = time.monotonic()
+    code = wheel_launch.supervise([LaunchedNode("stubborn", [sys.executable, "-c", ignores_int], False),
+                                   LaunchedNode("deaf", [sys.executable, "-c", ignores_both], False),
+                                   LaunchedNode("ends", [sys.executable, "-c", ends], True)], {})
+    elapsed = time.monotonic() - start
+    out = capfd.readouterr().out
+    assert code == 0, out
+    assert "[launch] stubborn still running: sending SIGTERM" in out and "got SIGTERM" in out, out
+    assert "[launch] deaf still running: sending SIGKILL" in out, out
+    assert "stubborn still running: sending SIGKILL" not in out, out
+    assert elapsed >= 2.0, elapsed  # it waited out both timeouts before the SIGKILL

@@ -30,6 +30,10 @@ from typing import Any
 
 import yaml
 
+# launch's ExecuteProcess defaults (sigterm_timeout, sigkill_timeout): how long a node may take to stop
+SIGTERM_TIMEOUT_S = 5.0
+SIGKILL_TIMEOUT_S = 5.0
+
 
 class LaunchError(RuntimeError):
     """A launch file or argument this runner cannot honour."""
@@ -466,7 +470,7 @@ class _OutputPrefixer:
             pass
 
 
-def supervise(nodes: list[NodeProcess], env: dict[str, str], stop_timeout_s: float = 10.0) -> int:
+def supervise(nodes: list[NodeProcess], env: dict[str, str]) -> int:
     """Run the nodes, prefix their output, stop them all on Ctrl-C or when a shutdown node exits."""
     child_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     procs: dict[int, tuple[NodeProcess, subprocess.Popen, _OutputPrefixer]] = {}
@@ -506,17 +510,24 @@ def supervise(nodes: list[NodeProcess], env: dict[str, str], stop_timeout_s: flo
                     interrupted = True
                     exit_code = proc.returncode
     finally:
-        for pid, (_node, proc, _) in procs.items():
-            if proc.poll() is None:
-                os.killpg(pid, signal.SIGINT)  # SIGINT lets rclpy nodes shut down cleanly
-        deadline = time.monotonic() + stop_timeout_s
-        for pid, (node, proc, output) in procs.items():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"[launch] {node.label} ignored SIGINT for {stop_timeout_s} s: killing", flush=True)
-                os.killpg(pid, signal.SIGKILL)
-                proc.wait()
+        # as launch's ExecuteProcess does: SIGINT, then SIGTERM after sigterm_timeout (5 s), then SIGKILL after
+        # sigkill_timeout (5 s more); a node started with SIGINT ignored (from a background job) still stops
+        for sig, wait_s in ((signal.SIGINT, SIGTERM_TIMEOUT_S), (signal.SIGTERM, SIGKILL_TIMEOUT_S),
+                            (signal.SIGKILL, None)):
+            alive = [(node, proc) for node, proc, _ in procs.values() if proc.poll() is None]
+            if not alive:
+                break
+            for node, proc in alive:
+                if sig != signal.SIGINT:
+                    print(f"[launch] {node.label} still running: sending {sig.name}", flush=True)
+                os.killpg(proc.pid, sig)
+            deadline = time.monotonic() + (wait_s if wait_s is not None else 5.0)
+            for _node, proc in alive:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        for _node, _proc, output in procs.values():
             output.drain()  # what a node printed while shutting down, as ros2 launch shows it
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -230,7 +230,9 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
         task_levels,
     )
 
-    # our own Ctrl-C handling: the context must stay up to cancel the running goal
+    # our own Ctrl-C handling: the context must stay up to cancel the running goal. Ctrl-C must reach us even
+    # when the parent started us with SIGINT ignored (a background job: `launch ... &` under a script)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     # launch escalates an ignored Ctrl-C to SIGTERM after 5 s (cancelling a planning chunk can take that long):
     # SIGTERM ends the run as Ctrl-C does, with the summary and the report's in_progress cleared
