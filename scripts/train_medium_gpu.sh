@@ -6,6 +6,8 @@
 #   ./scripts/train_medium_gpu.sh                       # after ./scripts/setup.sh, with a CUDA build of torch
 #   JOBS=16 VAE_STEPS=1500 STEPS=8000 TRAIN_MIN=40 ./scripts/train_medium_gpu.sh
 #   STAGES="demos vae" ./scripts/train_medium_gpu.sh   # some stages only (demos, vae, probe, train, export)
+#   TRAIN_EXTRA="--cache-latents --latent-versions 4" ./scripts/train_medium_gpu.sh   # more train options
+#     (the VAE encode likely bounded the first run at ~200 samples/s: cached latents are the next thing to try)
 #
 # Every stage is resumable or skipped when done: demos continue with --resume, the VAE is kept once written,
 # the DiT run continues from its last checkpoint (saved every 2 minutes and at TRAIN_MIN).
@@ -75,7 +77,7 @@ main() {
 
     local train=(--data "$data/transfer_cube" --data "$data/insertion" --layout aloha --network medium --vae-dir "$vae"
                  --batch-size "$batch" --lr 5e-4 --warmup-steps 200 --sample-stride 1 --num-workers "$workers"
-                 --save-every 0 --save-every-s 120 --log-every 100 --no-progress --seed 0)
+                 --save-every 0 --save-every-s 120 --log-every 100 --no-progress --seed 0 ${TRAIN_EXTRA:-})
     if has probe; then  # samples/s of this machine, to choose STEPS for a time budget
         "$py" -m cosmos_policy.cli train "${train[@]}" --out "$run.probe" --overwrite --steps 60 \
             --lr-cycle-steps 60 --save-every-s 0

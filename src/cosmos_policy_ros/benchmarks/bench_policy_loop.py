@@ -88,10 +88,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="control steps of the goal")
     parser.add_argument("--execute-steps", type=int, default=0, help="steps per chunk (0 = checkpoint's)")
     parser.add_argument("--no-prefetch", action="store_true", help="the release's blocking schedule")
+    parser.add_argument("--gc-freeze", choices=("on", "off"), default="on",
+                        help="nodes freeze their start-up objects out of the garbage collector (default on; off: "
+                             "to measure what that buys, ALOHA_GC_FREEZE=0)")
     parser.add_argument("--strict-gate", action="store_true", help="keep the contract's safety limits (a weak "
                         "policy is then stopped early and the run measures little)")
     args = parser.parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
+    os.environ["ALOHA_GC_FREEZE"] = "1" if args.gc_freeze == "on" else "0"
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
     import rclpy
