@@ -52,9 +52,10 @@ class ObservationAssembler:
         joint_stale_s / camera_stale_s: the newest message of a stream must be at most this old.
         sync_tolerance_s: largest stamp difference between any frame and the chosen joint state.
         joint_history: joint states kept to pair with frames that lag behind them.
-        frame_history: frames kept per camera, so that a camera that lags behind the others still pairs
-            (measured in CI: cam_high's newest frame 120 ms behind the wrist cameras' after a burst on its
-            topic, which the newest frames alone refused for seconds).
+        frame_history: frames kept per camera, so that a camera that lags behind the others still pairs.
+            With the newest frames only, one lagging camera kept every observation out of sync: a CI run
+            ended a goal on "cam_high: frame stamped 80 ms from the nearest joint state" for 2 s, after a
+            burst of bad messages on that camera's topic (the lag itself was not measured).
     """
 
     def __init__(self, cameras: list[str], *, expected_hw: tuple[int, int] | None, encoding: str = "rgb8",
