@@ -8,29 +8,12 @@ worker threads stops them in its `close()` before the node and the context go aw
 
 from __future__ import annotations
 
-import gc
-import os
 import sys
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-
-
-def freeze_startup_objects() -> None:
-    """Exclude everything built so far (modules, torch, a loaded model) from Python's cyclic garbage collector.
-
-    A full collection walks every tracked object: ~180,000 once torch and rclpy are imported, 90-140 ms per
-    full collection measured on this 2-core machine, longer when the CPU is shared. It comes at an
-    unpredictable tick of a 50 Hz control loop. Frozen, the start-up objects are never walked again, and a
-    full collection takes well under a millisecond. Call it once a node is built, before it spins.
-    ALOHA_GC_FREEZE=0 leaves the collector as Python has it (to measure the difference:
-    bench_policy_loop.py --gc-freeze off)."""
-    if os.environ.get("ALOHA_GC_FREEZE", "1") == "0":
-        return
-    gc.collect()
-    gc.freeze()
 
 
 def run_node(name: str, make_node: Callable[[], Node], setup: Callable[[Node], None] | None = None,
@@ -56,7 +39,6 @@ def run_node(name: str, make_node: Callable[[], Node], setup: Callable[[Node], N
             print(f"[{name}] error: {exc}", file=sys.stderr, flush=True)
             return 1
         executor.add_node(node)
-        freeze_startup_objects()
         executor.spin()
     except setup_errors as exc:  # raised by a callback on purpose (e.g. another robot found after start-up)
         if not rclpy.ok():

@@ -44,7 +44,6 @@ from sensor_msgs.msg import Image, JointState
 
 from aloha_contract import ContractError, load_contract
 from aloha_contract.diagnostics import ERROR, OK, WARN, RateMeter, diagnostic_array
-from aloha_contract.node_main import freeze_startup_objects
 from aloha_contract.peers import (
     DISCOVERY_WAIT_S,
     AnotherRobotError,
@@ -435,7 +434,6 @@ def main(args: list[str] | None = None) -> int:
     status = 0
     try:
         node = SimNode()
-        freeze_startup_objects()  # no 100 ms collector pauses in the 50 Hz physics and camera loop
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -77,12 +77,13 @@ def random_tiny_checkpoint(folder: Path) -> Path:
 HICCUP_MS = 100.0  # a period this much off: a hiccup the arm feels (5 ticks at 50 Hz)
 
 
-def percentiles(values) -> str:
+def percentiles(values, hiccups: bool = False) -> str:
+    """p50 / p99 / max; with `hiccups`, also how many exceed HICCUP_MS (for period errors)."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return "n/a"
-    return (f"p50 {np.percentile(values, 50):.1f} / p99 {np.percentile(values, 99):.1f} / max {values.max():.0f} ms; "
-            f"{int((values > HICCUP_MS).sum())} over {HICCUP_MS:.0f} ms")
+    text = f"p50 {np.percentile(values, 50):.1f} / p99 {np.percentile(values, 99):.1f} / max {values.max():.0f} ms"
+    return text + (f"; {int((values > HICCUP_MS).sum())} over {HICCUP_MS:.0f} ms" if hiccups else "")
 
 
 def main() -> None:
@@ -92,14 +93,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="control steps of the goal")
     parser.add_argument("--execute-steps", type=int, default=0, help="steps per chunk (0 = checkpoint's)")
     parser.add_argument("--no-prefetch", action="store_true", help="the release's blocking schedule")
-    parser.add_argument("--gc-freeze", choices=("on", "off"), default="on",
-                        help="nodes freeze their start-up objects out of the garbage collector (default on; off: "
-                             "to measure what that buys, ALOHA_GC_FREEZE=0)")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="the policy node's torch_threads (0: torch's default, every core)")
     parser.add_argument("--strict-gate", action="store_true", help="keep the contract's safety limits (a weak "
                         "policy is then stopped early and the run measures little)")
     args = parser.parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
-    os.environ["ALOHA_GC_FREEZE"] = "1" if args.gc_freeze == "on" else "0"
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
     import rclpy
@@ -134,7 +133,7 @@ def main() -> None:
         policy_yaml = str(Path(get_package_share_directory("aloha_bringup")) / "config" / "policy.yaml")
         procs.append(start("cosmos_policy_ros", "policy_node", {
             "checkpoint": str(checkpoint), "camera_hw_check": "resize", "execute_steps": args.execute_steps,
-            "prefetch": not args.no_prefetch}, params_file=policy_yaml))
+            "prefetch": not args.no_prefetch, "torch_threads": args.torch_threads}, params_file=policy_yaml))
         wait_for(procs[-1], "policy ready", 300, lines)
         print(next(line.strip() for line in lines if "policy ready" in line))
 
@@ -173,10 +172,11 @@ def main() -> None:
             return np.abs(np.diff(np.asarray(times)) * 1000 - period_ms)
 
         print(f"\npolicy loop, {height}x{width} x 3 cameras, {result.steps_executed} steps, "
-              f"{result.chunks_executed} chunks, gc freeze {args.gc_freeze}, end: {result.end_detail}")
-        print(f"  control period error (node clock)      {percentiles(np.abs(np.array(result.tick_period_ms) - period_ms))}")
-        print(f"  control period error (subscriber)      {percentiles(period_error(arrivals['commands']))}")
-        print(f"  baseline: sim joint_states (subscriber) {percentiles(period_error(arrivals['joint_states']))}")
+              f"{result.chunks_executed} chunks, torch threads {args.torch_threads or 'default'}, end: {result.end_detail}")
+        node_error = np.abs(np.array(result.tick_period_ms) - period_ms)
+        print(f"  control period error (node clock)      {percentiles(node_error, hiccups=True)}")
+        print(f"  control period error (subscriber)      {percentiles(period_error(arrivals['commands']), True)}")
+        print(f"  baseline: sim joint_states (subscriber) {percentiles(period_error(arrivals['joint_states']), True)}")
         print(f"  stall ticks per chunk boundary         {result.stall_ticks / boundaries:.2f} "
               f"({result.stall_ticks} over {boundaries} boundaries)")
         print(f"  chunk latency                          {percentiles(result.chunk_latency_ms)}")
