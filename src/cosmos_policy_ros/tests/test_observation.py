@@ -127,16 +127,21 @@ def test_a_good_message_clears_its_streams_refusal():
     assert a.snapshot(0.02).images["cam_high"].shape == (4, 6, 3)
 
 
-def test_a_camera_lagging_behind_the_others_pairs_with_their_kept_frames():
-    # cam_high's newest frame is 4 periods behind cam_left_wrist's: the observation is taken at cam_high's
-    # moment, with cam_left_wrist's kept frame and the joint state of that moment (value = step index)
-    a = assembler(sync_tolerance_s=0.01)
+def feed_with_cam_high_stopping_after(a, last_k):
+    """Steps 0-9 at 50 Hz (frame value = joint value = step), cam_high only up to step `last_k`."""
     for k in range(10):
         t = k * 0.02
         a.add_joint_state(np.full(14, float(k)), t, t)
         a.add_image("cam_left_wrist", 4, 6, "rgb8", frame(k), t, t)
-        if k <= 5:
+        if k <= last_k:
             a.add_image("cam_high", 4, 6, "rgb8", frame(k), t, t)
+
+
+def test_a_camera_lagging_behind_the_others_pairs_with_their_kept_frames():
+    # cam_high's newest frame is 4 periods behind cam_left_wrist's: the observation is taken at cam_high's
+    # moment, with cam_left_wrist's kept frame and the joint state of that moment (value = step index)
+    a = assembler(sync_tolerance_s=0.01)
+    feed_with_cam_high_stopping_after(a, 5)
     obs = a.snapshot(0.19)
     assert obs.stamp_s == pytest.approx(0.10) and obs.qpos[0] == 5.0
     assert obs.images["cam_high"][0, 0, 0] == 5 and obs.images["cam_left_wrist"][0, 0, 0] == 5
@@ -145,12 +150,7 @@ def test_a_camera_lagging_behind_the_others_pairs_with_their_kept_frames():
 
 def test_a_lag_longer_than_the_kept_frames_is_not_ready():
     a = assembler(sync_tolerance_s=0.01, frame_history=3)
-    for k in range(10):
-        t = k * 0.02
-        a.add_joint_state(np.full(14, float(k)), t, t)
-        a.add_image("cam_left_wrist", 4, 6, "rgb8", frame(k), t, t)
-        if k <= 2:
-            a.add_image("cam_high", 4, 6, "rgb8", frame(k), t, t)
+    feed_with_cam_high_stopping_after(a, 2)
     with pytest.raises(ObservationError) as err:
         a.snapshot(0.19)
     assert err.value.reason == "not_ready" and "ms from the nearest joint state" in err.value.detail
