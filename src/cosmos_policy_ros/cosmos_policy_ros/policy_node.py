@@ -54,6 +54,14 @@ CLOCK_MODES = ("realtime", "lockstep")
 LOCKSTEP_FRAME_WAIT_S = 1.0  # lockstep: how long to wait for a step's frames before holding one step
 LOCKSTEP_HOLDS_FOR_FRAMES = 3  # ... and how many such holds before the cameras count as stale
 
+# Python hands the GIL to a waiting thread only after this long (default 5 ms). This node's sensor callbacks,
+# executor, control loop and inference share one GIL; every wake-up of the executor waited up to 5 ms while
+# the inference thread ran, and at 200 sensor messages/s the callbacks fell behind by hundreds of ms
+# (bench_policy_loop.py, 96x128, 2 cores, three runs each: at 5 ms all three goals ended within 63 steps on
+# "joint_states: no message for 0.26-0.28 s" while the simulator published every 20-67 ms; at 1 ms none did,
+# period error p99 60-220 ms against 244-340)
+GIL_SWITCH_INTERVAL_S = 0.001
+
 
 def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
@@ -873,6 +881,7 @@ class PolicyNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     # several threads: sensor callbacks and the action server's execute callbacks run side by side
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     sys.exit(run_node("policy_node", PolicyNode, setup_errors=(ValueError, FileNotFoundError), args=args,
                       make_executor=lambda: MultiThreadedExecutor(num_threads=4)))
 
