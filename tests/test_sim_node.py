@@ -489,3 +489,27 @@ def test_lockstep_sim_refuses_to_follow_a_clock(start_node):
     assert rc != 0, sim.output
     assert "parameter use_sim_time:=true with mode:=lockstep" in sim.output, sim.output
     assert "Traceback" not in sim.output, sim.output
+
+
+def test_a_lockstep_simulator_in_another_namespace_missed_at_start_up_leaves(start_node, test_node):
+    """Measured defect (CI): the start-up check missed the first lockstep sim's /clock, and the watch after
+    start-up looked only at this namespace's joint states: the second ran on, both driving the global /clock."""
+    import os
+    import sys
+
+    from ros_harness import NodeProcess
+    lockstep = {**SMALL, "camera_rate_hz": 5.0, "mode": "lockstep"}
+    first = start_node("aloha_sim", "sim_node", params=lockstep, ros_args=["-r", "__ns:=/robot_a"])
+    assert first.wait_for_output("ALOHA sim ready", 60), first.output
+    argv = [sys.executable, "-c", BLIND_START_UP_CHECK_SCRIPT, "--ros-args", "-r", "__ns:=/robot_b"]
+    for key, value in lockstep.items():
+        argv += ["-p", f"{key}:={value}"]
+    second = NodeProcess(argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        rc = wait_for_exit(second, 60)
+    finally:
+        second.stop()
+    assert rc == 1, second.output
+    assert "ALOHA sim ready" in second.output, second.output  # it did start: the check above was blind
+    assert "found just after start-up" in second.output and "/clock" in second.output, second.output
+    assert first.proc.poll() is None, first.output

@@ -155,6 +155,10 @@ class SimNode(Node):
         # discovery may still be under way: a second robot seen just after start-up means this one is the newcomer
         self.newcomer_watch = NewcomerWatch(self, c.topic("joint_states"), peer_check_s, "simulator or robot",
                                             clock=self.steady)
+        # lockstep: /clock is global, so a lockstep sim in another namespace is a second robot too (the start-up
+        # check looks for it; a CI run once missed it there, and the joint-state watch cannot see another namespace)
+        self.clock_watch = (NewcomerWatch(self, c.topic("clock"), peer_check_s, "simulator or robot",
+                                          clock=self.steady) if self.pub_clock is not None else None)
         self.publish_observation(render=True)
         self.get_logger().info(
             f"ALOHA sim ready: task={self.task} seed={seed} mode={self.mode} cameras={self.cameras} "
