@@ -55,8 +55,9 @@ LOCKSTEP_FRAME_WAIT_S = 1.0  # lockstep: how long to wait for a step's frames be
 LOCKSTEP_HOLDS_FOR_FRAMES = 3  # ... and how many such holds before the cameras count as stale
 
 # Python hands the GIL to a waiting thread only after this long (default 5 ms). This node's sensor callbacks,
-# executor, control loop and inference share one GIL; every wake-up of the executor waited up to 5 ms while
-# the inference thread ran, and at 200 sensor messages/s the callbacks fell behind by hundreds of ms
+# executor, control loop and inference share one GIL: a thread that wakes (the executor, a sensor callback)
+# can wait that long while the inference thread runs, and at 200 sensor messages/s the callbacks fell behind
+# by hundreds of ms
 # (bench_policy_loop.py, 96x128, 2 cores, three runs each: at 5 ms all three goals ended within 63 steps on
 # "joint_states: no message for 0.26-0.28 s" while the simulator published every 20-67 ms; at 1 ms none did,
 # period error p99 60-220 ms against 244-340)
