@@ -440,22 +440,27 @@ def test_a_second_simulator_on_the_same_domain_refuses_to_start(start_node, test
 BLIND_START_UP_CHECK_SCRIPT = blind_start_up_check_script("aloha_sim.sim_node")
 
 
-def test_a_second_simulator_missed_at_start_up_leaves_and_the_first_keeps_running(start_node, test_node):
-    """Measured defect (CI): discovery took longer than the 3 s start-up check, and the second sim ran on."""
+def run_blind_second_sim(params: dict, ros_args: list[str] | None = None):
+    """A second sim whose start-up check sees nothing, run until it exits: (its process, its exit status)."""
     import os
     import sys
 
     from ros_harness import NodeProcess
-    first = start_node("aloha_sim", "sim_node", params={**SMALL, "camera_rate_hz": 5.0})
-    assert first.wait_for_output("ALOHA sim ready", 60), first.output
-    argv = [sys.executable, "-c", BLIND_START_UP_CHECK_SCRIPT, "--ros-args"]
-    for key, value in {**SMALL, "camera_rate_hz": 5.0}.items():
+    argv = [sys.executable, "-c", BLIND_START_UP_CHECK_SCRIPT, "--ros-args", *(ros_args or [])]
+    for key, value in params.items():
         argv += ["-p", f"{key}:={value}"]
     second = NodeProcess(argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        rc = wait_for_exit(second, 60)
+        return second, wait_for_exit(second, 60)
     finally:
         second.stop()
+
+
+def test_a_second_simulator_missed_at_start_up_leaves_and_the_first_keeps_running(start_node, test_node):
+    """Measured defect (CI): discovery took longer than the 3 s start-up check, and the second sim ran on."""
+    first = start_node("aloha_sim", "sim_node", params={**SMALL, "camera_rate_hz": 5.0})
+    assert first.wait_for_output("ALOHA sim ready", 60), first.output
+    second, rc = run_blind_second_sim({**SMALL, "camera_rate_hz": 5.0})
     assert rc == 1, second.output
     assert "ALOHA sim ready" in second.output, second.output  # it did start: the check above was blind
     assert "found just after start-up" in second.output and "ROS_DOMAIN_ID" in second.output, second.output
@@ -494,21 +499,10 @@ def test_lockstep_sim_refuses_to_follow_a_clock(start_node):
 def test_a_lockstep_simulator_in_another_namespace_missed_at_start_up_leaves(start_node, test_node):
     """Measured defect (CI): the start-up check missed the first lockstep sim's /clock, and the watch after
     start-up looked only at this namespace's joint states: the second ran on, both driving the global /clock."""
-    import os
-    import sys
-
-    from ros_harness import NodeProcess
     lockstep = {**SMALL, "camera_rate_hz": 5.0, "mode": "lockstep"}
     first = start_node("aloha_sim", "sim_node", params=lockstep, ros_args=["-r", "__ns:=/robot_a"])
     assert first.wait_for_output("ALOHA sim ready", 60), first.output
-    argv = [sys.executable, "-c", BLIND_START_UP_CHECK_SCRIPT, "--ros-args", "-r", "__ns:=/robot_b"]
-    for key, value in lockstep.items():
-        argv += ["-p", f"{key}:={value}"]
-    second = NodeProcess(argv, {**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        rc = wait_for_exit(second, 60)
-    finally:
-        second.stop()
+    second, rc = run_blind_second_sim(lockstep, ["-r", "__ns:=/robot_b"])
     assert rc == 1, second.output
     assert "ALOHA sim ready" in second.output, second.output  # it did start: the check above was blind
     assert "found just after start-up" in second.output and "/clock" in second.output, second.output

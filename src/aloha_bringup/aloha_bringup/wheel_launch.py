@@ -513,7 +513,7 @@ def supervise(nodes: list[NodeProcess], env: dict[str, str]) -> int:
         # as launch's ExecuteProcess does: SIGINT, then SIGTERM after sigterm_timeout (5 s), then SIGKILL after
         # sigkill_timeout (5 s more); a node started with SIGINT ignored (from a background job) still stops
         for sig, wait_s in ((signal.SIGINT, SIGTERM_TIMEOUT_S), (signal.SIGTERM, SIGKILL_TIMEOUT_S),
-                            (signal.SIGKILL, None)):
+                            (signal.SIGKILL, 5.0)):
             alive = [(node, proc) for node, proc, _ in procs.values() if proc.poll() is None]
             if not alive:
                 break
@@ -521,7 +521,7 @@ def supervise(nodes: list[NodeProcess], env: dict[str, str]) -> int:
                 if sig != signal.SIGINT:
                     print(f"[launch] {node.label} still running: sending {sig.name}", flush=True)
                 os.killpg(proc.pid, sig)
-            deadline = time.monotonic() + (wait_s if wait_s is not None else 5.0)
+            deadline = time.monotonic() + wait_s
             for _node, proc in alive:
                 try:
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
