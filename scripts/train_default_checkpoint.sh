@@ -54,6 +54,9 @@ main() {
     DATA=${DATA:-data/demos_96x128}
     RUN=${RUN:-runs/default}
     VAE=${VAE:-}  # empty: the shipped recipe, a random frozen VAE
+    # regions of interest, e.g. CROP="cam_high=0.3,0.15,0.5,0.7" (space-separated, one per camera): the VAE
+    # (stage 0) and the policy (stage A) see only that part of the camera; empty: whole frames (the release)
+    CROP=${CROP:-}
     SAMPLE_STRIDE=${SAMPLE_STRIDE:-5}
     CONTINUE_RUN=${CONTINUE_RUN:-runs/default_continue}
     OUT=${OUT:-checkpoints/aloha_sim_default}
@@ -83,6 +86,9 @@ main() {
     # Two runs, as measured: 1,500 steps weighting detail only, then 600 more adding the colour weight.
     local vae_data=(--data "$DATA/transfer_cube" --data "$DATA/insertion" --network small --batch-size 16
                     --frames-per-episode 12 --no-progress --overwrite)
+    local crops=() crop
+    for crop in $CROP; do crops+=(--camera-crop "$crop"); done
+    vae_data+=("${crops[@]}")
     local vae_dir=()
     [ -n "$VAE" ] && vae_dir=(--vae-dir "$VAE")
     if [ -n "$VAE" ] && [ ! -f "$VAE/vae/config.json" ]; then
@@ -111,7 +117,7 @@ main() {
                 resume=(--resume)
                 echo "resuming $RUN at step $(current_step "$RUN"), training to $target"
             fi
-            cosmos-policy train "${common[@]}" --layout aloha --network small "${vae_dir[@]}" --out "$RUN" \
+            cosmos-policy train "${common[@]}" --layout aloha --network small "${vae_dir[@]}" "${crops[@]}" --out "$RUN" \
                 "${resume[@]}" --seed 0 \
                 --steps "$target" --lr-cycle-steps "$target"
             [ "$(current_step "$RUN")" -ge "$target" ] || stopped "$RUN" "$target"

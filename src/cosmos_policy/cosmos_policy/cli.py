@@ -16,6 +16,9 @@ from .stop_signals import sigterm_as_ctrl_c
 log = logging.getLogger("cosmos_policy")
 
 NETWORK_PRESETS = ["tiny", "small", "medium", "2b"]
+CAMERA_CROP_HELP = ("region of interest of one camera (repeatable), fractions of its frame, e.g. "
+                    "cam_high=0.3,0.15,0.5,0.7; not the release, which sees whole frames: it enlarges small objects "
+                    "in the CPU presets' 64 px input")
 EXIT_USAGE = 2  # a mistake the user can fix (bad option, missing or unreadable file), as argparse exits
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a SIGINT death
 
@@ -52,6 +55,8 @@ def _add_train(sub) -> None:
                    help="network preset: 2b (the real model, GPU), small (CPU-trainable, the default ALOHA sim "
                         "checkpoint), tiny (tests)")
     p.add_argument("--base-dir", type=Path, help="local diffusers folder (transformer/ + vae/) with the base weights")
+    p.add_argument("--camera-crop", action="append", default=[], metavar="CAMERA=TOP,LEFT,HEIGHT,WIDTH",
+                   help=CAMERA_CROP_HELP + "; kept in the checkpoint, so inference crops the same way")
     p.add_argument("--vae-dir", type=Path,
                    help="folder written by `cosmos-policy pretrain-vae` (vae/ inside): the frozen VAE to train with "
                         "instead of a random one; the checkpoint embeds its weights and latent statistics")
@@ -96,7 +101,7 @@ def _add_finetune_planning(sub) -> None:
                           world_model_prob=mix.world_model_prob)
     # what `train` takes from its own options, fixed here: the network, layout and statistics are the base's
     p.set_defaults(func=cmd_finetune_planning, job="finetune-planning", objective_mix=None, stats=None,
-                   network=None, layout=None, base_dir=None, vae_dir=None)
+                   network=None, layout=None, base_dir=None, vae_dir=None, camera_crop=[])
 
 
 def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sampling_prob: float | None,
@@ -205,6 +210,8 @@ def _add_pretrain_vae(sub) -> None:
     p.add_argument("--colour-weight", type=float, default=d.colour_weight,
                    help="extra loss weight per unit of colour saturation: coloured objects on a grey scene; 0 = off")
     p.add_argument("--init", type=Path, help="continue from the VAE of an earlier pretrain-vae --out (vae/ inside)")
+    p.add_argument("--camera-crop", action="append", default=[], metavar="CAMERA=TOP,LEFT,HEIGHT,WIDTH",
+                   help=CAMERA_CROP_HELP + "; train the policy with the same crops")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available); frames are augmented on the CPU")
@@ -234,10 +241,11 @@ def cmd_pretrain_vae(args) -> int:
     config = VaePretrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                frames_per_episode=args.frames_per_episode, detail_weight=args.detail_weight,
                                colour_weight=args.colour_weight, seed=args.seed)
-    layout = load_layout(args.layout)
+    layout = _layout_with_crops(load_layout(args.layout), args.camera_crop)
     report = pretrain_vae(NetworkConfig.preset_config(args.network), layout.cameras, _episode_files(args.data),
                           args.out, config, progress=not args.no_progress, init_dir=args.init,
-                          device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+                          device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                          camera_crops=dict(layout.camera_crops))
     shown = {k: report[k] for k in ("heldout_psnr_db_start", "heldout_psnr_db",
                                     "heldout_detail_psnr_db_start", "heldout_detail_psnr_db",
                                     "latent_sensitivity", "train_frames", "wall_s")}
@@ -320,6 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_release(sub)
     _add_bench(sub)
     return parser
+
+
+def _layout_with_crops(layout, crop_args: list[str]):
+    """The layout with --camera-crop's regions of interest (none given: the layout unchanged)."""
+    from .config import parse_camera_crops
+
+    if not crop_args:
+        return layout
+    try:
+        crops = parse_camera_crops(crop_args)
+        return dataclasses.replace(layout, camera_crops=crops)
+    except ValueError as exc:
+        raise UsageError(f"--camera-crop: {exc}") from None
 
 
 def _episode_files(folders: list[Path]) -> list[Path]:
@@ -411,6 +432,7 @@ def cmd_train(args) -> int:
     from .networks import load_vae_from_diffusers
     from .planning_finetune import mix_config
     from .train import Trainer, init_distributed
+    from .vae_pretrain import read_vae_camera_crops
 
     planning = args.job == "finetune-planning"
     check_train_out(args.out, args.resume, args.overwrite)
@@ -425,6 +447,9 @@ def cmd_train(args) -> int:
                              "it starts from; drop --vae-dir")
         loaded = load_checkpoint(args.init_checkpoint, require_statistics=True)
         model, network, layout, sampler_config = loaded.model, loaded.network, loaded.layout, loaded.sampler
+        if args.camera_crop and _layout_with_crops(layout, args.camera_crop).camera_crops != layout.camera_crops:
+            raise UsageError(f"--camera-crop with --init-checkpoint: a fine-tune keeps the checkpoint's regions of "
+                             f"interest ({dict(layout.camera_crops) or 'whole frames'}); drop --camera-crop")
         raw_stats = json.loads((Path(args.init_checkpoint) / STATISTICS_FILE).read_text())
         if loaded.text_cache is not None:
             text_cache.update(loaded.text_cache)
@@ -432,10 +457,16 @@ def cmd_train(args) -> int:
         log.info("fine-tuning from %s (its statistics and text embeddings are kept)", args.init_checkpoint)
     else:
         network = NetworkConfig.preset_config(args.network)
-        layout = load_layout(args.layout)
+        layout = _layout_with_crops(load_layout(args.layout), args.camera_crop)
         vae = None
         vae_base_dir = args.base_dir
         if args.vae_dir is not None:
+            vae_crops = read_vae_camera_crops(args.vae_dir)
+            if vae_crops is not None and vae_crops != dict(layout.camera_crops):
+                # the frozen VAE only knows the views it was pretrained on
+                raise UsageError(f"--vae-dir {args.vae_dir} was pretrained on camera crops {vae_crops or 'none'}, "
+                                 f"this run has {dict(layout.camera_crops) or 'none'}: pass the same --camera-crop "
+                                 f"as its pretrain-vae run")
             vae = load_vae_from_diffusers(args.vae_dir, network)
             vae_base_dir = None  # the checkpoint embeds this VAE rather than naming the base folder's
             log.info("frozen VAE from %s (latent statistics of its own)", args.vae_dir / "vae")

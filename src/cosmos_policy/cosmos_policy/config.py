@@ -162,8 +162,16 @@ class LayoutConfig:
     camera_hw: tuple[int, int] | None = None
     value_gamma: float = 0.99
     notes: str = ""
+    # Region of interest per camera, (camera, (top, left, height, width)) in fractions of the frame: the
+    # model sees only that part, resized to its input. Not in the release (which feeds whole frames at
+    # 224 px); for the CPU presets' 64 px input, where a 4-px cube in a 96x128 frame shrinks to 2 px.
+    camera_crops: tuple[tuple[str, tuple[float, float, float, float]], ...] = ()
 
     def __post_init__(self) -> None:
+        for cam, box in self.camera_crops:
+            check_crop_box(f"layout {self.name}: camera crop {cam}", box)
+            if cam not in self.cameras:
+                raise ValueError(f"layout {self.name}: camera crop names {cam!r}, not one of {self.cameras}")
         if not self.slots or self.slots[0].kind != "blank":
             raise ValueError(f"layout {self.name}: the first slot must be 'blank' (the VAE's lone first frame)")
         for slot in self.slots:
@@ -185,6 +193,10 @@ class LayoutConfig:
     @property
     def num_latent_frames(self) -> int:
         return len(self.slots)
+
+    def crop_box(self, camera: str) -> tuple[float, float, float, float] | None:
+        """This camera's region of interest (top, left, height, width as fractions), None for the whole frame."""
+        return dict(self.camera_crops).get(camera)
 
     @property
     def num_pixel_frames(self) -> int:
@@ -229,6 +241,7 @@ class LayoutConfig:
             "camera_hw": list(self.camera_hw) if self.camera_hw else None,
             "value_gamma": self.value_gamma,
             "notes": self.notes,
+            "camera_crops": {cam: list(box) for cam, box in self.camera_crops},
         }
 
     @classmethod
@@ -253,7 +266,46 @@ class LayoutConfig:
             camera_hw=tuple(hw) if hw else None,
             value_gamma=float(data.get("value_gamma", 0.99)),
             notes=str(data.get("notes", "")),
+            camera_crops=parse_camera_crops(data.get("camera_crops") or {}),
         )
+
+
+def check_crop_box(what: str, box: tuple[float, ...]) -> None:
+    """Raise ValueError unless box = (top, left, height, width) is a non-empty region inside the frame."""
+    if len(box) != 4:
+        raise ValueError(f"{what}: got {len(box)} numbers, expected 4 (top, left, height, width as fractions)")
+    top, left, height, width = box
+    if not (0.0 <= top < 1.0 and 0.0 <= left < 1.0 and height > 0.0 and width > 0.0
+            and top + height <= 1.0 + 1e-9 and left + width <= 1.0 + 1e-9):
+        raise ValueError(f"{what}: {tuple(box)} is not a region inside the frame (top, left, height, width as "
+                         f"fractions of the frame, top + height <= 1, left + width <= 1)")
+
+
+def parse_camera_crops(crops: dict[str, Any] | list[str] | tuple[str, ...]) -> tuple[
+        tuple[str, tuple[float, float, float, float]], ...]:
+    """{camera: [top, left, height, width]} or ["camera=top,left,height,width", ...] -> sorted pairs, checked."""
+    if isinstance(crops, dict):
+        items = list(crops.items())
+    else:
+        items = []
+        for text in crops:
+            cam, sep, numbers = str(text).partition("=")
+            try:
+                box = [float(v) for v in numbers.split(",")] if sep else []
+            except ValueError:
+                box = []
+            if not sep or len(box) != 4:
+                raise ValueError(f"camera crop {text!r}: expected CAMERA=TOP,LEFT,HEIGHT,WIDTH in fractions of the "
+                                 f"frame, e.g. cam_high=0.3,0.15,0.5,0.7")
+            items.append((cam, box))
+    out = []
+    for cam, box in items:
+        box = tuple(float(v) for v in box)
+        check_crop_box(f"camera crop {cam}", box)
+        out.append((str(cam), box))
+    if len({cam for cam, _ in out}) != len(out):
+        raise ValueError(f"camera crops: a camera appears twice in {[cam for cam, _ in out]}")
+    return tuple(sorted(out))
 
 
 def available_layouts() -> list[str]:

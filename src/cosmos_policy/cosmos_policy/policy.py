@@ -331,7 +331,7 @@ class CosmosPolicy:
                     f"{cam}: got {frame.shape[0]}x{frame.shape[1]} rgb8, expected {h}x{w} rgb8 "
                     f"(check the camera config)"
                 )
-            frames.append(prepare_observation_image(frame, (size, size)))
+            frames.append(prepare_observation_image(frame, (size, size), region=self.layout.crop_box(cam)))
         proprio = np.asarray(obs["proprio"], dtype=np.float64)
         if proprio.shape != (self.layout.proprio_dim,):
             raise ValueError(

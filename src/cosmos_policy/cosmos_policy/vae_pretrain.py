@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +34,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import NetworkConfig
-from .data.augment import augment_images, center_crop_resize, frames_to_tensor, resize_frames, to_model_range
+from .data.augment import (
+    augment_images,
+    center_crop_resize,
+    crop_region,
+    frames_to_tensor,
+    resize_frames,
+    to_model_range,
+)
 from .data.datasets import read_episode_record
 from .networks import build_vae, load_vae_from_diffusers
 
@@ -80,8 +87,10 @@ class FramePool:
 
 
 def load_frame_pool(episode_files: Sequence[str | Path], cameras: Sequence[str], image_px: int,
-                    frames_per_episode: int, rng: np.random.Generator) -> FramePool:
-    """Frames of every camera spread over each episode (random offsets), resized to image_px x image_px."""
+                    frames_per_episode: int, rng: np.random.Generator,
+                    camera_crops: Mapping[str, tuple[float, float, float, float]] | None = None) -> FramePool:
+    """Frames of every camera spread over each episode (random offsets), each camera's region of interest
+    (`camera_crops`, as the policy will see it), resized to image_px x image_px."""
     frames, cams, sources = [], [], []
     for path in tqdm(list(episode_files), desc="reading frames", unit="ep", leave=False):
         record = read_episode_record(path, cameras)
@@ -91,7 +100,7 @@ def load_frame_pool(episode_files: Sequence[str | Path], cameras: Sequence[str],
         picks = sorted({int(rng.integers(int(lo), max(int(lo) + 1, int(hi)))) for lo, hi in zip(edges[:-1], edges[1:])})
         read = record.frames.read(picks)
         for cam in cameras:
-            frames.append(resize_frames(read[cam], (image_px, image_px)))
+            frames.append(resize_frames(crop_region(read[cam], (camera_crops or {}).get(cam)), (image_px, image_px)))
             cams += [cam] * len(picks)
             sources += [str(path)] * len(picks)
     if not frames:
@@ -185,10 +194,13 @@ def latent_sensitivity(vae: torch.nn.Module, pixels: torch.Tensor, mean: Sequenc
 def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: Sequence[str | Path],
                  out_dir: str | Path, config: VaePretrainConfig = VaePretrainConfig(),
                  progress: bool = True, init_dir: str | Path | None = None,
-                 device: str | torch.device = "cpu") -> dict:
+                 device: str | torch.device = "cpu",
+                 camera_crops: Mapping[str, tuple[float, float, float, float]] | None = None) -> dict:
     """Train `network`'s VAE on the episodes' frames; write OUT/vae/ (diffusers) and OUT/vae_pretrain.json.
 
     `init_dir`: continue from the VAE of an earlier run (a folder with vae/) instead of a random one.
+    `camera_crops`: each camera's region of interest (the layout's), recorded in the report so that
+    `train --vae-dir` can insist on the same.
     `device`: where the VAE trains; frames are read and augmented on the CPU either way."""
     device = torch.device(device)
     out_dir = Path(out_dir)
@@ -202,8 +214,8 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
     n_held = max(1, int(round(config.heldout_fraction * len(files))))
     held_files, train_files = [files[i] for i in order[:n_held]], [files[i] for i in order[n_held:]]
     px = network.image_size_px
-    train_pool = load_frame_pool(train_files, cameras, px, config.frames_per_episode, rng)
-    held_pool = load_frame_pool(held_files, cameras, px, config.frames_per_episode, rng)
+    train_pool = load_frame_pool(train_files, cameras, px, config.frames_per_episode, rng, camera_crops)
+    held_pool = load_frame_pool(held_files, cameras, px, config.frames_per_episode, rng, camera_crops)
     held = batch_from_pool(held_pool, np.arange(len(held_pool)), np.zeros(len(held_pool), bool), generator,
                            px).to(device)
 
@@ -248,6 +260,7 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
         "network_preset": network.preset,
         "image_size_px": px,
         "cameras": list(cameras),
+        "camera_crops": {cam: list(box) for cam, box in sorted((camera_crops or {}).items())},
         "train_episodes": len(train_files),
         "heldout_episodes": [str(p) for p in held_files],
         "train_frames": len(train_pool),
@@ -266,6 +279,16 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
     }
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def read_vae_camera_crops(vae_dir: str | Path) -> dict[str, tuple[float, ...]] | None:
+    """The regions of interest a pretrain-vae run trained on ({} for whole frames); None when the folder has no
+    report (a VAE from elsewhere: nothing to check against)."""
+    path = Path(vae_dir) / REPORT_FILE
+    if not path.is_file():
+        return None
+    crops = json.loads(path.read_text()).get("camera_crops") or {}
+    return {cam: tuple(float(v) for v in box) for cam, box in crops.items()}
 
 
 def read_vae_statistics(vae_dir: str | Path) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -16,6 +16,9 @@ resampling (`grid_sample`), so the image is interpolated once. Plain torch: no t
 
 Test time (`prepare_observation_image`): resize the camera frame to the layout's image size, then the
 centred 90 % crop resized back, no rotation or jitter.
+
+A layout may name a region of interest per camera (`LayoutConfig.camera_crops`, not in the release):
+`crop_region` cuts it out of the camera frame before anything else, in training and at inference alike.
 """
 
 from __future__ import annotations
@@ -37,6 +40,19 @@ def crop_size(height: int, width: int, area_fraction: float = CROP_AREA_FRACTION
         raise ValueError(f"area_fraction={area_fraction}: expected 0 < fraction <= 1")
     side = math.sqrt(area_fraction)
     return max(1, int(round(height * side))), max(1, int(round(width * side)))
+
+
+def crop_region(frames: np.ndarray, box: tuple[float, float, float, float] | None) -> np.ndarray:
+    """The region of interest `box` = (top, left, height, width), fractions of the frame, of uint8
+    (..., H, W, 3) frames; None keeps the whole frame. Pixel edges are rounded, at least one pixel kept."""
+    if box is None:
+        return frames
+    height, width = frames.shape[-3:-1]
+    top, left, box_h, box_w = box
+    row0, col0 = int(round(top * height)), int(round(left * width))
+    row1 = min(height, max(row0 + 1, int(round((top + box_h) * height))))
+    col1 = min(width, max(col0 + 1, int(round((left + box_w) * width))))
+    return frames[..., row0:row1, col0:col1, :]
 
 
 def resize_frames(frames: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -95,9 +111,11 @@ def center_crop_resize(images: torch.Tensor, out_hw: tuple[int, int] | None = No
 
 
 def prepare_observation_image(frame: np.ndarray, image_hw: tuple[int, int],
-                              area_fraction: float = CROP_AREA_FRACTION) -> torch.Tensor:
-    """Camera frame uint8 (H, W, 3) -> float32 (3, h, w) in [-1, 1], as training saw it (centre crop)."""
-    resized = resize_frames(frame, image_hw)
+                              area_fraction: float = CROP_AREA_FRACTION,
+                              region: tuple[float, float, float, float] | None = None) -> torch.Tensor:
+    """Camera frame uint8 (H, W, 3) -> float32 (3, h, w) in [-1, 1], as training saw it (its region of
+    interest, if any, then the centre crop)."""
+    resized = resize_frames(crop_region(frame, region), image_hw)
     return to_model_range(center_crop_resize(frames_to_tensor(resized), image_hw, area_fraction))
 
 

@@ -70,6 +70,7 @@ from cosmos_policy.data.augment import (
     DEFAULT_AUGMENT_VARIANT,
     augment_images,
     center_crop_resize,
+    crop_region,
     frames_to_tensor,
     resize_frames,
     to_model_range,
@@ -218,13 +219,15 @@ class SampleSpec:
     value_gamma: float
     text_max_tokens: int
     text_dim: int
+    camera_crops: tuple[tuple[str, tuple[float, float, float, float]], ...] = ()  # the layout's regions of interest
 
     @classmethod
     def from_configs(cls, layout: LayoutConfig, network: NetworkConfig) -> SampleSpec:
         return cls(cameras=tuple(layout.cameras), image_hw=(network.image_size_px, network.image_size_px),
                    action_chunk=layout.action_chunk, action_dim=layout.action_dim,
                    proprio_dim=layout.proprio_dim, value_gamma=layout.value_gamma,
-                   text_max_tokens=network.text_max_tokens, text_dim=network.text_embed_dim)
+                   text_max_tokens=network.text_max_tokens, text_dim=network.text_embed_dim,
+                   camera_crops=layout.camera_crops)
 
 
 @dataclass
@@ -620,7 +623,9 @@ class EpisodeDataset(Dataset):
 
     def _images(self, episode: LoadedEpisode, steps: Sequence[int], augment_seed: int) -> torch.Tensor:
         read = episode.frames.read(steps, self.files)
-        frames = np.stack([resize_frames(read[cam], self.spec.image_hw) for cam in self.spec.cameras], axis=1)
+        crops = dict(self.spec.camera_crops)
+        frames = np.stack([resize_frames(crop_region(read[cam], crops.get(cam)), self.spec.image_hw)
+                           for cam in self.spec.cameras], axis=1)
         images = frames_to_tensor(frames)  # (len(steps), n_cams, 3, H, W)
         if self.augment:
             # one draw for the whole sample: current and future frames of every camera
