@@ -98,3 +98,30 @@ def test_planner_runs_best_of_n_at_each_observation(tmp_path):
     assert len(report.planning_tied) == len(report.planning_sample_mean) == 1
     assert all(0.0 <= f <= 1.0 for f in report.planning_samples_above_threshold)
     assert all(0.0 <= m <= 1.0 for m in report.planning_sample_mean)
+
+
+def test_scene_swap_tells_a_policy_that_follows_the_objects_from_a_blind_one(tmp_path):
+    from types import SimpleNamespace
+
+    from cosmos_policy.data.act_episode import read_act_episode
+    from cosmos_policy.data.model_quality import evaluate_scene_swap
+
+    paths = write_synthetic_episodes(tmp_path / "demos", count=3, steps=60, attrs=[{"task_description": "t"}] * 3)
+    policy = random_tiny_policy(paths)
+    episodes = [read_act_episode(p) for p in paths]
+    chunks = [e.action[:50].astype(np.float64) for e in episodes]
+    # a policy that acts as the demonstration whose cam_high it is shown: it follows the scene exactly
+    scene_of = {float(policy.prepare({"images": {c: e.images[c][0] for c in policy.layout.cameras},
+                                      "proprio": e.qpos[0], "task": "t"}).images.sum()): i
+                for i, e in enumerate(episodes)}
+    policy.infer = lambda prepared, num_steps, seed: SimpleNamespace(  # noqa: ARG005
+        actions=chunks[scene_of[float(prepared.images.sum())]])
+    seeing = evaluate_scene_swap(policy, paths, policy_action_steps=1)
+    assert len(seeing.scene_swap_action_change) == 3
+    np.testing.assert_allclose(seeing.scene_swap_action_change, seeing.scene_swap_demo_difference)
+    assert all(d > 0 for d in seeing.scene_swap_demo_difference) and all(seeing.scene_swap_toward_other)
+    # a blind one: the same chunk whatever the cameras show
+    policy.infer = lambda prepared, num_steps, seed: SimpleNamespace(actions=chunks[0])  # noqa: ARG005
+    blind = evaluate_scene_swap(policy, paths, policy_action_steps=1).summary()
+    assert blind["scene_swap_action_change_normalised"] == 0.0 and blind["scene_swap_toward_other_fraction"] == 0.0
+    assert blind["scene_swap_pairs"] == 3

@@ -9,6 +9,12 @@ and the RECORDED action chunk, then
   offline action error (`policy_action_steps` denoising steps; 0 skips it), and again with every camera
   black (same noise): how far the chunk moves is how much the policy looks at its cameras. A policy whose
   VAE gives no image information moves < 0.001 (measured on a random-VAE `small` checkpoint).
+Whether the policy sees the task's objects, not only its own arms (`--policy-action-steps`, on demos): at the
+first step of every episode the arms stand at the same start pose, so two episodes' first frames differ only
+where the objects lie. The policy's first chunk is sampled from each episode's first observation and again
+with the next episode's cameras (same noise): how far it moves against how far the two demonstrations'
+chunks differ, and how often the swapped chunk lands closer to the other demonstration's chunk. A policy
+blind to the objects moves by ~0 and gets ~half of these "right" by chance.
 The value's ability to tell success from failure is the ROC AUC of the predicted values against the
 episodes' success labels (demos and success-attr rollouts count as successes); it needs both classes.
 
@@ -56,6 +62,10 @@ class QualityReport:
     planning_value_spread: list[float] = field(default_factory=list)  # max - min over the candidates
     planning_samples_above_threshold: list[float] = field(default_factory=list)  # fraction of raw V(s') samples
     planning_sample_mean: list[float] = field(default_factory=list)  # mean raw V(s') sample
+    # first observations with another episode's cameras (objects elsewhere, arms alike): per episode pair
+    scene_swap_action_change: list[float] = field(default_factory=list)  # own chunk vs swapped-camera chunk
+    scene_swap_demo_difference: list[float] = field(default_factory=list)  # the two recorded chunks
+    scene_swap_toward_other: list[bool] = field(default_factory=list)  # swapped chunk closer to the other demo
 
     def summary(self) -> dict:
         per_episode: dict[str, list[float]] = {}
@@ -84,6 +94,10 @@ class QualityReport:
             "planning_value_spread": _mean(self.planning_value_spread),
             "planning_samples_above_threshold": _mean(self.planning_samples_above_threshold),
             "planning_sample_mean": _mean(self.planning_sample_mean),
+            "scene_swap_pairs": len(self.scene_swap_action_change),
+            "scene_swap_action_change_normalised": _mean(self.scene_swap_action_change),
+            "scene_swap_demo_difference_normalised": _mean(self.scene_swap_demo_difference),
+            "scene_swap_toward_other_fraction": _mean([float(t) for t in self.scene_swap_toward_other]),
         }
 
 
@@ -179,6 +193,42 @@ def evaluate_quality(policy, episode_files: Sequence[str | Path], *, steps_per_e
     return report
 
 
+@torch.no_grad()
+def evaluate_scene_swap(policy, episode_files: Sequence[str | Path], *, policy_action_steps: int, seed: int = 0,
+                        task: str | None = None, report: QualityReport | None = None) -> QualityReport:
+    """Does the policy's first chunk follow the objects? (see the module text) Episode i's first observation
+    is run as recorded and with episode i+1's cameras (cyclic), with the same noise."""
+    from cosmos_policy.data.datasets import read_episode_record, task_from_path
+
+    report = report if report is not None else QualityReport()
+    layout = policy.layout
+    actions_norm = policy._normalizer("actions")
+    firsts = []
+    for path in episode_files:
+        record = read_episode_record(path, layout.cameras)
+        frames = record.frames.read([0])
+        firsts.append(({cam: frames[cam][0] for cam in layout.cameras}, record.proprio[0],
+                       task or str(record.attrs.get("task_description") or task_from_path(Path(path))),
+                       np.clip(actions_norm.normalize(record.actions[:layout.action_chunk]), -1, 1)))
+    if len(firsts) < 2:
+        return report
+
+    def chunk(images, proprio, text) -> np.ndarray:
+        prepared = policy.prepare({"images": images, "proprio": proprio, "task": text})
+        return np.clip(actions_norm.normalize(policy.infer(prepared, num_steps=policy_action_steps,
+                                                           seed=seed).actions), -1, 1)
+
+    for i, (images, proprio, text, demo) in enumerate(firsts):
+        other_images, _, other_text, other_demo = firsts[(i + 1) % len(firsts)]
+        if other_text != text:  # the pair must differ only in the scene
+            continue
+        own, swapped = chunk(images, proprio, text), chunk(other_images, proprio, text)
+        report.scene_swap_action_change.append(float(np.abs(own - swapped).mean()))
+        report.scene_swap_demo_difference.append(float(np.abs(demo - other_demo).mean()))
+        report.scene_swap_toward_other.append(bool(np.abs(swapped - other_demo).mean() < np.abs(own - other_demo).mean()))
+    return report
+
+
 def add_planning_decision(report: QualityReport, chunk) -> None:
     """One best-of-N decision (a planning ActionChunk) into the report's planning figures."""
     from cosmos_policy.policy import RELEASE_VALUE_THRESHOLD
@@ -229,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                                 world_model_steps=args.world_model_steps, value_steps=args.value_steps,
                                 seed=args.seed, policy_action_steps=args.policy_action_steps,
                                 proposals=args.proposals, planner=planner, candidates=args.candidates)
+        if demos and args.policy_action_steps > 0:
+            for folder in folders:  # pairs within one task folder
+                evaluate_scene_swap(policy, find_episode_files(folder, split=None), seed=args.seed,
+                                    policy_action_steps=args.policy_action_steps, report=part)
         for name in vars(report):
             getattr(report, name).extend(getattr(part, name))
     summary = report.summary()
