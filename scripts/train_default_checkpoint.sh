@@ -57,6 +57,8 @@ main() {
     # regions of interest, e.g. CROP="cam_high=0.3,0.15,0.5,0.7" (space-separated, one per camera): the VAE
     # (stage 0) and the policy (stage A) see only that part of the camera; empty: whole frames (the release)
     CROP=${CROP:-}
+    # share of samples whose proprio input is hidden (train --proprio-dropout; empty: the release's 0)
+    PROPRIO_DROPOUT=${PROPRIO_DROPOUT:-}
     SAMPLE_STRIDE=${SAMPLE_STRIDE:-5}
     CONTINUE_RUN=${CONTINUE_RUN:-runs/default_continue}
     OUT=${OUT:-checkpoints/aloha_sim_default}
@@ -88,6 +90,8 @@ main() {
                     --frames-per-episode 12 --no-progress --overwrite)
     local crops=() crop
     for crop in $CROP; do crops+=(--camera-crop "$crop"); done
+    local proprio=()
+    [ -n "$PROPRIO_DROPOUT" ] && proprio=(--proprio-dropout "$PROPRIO_DROPOUT")
     vae_data+=("${crops[@]}")
     local vae_dir=()
     [ -n "$VAE" ] && vae_dir=(--vae-dir "$VAE")
@@ -117,7 +121,7 @@ main() {
                 resume=(--resume)
                 echo "resuming $RUN at step $(current_step "$RUN"), training to $target"
             fi
-            cosmos-policy train "${common[@]}" --layout aloha --network small "${vae_dir[@]}" "${crops[@]}" --out "$RUN" \
+            cosmos-policy train "${common[@]}" --layout aloha --network small "${vae_dir[@]}" "${crops[@]}" "${proprio[@]}" --out "$RUN" \
                 "${resume[@]}" --seed 0 \
                 --steps "$target" --lr-cycle-steps "$target"
             [ "$(current_step "$RUN")" -ge "$target" ] || stopped "$RUN" "$target"

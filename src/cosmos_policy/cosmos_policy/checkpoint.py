@@ -203,6 +203,8 @@ def load_checkpoint(
     model.to(device=device, dtype=dtype)
     # how its value objective was trained (V(s') for a release-style planning model); a fine-tune keeps it
     model.value_conditioning = (config.get("training") or {}).get("value_conditioning", model.value_conditioning)
+    # a policy trained without proprio input (proprio_dropout 1.0) gets none at inference either
+    model.proprio_input = float((config.get("training") or {}).get("proprio_dropout", 0.0)) < 1.0
     statistics = _load_statistics(directory, require_statistics)
     text_cache = _load_text(directory, require_text)
     return LoadedCheckpoint(model, network, layout, sampler, statistics, text_cache, config, deploy)

@@ -162,6 +162,10 @@ def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sam
     p.add_argument("--latent-versions", type=int, default=d.latent_versions,
                    help="with --cache-latents and augmentation: fixed augmented versions per sample")
     p.add_argument("--latent-cache-dtype", default=d.latent_cache_dtype, choices=LATENT_CACHE_DTYPES)
+    p.add_argument("--proprio-dropout", type=float, default=d.proprio_dropout,
+                   help="share of samples whose current proprio is hidden (not the release: 0). 1.0 trains a policy "
+                        "that sees no proprio, only cameras and text: on scripted demos a policy given the arm's pose "
+                        "copies it instead of looking at the scene (docs/results.md)")
     p.add_argument("--value-conditioning", default=d.value_conditioning, choices=VALUE_CONDITIONINGS,
                    help="value objective: V(s, a, s') (base run) or next_state = V(s'), current state and action "
                         "masked, as the release trains its planning model. Default %(default)s")
@@ -394,7 +398,8 @@ def train_config_from_args(args):
                        seed=args.seed, num_workers=args.num_workers, threads=args.threads,
                        cache_latents=args.cache_latents, latent_versions=args.latent_versions,
                        latent_cache_dtype=args.latent_cache_dtype, progress=not args.no_progress,
-                       time_limit_s=args.time_limit_min * 60.0, value_conditioning=args.value_conditioning)
+                       time_limit_s=args.time_limit_min * 60.0, value_conditioning=args.value_conditioning,
+                       proprio_dropout=args.proprio_dropout)
 
 
 def check_train_out(out: Path, resume: bool, overwrite: bool) -> None:

@@ -100,6 +100,8 @@ class CosmosPolicyModel(nn.Module):
         # How `training_loss` conditions the value objective: "state_action_next_state" V(s, a, s') (base
         # run) or "next_state" V(s') (the release's planning model). A plain attribute, not saved weights.
         self.value_conditioning = check_value_conditioning(value_conditioning)
+        # False: trained without proprio input (`TrainConfig.proprio_dropout` 1.0); inference hides it too
+        self.proprio_input = True
         layout.check_fits(network_config.latent_frame_numel)
         self.network_config = network_config
         self.layout = layout

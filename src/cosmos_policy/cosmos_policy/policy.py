@@ -344,6 +344,8 @@ class CosmosPolicy:
         if not isinstance(task, str) or not task.strip():
             raise ValueError(f"task: got {task!r}, expected a non-empty task description")
         proprio_n = torch.as_tensor(self._normalizer("proprio").normalize(proprio.astype(np.float32)))
+        if not self.model.proprio_input:  # trained without it (proprio_dropout 1.0): hidden as in training
+            proprio_n = torch.zeros_like(proprio_n)
         self._normalizer("actions")
         self._text(task)
         return PreparedObservation(torch.stack(frames)[None], proprio_n[None].float(), task)

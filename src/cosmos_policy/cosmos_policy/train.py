@@ -123,9 +123,17 @@ class TrainConfig:
     time_limit_s: float = 0.0  # stop (and save) after the step that passes this wall time (0: off)
     # the value objective: V(s, a, s') for a base run; "next_state" = V(s') for the release's planning model
     value_conditioning: str = STATE_ACTION_NEXT_STATE
+    # Not the release (0: it always conditions on the robot state). The share of samples whose current
+    # proprio is hidden (written as zeros). On scripted demos the arm's pose mid-approach already says where
+    # the cube is, and a policy that conditions on it copies its own state instead of looking (measured:
+    # with another episode's proprio its chunk follows that episode's demo 8 times in 8, whatever the
+    # cameras show). 1.0 trains a policy without proprio input; the checkpoint then hides it at inference.
+    proprio_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_value_conditioning(self.value_conditioning)
+        if not 0.0 <= self.proprio_dropout <= 1.0:
+            raise ValueError(f"proprio_dropout={self.proprio_dropout}: expected a share between 0 and 1")
         for name, allowed in (("decay", DECAY_CHOICES), ("latent_cache_dtype", LATENT_CACHE_DTYPES),
                               ("precision", PRECISION_CHOICES), ("distributed", DISTRIBUTED_CHOICES)):
             if getattr(self, name) not in allowed:
@@ -352,6 +360,15 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
     return None
 
 
+def hide_proprio(proprio: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """Normalised proprio (B, d) with each sample's row zeroed with probability `share` (all rows at 1.0):
+    the value a policy trained without proprio input sees at inference too (`CosmosPolicy.prepare`)."""
+    if share >= 1.0:
+        return torch.zeros_like(proprio)
+    hidden = torch.rand(proprio.shape[0], generator=generator) < share
+    return torch.where(hidden.to(proprio.device)[:, None], torch.zeros_like(proprio), proprio)
+
+
 def _step_generator(seed: int, step: int, rank: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 4099 + rank) * 131 + micro)
 
@@ -509,6 +526,7 @@ class Trainer:
         save_checkpoint(directory, self.model, dit_state=model_state, sampler=self.sampler_config,
                         statistics=self.statistics, text_cache=self.text_cache, vae_base_dir=self.vae_base_dir,
                         extra_config={"training": {"step": self.step, "value_conditioning": self.config.value_conditioning,
+                                                     "proprio_dropout": self.config.proprio_dropout,
                                                      **self.extra_config}})
         tensors, optimizer_meta = optimizer_state
         tensors["rng/torch"] = torch.get_rng_state()
@@ -697,6 +715,9 @@ class Trainer:
             for micro in range(cfg.grad_accum):
                 batch = {k: v.to(ctx.device, non_blocking=True) for k, v in next(loader).items()}
                 generator = _step_generator(cfg.seed, self.step, ctx.rank, micro)
+                if cfg.proprio_dropout > 0.0:
+                    batch["proprio"] = hide_proprio(batch["proprio"], cfg.proprio_dropout,
+                                                    _step_generator(cfg.seed + 7, self.step, ctx.rank, micro))
                 is_ddp = isinstance(self.loss_module, nn.parallel.DistributedDataParallel)
                 sync_off = is_ddp and micro < cfg.grad_accum - 1  # all-reduce once, on the last micro-batch
                 autocast = (torch.autocast(ctx.device.type, dtype=autocast_dtype) if autocast_dtype is not None

@@ -111,17 +111,32 @@ def test_scene_swap_tells_a_policy_that_follows_the_objects_from_a_blind_one(tmp
     episodes = [read_act_episode(p) for p in paths]
     chunks = [e.action[:50].astype(np.float64) for e in episodes]
     # a policy that acts as the demonstration whose cam_high it is shown: it follows the scene exactly
-    scene_of = {float(policy.prepare({"images": {c: e.images[c][0] for c in policy.layout.cameras},
-                                      "proprio": e.qpos[0], "task": "t"}).images.sum()): i
+    scene_of = {float(policy.prepare({"images": {c: e.images[c][t] for c in policy.layout.cameras},
+                                      "proprio": e.qpos[t], "task": "t"}).images.sum()): (i, t)
+                for i, e in enumerate(episodes) for t in (0, 5)}
+    state_of = {float(policy.prepare({"images": {c: e.images[c][5] for c in policy.layout.cameras},
+                                      "proprio": e.qpos[5], "task": "t"}).proprio.sum()): i
                 for i, e in enumerate(episodes)}
-    policy.infer = lambda prepared, num_steps, seed: SimpleNamespace(  # noqa: ARG005
-        actions=chunks[scene_of[float(prepared.images.sum())]])
-    seeing = evaluate_scene_swap(policy, paths, policy_action_steps=1)
+
+    def follow_cameras(prepared, num_steps, seed):  # noqa: ARG001
+        i, t = scene_of[float(prepared.images.sum())]
+        return SimpleNamespace(actions=e_chunk(i, t))
+
+    def e_chunk(i, t):
+        return episodes[i].action[t:t + 50].astype(np.float64)
+
+    policy.infer = follow_cameras
+    seeing = evaluate_scene_swap(policy, paths, policy_action_steps=1, state_step=5)
     assert len(seeing.scene_swap_action_change) == 3
     np.testing.assert_allclose(seeing.scene_swap_action_change, seeing.scene_swap_demo_difference)
     assert all(d > 0 for d in seeing.scene_swap_demo_difference) and all(seeing.scene_swap_toward_other)
+    assert seeing.state_swap_follows_state == [False] * 3  # it acts on what its cameras show
+    # a copycat: at step 5 it acts as the demonstration whose robot state it is given
+    policy.infer = lambda prepared, num_steps, seed: SimpleNamespace(  # noqa: ARG005
+        actions=e_chunk(state_of.get(float(prepared.proprio.sum()), 0), 5))
+    assert evaluate_scene_swap(policy, paths, policy_action_steps=1, state_step=5).state_swap_follows_state == [True] * 3
     # a blind one: the same chunk whatever the cameras show
     policy.infer = lambda prepared, num_steps, seed: SimpleNamespace(actions=chunks[0])  # noqa: ARG005
-    blind = evaluate_scene_swap(policy, paths, policy_action_steps=1).summary()
+    blind = evaluate_scene_swap(policy, paths, policy_action_steps=1, state_step=5).summary()
     assert blind["scene_swap_action_change_normalised"] == 0.0 and blind["scene_swap_toward_other_fraction"] == 0.0
     assert blind["scene_swap_pairs"] == 3

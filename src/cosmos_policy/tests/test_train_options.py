@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from data_synthetic import write_synthetic_episodes
 
@@ -78,3 +79,54 @@ def test_step_sampler_positions_are_disjoint_across_ranks_and_resume_exactly():
     tail = list(StepBatchSampler(10, 2, seed=1, start_micro_step=4, num_micro_steps=2))
     assert whole[4:] == tail
     assert all(i >= 10 for batch in whole[5:] for i in batch)  # second pass indices carry the pass
+
+
+def test_hidden_proprio_is_zeros_for_the_drawn_share_and_reproducible():
+    from cosmos_policy.train import hide_proprio
+
+    proprio = torch.rand(4000, 14) * 2 - 1
+    hidden = hide_proprio(proprio, 0.25, torch.Generator().manual_seed(3))
+    zero_rows = (hidden == 0).all(dim=1)
+    assert 0.22 < float(zero_rows.float().mean()) < 0.28
+    torch.testing.assert_close(hidden[~zero_rows], proprio[~zero_rows])  # the others untouched
+    torch.testing.assert_close(hidden, hide_proprio(proprio, 0.25, torch.Generator().manual_seed(3)))
+    assert (hide_proprio(proprio, 1.0, torch.Generator()) == 0).all()
+    torch.testing.assert_close(hide_proprio(proprio, 0.0, torch.Generator()), proprio)
+
+
+def test_a_policy_trained_without_proprio_gets_none_at_inference(tmp_path, monkeypatch):
+    from tiny_model import observation
+
+    from cosmos_policy.checkpoint import load_checkpoint
+    from cosmos_policy.policy import CosmosPolicy
+
+    seen = []
+    original = CosmosPolicyModel.training_loss
+
+    def spy(self, batch, *args, **kwargs):
+        seen.append(batch["proprio"].clone())
+        return original(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(CosmosPolicyModel, "training_loss", spy)
+    trainer, _ = _run(tmp_path, "blind_to_state", proprio_dropout=1.0)
+    assert seen and all((p == 0).all() for p in seen)  # the network never saw a proprio value
+    seen.clear()
+    _run(tmp_path, "with_state")
+    assert any((p != 0).any() for p in seen)  # the default (the release) does
+    saved = trainer.save()
+    assert load_checkpoint(saved).model.proprio_input is False
+    policy = CosmosPolicy.from_checkpoint(saved, camera_hw=None)
+    obs = observation(policy.layout, task="t")
+    prepared = policy.prepare(obs)
+    assert (prepared.proprio == 0).all()
+    # the robot state is still checked: hiding it from the network is no excuse to accept a bad one
+    with pytest.raises(ValueError, match="proprio"):
+        policy.prepare({**obs, "proprio": np.full(14, np.nan)})
+    # and a checkpoint trained with proprio keeps it
+    with_state = CosmosPolicy.from_checkpoint(tmp_path / "with_state" / "ckpt", camera_hw=None)
+    assert with_state.model.proprio_input and (with_state.prepare(obs).proprio != 0).any()
+
+
+def test_proprio_dropout_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="proprio_dropout=1.5"):
+        TrainConfig(proprio_dropout=1.5)

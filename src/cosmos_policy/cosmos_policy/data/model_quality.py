@@ -14,7 +14,9 @@ first step of every episode the arms stand at the same start pose, so two episod
 where the objects lie. The policy's first chunk is sampled from each episode's first observation and again
 with the next episode's cameras (same noise): how far it moves against how far the two demonstrations'
 chunks differ, and how often the swapped chunk lands closer to the other demonstration's chunk. A policy
-blind to the objects moves by ~0 and gets ~half of these "right" by chance.
+blind to the objects moves by ~0 and gets ~half of these "right" by chance. The state swap asks the opposite,
+later in the episode (step 50, the arms on their way): episode i's cameras with episode i+1's proprio. A
+chunk that lands closer to episode i+1's demonstration follows the robot's state, not what the cameras show.
 The value's ability to tell success from failure is the ROC AUC of the predicted values against the
 episodes' success labels (demos and success-attr rollouts count as successes); it needs both classes.
 
@@ -66,6 +68,7 @@ class QualityReport:
     scene_swap_action_change: list[float] = field(default_factory=list)  # own chunk vs swapped-camera chunk
     scene_swap_demo_difference: list[float] = field(default_factory=list)  # the two recorded chunks
     scene_swap_toward_other: list[bool] = field(default_factory=list)  # swapped chunk closer to the other demo
+    state_swap_follows_state: list[bool] = field(default_factory=list)  # cameras of i, proprio of j: nearer j's demo
 
     def summary(self) -> dict:
         per_episode: dict[str, list[float]] = {}
@@ -98,6 +101,7 @@ class QualityReport:
             "scene_swap_action_change_normalised": _mean(self.scene_swap_action_change),
             "scene_swap_demo_difference_normalised": _mean(self.scene_swap_demo_difference),
             "scene_swap_toward_other_fraction": _mean([float(t) for t in self.scene_swap_toward_other]),
+            "state_swap_follows_state_fraction": _mean([float(t) for t in self.state_swap_follows_state]),
         }
 
 
@@ -195,22 +199,26 @@ def evaluate_quality(policy, episode_files: Sequence[str | Path], *, steps_per_e
 
 @torch.no_grad()
 def evaluate_scene_swap(policy, episode_files: Sequence[str | Path], *, policy_action_steps: int, seed: int = 0,
-                        task: str | None = None, report: QualityReport | None = None) -> QualityReport:
-    """Does the policy's first chunk follow the objects? (see the module text) Episode i's first observation
-    is run as recorded and with episode i+1's cameras (cyclic), with the same noise."""
+                        task: str | None = None, report: QualityReport | None = None,
+                        state_step: int = 50) -> QualityReport:
+    """Does the policy's chunk follow the objects, or the robot's state? (see the module text) Episode i's
+    first observation is run as recorded and with episode i+1's cameras (cyclic); at `state_step`, episode i's
+    cameras with episode i+1's proprio. The same noise throughout."""
     from cosmos_policy.data.datasets import read_episode_record, task_from_path
 
     report = report if report is not None else QualityReport()
     layout = policy.layout
     actions_norm = policy._normalizer("actions")
-    firsts = []
+    episodes = []
     for path in episode_files:
         record = read_episode_record(path, layout.cameras)
-        frames = record.frames.read([0])
-        firsts.append(({cam: frames[cam][0] for cam in layout.cameras}, record.proprio[0],
-                       task or str(record.attrs.get("task_description") or task_from_path(Path(path))),
-                       np.clip(actions_norm.normalize(record.actions[:layout.action_chunk]), -1, 1)))
-    if len(firsts) < 2:
+        steps = [0, min(state_step, record.actions.shape[0] - 1)]
+        frames = record.frames.read(steps)
+        episodes.append([({cam: frames[cam][row] for cam in layout.cameras}, record.proprio[t],
+                          np.clip(actions_norm.normalize(record.actions[t:t + layout.action_chunk]), -1, 1))
+                         for row, t in enumerate(steps)]
+                        + [task or str(record.attrs.get("task_description") or task_from_path(Path(path)))])
+    if len(episodes) < 2:
         return report
 
     def chunk(images, proprio, text) -> np.ndarray:
@@ -218,14 +226,17 @@ def evaluate_scene_swap(policy, episode_files: Sequence[str | Path], *, policy_a
         return np.clip(actions_norm.normalize(policy.infer(prepared, num_steps=policy_action_steps,
                                                            seed=seed).actions), -1, 1)
 
-    for i, (images, proprio, text, demo) in enumerate(firsts):
-        other_images, _, other_text, other_demo = firsts[(i + 1) % len(firsts)]
-        if other_text != text:  # the pair must differ only in the scene
-            continue
-        own, swapped = chunk(images, proprio, text), chunk(other_images, proprio, text)
-        report.scene_swap_action_change.append(float(np.abs(own - swapped).mean()))
-        report.scene_swap_demo_difference.append(float(np.abs(demo - other_demo).mean()))
-        report.scene_swap_toward_other.append(bool(np.abs(swapped - other_demo).mean() < np.abs(own - other_demo).mean()))
+    l1 = lambda a, b: float(np.abs(a - b).mean())  # noqa: E731
+    for i, (first, later, text) in enumerate(episodes):
+        other_first, other_later, other_text = episodes[(i + 1) % len(episodes)]
+        if other_text != text or len(first[2]) != len(other_first[2]) or len(later[2]) != len(other_later[2]):
+            continue  # the pair must differ only in the scene (and be long enough for whole chunks)
+        own, swapped = chunk(first[0], first[1], text), chunk(other_first[0], first[1], text)
+        report.scene_swap_action_change.append(l1(own, swapped))
+        report.scene_swap_demo_difference.append(l1(first[2], other_first[2]))
+        report.scene_swap_toward_other.append(l1(swapped, other_first[2]) < l1(own, other_first[2]))
+        mixed = chunk(later[0], other_later[1], text)  # cameras of i, state of i+1
+        report.state_swap_follows_state.append(l1(mixed, other_later[2]) < l1(mixed, later[2]))
     return report
 
 
