@@ -13,6 +13,9 @@
 #   The candidate trained on a pretrained VAE (VAE=runs/vae_small_colour STEPS=2500 SAMPLE_STRIDE=10
 #   RUN=runs/default_seeing OUT=runs/seeing_export) looks at its cameras but did not beat the shipped one in
 #   closed loop yet, so the default stays the shipped recipe (no VAE=).
+#   With CROP="cam_high=0.3,0.15,0.5,0.7" the VAE draws the cube, but the policy copies its own joint state
+#   (model_quality's state-swap probe: 20/20) and did no better either, nor with PROPRIO_DROPOUT=1.0
+#   (docs/results.md, "It copies its own state").
 # Two stages:
 #   A (STEPS="4000 8000"): from scratch in runs/default, 4,000 steps with one LR cycle of 4,000, then resumed
 #     to 8,000 with a cycle of 8,000 (a warm restart at factor 0.65). Held-out action L1 0.076 -> 0.054
