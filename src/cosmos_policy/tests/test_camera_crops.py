@@ -46,8 +46,13 @@ def test_the_cropped_view_enlarges_a_small_object_in_the_model_input():
     frame = _marked_frame()
     whole = prepare_observation_image(frame, (32, 32))
     cropped = prepare_observation_image(frame, (32, 32), region=BOX)
-    red = lambda image: int(((image[0] > 0.5) & (image[2] < -0.5)).sum())  # noqa: E731
-    blue = lambda image: int(((image[2] > 0.5) & (image[0] < -0.5)).sum())  # noqa: E731
+
+    def red(image: torch.Tensor) -> int:  # pixels of the red block, in the model's [-1, 1] range
+        return int(((image[0] > 0.5) & (image[2] < -0.5)).sum())
+
+    def blue(image: torch.Tensor) -> int:
+        return int(((image[2] > 0.5) & (image[0] < -0.5)).sum())
+
     assert red(cropped) > 3 * red(whole) > 0
     assert blue(whole) > 0 and blue(cropped) == 0
 

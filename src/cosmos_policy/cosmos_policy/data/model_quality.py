@@ -226,7 +226,9 @@ def evaluate_scene_swap(policy, episode_files: Sequence[str | Path], *, policy_a
         return np.clip(actions_norm.normalize(policy.infer(prepared, num_steps=policy_action_steps,
                                                            seed=seed).actions), -1, 1)
 
-    l1 = lambda a, b: float(np.abs(a - b).mean())  # noqa: E731
+    def l1(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a - b).mean())
+
     for i, (first, later, text) in enumerate(episodes):
         other_first, other_later, other_text = episodes[(i + 1) % len(episodes)]
         if other_text != text or len(first[2]) != len(other_first[2]) or len(later[2]) != len(other_later[2]):
