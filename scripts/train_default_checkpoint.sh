@@ -62,6 +62,8 @@ main() {
     CROP=${CROP:-}
     # share of samples whose proprio input is hidden (train --proprio-dropout; empty: the release's 0)
     PROPRIO_DROPOUT=${PROPRIO_DROPOUT:-}
+    # share of demo draws from the first 50 steps of an episode (train --start-prob; empty: the release's 0)
+    START_PROB=${START_PROB:-}
     SAMPLE_STRIDE=${SAMPLE_STRIDE:-5}
     CONTINUE_RUN=${CONTINUE_RUN:-runs/default_continue}
     OUT=${OUT:-checkpoints/aloha_sim_default}
@@ -95,6 +97,7 @@ main() {
     for crop in $CROP; do crops+=(--camera-crop "$crop"); done
     local proprio=()
     [ -n "$PROPRIO_DROPOUT" ] && proprio=(--proprio-dropout "$PROPRIO_DROPOUT")
+    [ -n "$START_PROB" ] && proprio+=(--start-prob "$START_PROB")
     vae_data+=("${crops[@]}")
     local vae_dir=()
     [ -n "$VAE" ] && vae_dir=(--vae-dir "$VAE")

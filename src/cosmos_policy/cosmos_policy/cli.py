@@ -162,6 +162,10 @@ def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sam
     p.add_argument("--latent-versions", type=int, default=d.latent_versions,
                    help="with --cache-latents and augmentation: fixed augmented versions per sample")
     p.add_argument("--latent-cache-dtype", default=d.latent_cache_dtype, choices=LATENT_CACHE_DTYPES)
+    p.add_argument("--start-prob", type=float, default=0.0,
+                   help="share of demo draws taken from the first --start-steps steps of an episode, where the "
+                        "scene is the only cue (not the release: 0, every step alike)")
+    p.add_argument("--start-steps", type=int, default=50, help="what --start-prob counts as an episode's start")
     p.add_argument("--proprio-dropout", type=float, default=d.proprio_dropout,
                    help="share of samples whose current proprio is hidden (not the release: 0). 1.0 trains a policy "
                         "that sees no proprio, only cameras and text: on scripted demos a policy given the arm's pose "
@@ -520,7 +524,8 @@ def cmd_train(args) -> int:
                              demo_sampling_prob=args.demo_sampling_prob, augment=not args.no_augment, seed=args.seed,
                              world_model_prob=args.world_model_prob, augment_variant=args.augment,
                              sample_stride=args.sample_stride, success_sampling_prob=args.success_sampling_prob,
-                             demos_as_successes=args.demos_as_successes)
+                             demos_as_successes=args.demos_as_successes, start_prob=args.start_prob,
+                             start_steps=args.start_steps)
     recorded_hw = camera_frame_hw(dataset)
     if planning and layout.camera_hw is not None and tuple(layout.camera_hw) != recorded_hw:
         # the planning checkpoint scores the base's proposals on the same camera stream, so it must keep

@@ -127,6 +127,8 @@ def mix_config(dataset) -> dict:
         "rollout_success_fraction": None if success_fraction != success_fraction else success_fraction,
         "objective_fractions": [float(p) for p in expected_objective_fractions(dataset)],
         "demos_as_successes": dataset.demos_as_successes,
+        "start_prob": dataset.start_prob,
+        "start_steps": dataset.start_steps,
         "rollouts_success": successes,
         "rollouts_failure": failures,
     }

@@ -279,3 +279,30 @@ def test_open_files_are_bounded_per_process_and_never_pickled(tmp_path, monkeypa
     monkeypatch.undo()
     second.close()
     files.close()
+
+
+def test_start_draws_come_from_the_first_steps_and_reuse_the_uniform_draws_keys(tmp_path):
+    paths = write_synthetic_episodes(tmp_path / "d", count=3, steps=60)
+    uniform, _ = _dataset(paths, demo_sampling_prob=1.0, sample_stride=2)
+    starts, _ = _dataset(paths, demo_sampling_prob=1.0, sample_stride=2, start_prob=1.0, start_steps=10)
+    key_of = {}  # (episode number, step) -> the sample key of the uniform draw
+    for index in range(len(uniform)):
+        episode, t, _, _, key = uniform._plan(index)
+        key_of[(next(i for i, e in enumerate(uniform.demos) if e is episode), t)] = key
+    seen = set()
+    for index in range(300):
+        episode, t, objective, _, key = starts._plan(index)
+        assert t < 10 and t % 2 == 0 and objective == 0  # a policy sample from an episode's start
+        ep = next(i for i, e in enumerate(starts.demos) if e is episode)
+        assert key == key_of[(ep, t)]  # the sample the uniform draw also addresses
+        seen.add((ep, t))
+    assert len(seen) == 15  # every start sample of every episode: 3 x 5
+    # off (the release's default): the draws are exactly those of a dataset without the option
+    off, _ = _dataset(paths, demo_sampling_prob=1.0, sample_stride=2, start_prob=0.0)
+    assert [off._plan(i)[1:3] + (off._plan(i)[4],) for i in range(50)] == \
+        [uniform._plan(i)[1:3] + (uniform._plan(i)[4],) for i in range(50)]
+    half, _ = _dataset(paths, demo_sampling_prob=1.0, sample_stride=2, start_prob=0.5, start_steps=10)
+    early = np.mean([half._plan(i)[1] < 10 for i in range(2000)])
+    assert abs(early - (0.5 + 0.5 * 5 / 30)) < 0.04  # half drawn at the start, plus the uniform draws' share
+    with pytest.raises(ValueError, match="start_prob=1.5"):
+        _dataset(paths, start_prob=1.5)

@@ -441,7 +441,8 @@ class EpisodeDataset(Dataset):
                  demo_sampling_prob: float | None = None, augment: bool = True, seed: int = 0,
                  world_model_prob: float = DEFAULT_WORLD_MODEL_PROB,
                  augment_variant: str = DEFAULT_AUGMENT_VARIANT, sample_stride: int = 1,
-                 success_sampling_prob: float | None = None, demos_as_successes: bool = False):
+                 success_sampling_prob: float | None = None, demos_as_successes: bool = False,
+                 start_prob: float = 0.0, start_steps: int = 50):
         if not demos and not rollouts:
             raise ValueError("dataset: no episodes (check --data / --rollouts)")
         if objective_probs is None:
@@ -460,6 +461,15 @@ class EpisodeDataset(Dataset):
         if sample_stride < 1:
             raise ValueError(f"sample_stride={sample_stride}: expected >= 1")
         self.sample_stride = int(sample_stride)
+        # Not the release (0). The share of demo draws taken from the first `start_steps` steps of an episode:
+        # there every arm stands at its start pose, so the scene is the only cue for where to go. Drawn
+        # uniformly they are ~1 in 9 samples, and a policy that copies its joint state elsewhere never learns
+        # to look (docs/results.md, "It copies its own state").
+        if not 0.0 <= start_prob <= 1.0:
+            raise ValueError(f"start_prob={start_prob}: expected a probability in [0, 1]")
+        if start_steps < 1:
+            raise ValueError(f"start_steps={start_steps}: expected >= 1")
+        self.start_prob, self.start_steps = float(start_prob), int(start_steps)
         self.spec = spec
         self.demos = list(demos)
         self.rollouts = list(rollouts)
@@ -576,6 +586,15 @@ class EpisodeDataset(Dataset):
         episode = int(np.searchsorted(offsets, step, side="right") - 1)
         return episode, int(step - offsets[episode]) * self.sample_stride
 
+    def _start_draw(self, rng: np.random.Generator) -> tuple[LoadedEpisode, int, int]:
+        """A demo step among the first `start_steps` of a random demo: (episode, step t, sample key), the key
+        of the same sample as the uniform draw would give it (so cached latents serve both)."""
+        ep_idx = int(rng.integers(0, len(self.demos)))
+        first = int(self._demo_offsets[ep_idx])
+        count = min(int(self._demo_offsets[ep_idx + 1]) - first, -(-self.start_steps // self.sample_stride))
+        local = int(rng.integers(0, max(1, count)))
+        return self.demos[ep_idx], local * self.sample_stride, first + local
+
     def plan(self, index: int) -> tuple[LoadedEpisode, int, int, np.random.Generator]:
         """(episode, step t, objective, rng) of an item, without touching images.
 
@@ -595,6 +614,8 @@ class EpisodeDataset(Dataset):
             episode, key = self.demos[ep_idx], index
             # the demos are also the rollouts: the demo / rollout draw only decides the objective
             use_demo = rng.random() < self.demo_sampling_prob
+            if use_demo and self.start_prob > 0.0 and rng.random() < self.start_prob:
+                episode, t, key = self._start_draw(rng)
         else:
             use_demo = bool(self.demos) and rng.random() < self.demo_sampling_prob
             if not use_demo and self._success_draw_prob is not None:
@@ -613,6 +634,8 @@ class EpisodeDataset(Dataset):
                 step = int(rng.integers(0, offsets[-1]))
                 ep_idx, t = self._locate(offsets, step)
                 episode, key = pool[ep_idx], step + (0 if use_demo else int(self._demo_offsets[-1]))
+                if use_demo and self.start_prob > 0.0 and rng.random() < self.start_prob:
+                    episode, t, key = self._start_draw(rng)
         if not self.release_mix:
             objective = sample_objective(rng, self.objective_probs, episode.policy_eligible)
         elif use_demo:
