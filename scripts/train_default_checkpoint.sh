@@ -14,7 +14,7 @@
 #   RUN=runs/default_seeing OUT=runs/seeing_export) looks at its cameras but did not beat the shipped one in
 #   closed loop yet, so the default stays the shipped recipe (no VAE=).
 #   With CROP="cam_high=0.3,0.15,0.5,0.7" the VAE draws the cube, but the policy copies its own joint state
-#   (model_quality's state-swap probe: 20/20) and did no better either, nor with PROPRIO_DROPOUT=1.0
+#   (model_quality's state-swap probe: 20/20) and did no better either, nor with PROPRIO_DROPOUT=1.0 or START_PROB=0.5
 #   (docs/results.md, "It copies its own state").
 # Two stages:
 #   A (STEPS="4000 8000"): from scratch in runs/default, 4,000 steps with one LR cycle of 4,000, then resumed
