@@ -95,9 +95,9 @@ main() {
                     --frames-per-episode 12 --no-progress --overwrite)
     local crops=() crop
     for crop in $CROP; do crops+=(--camera-crop "$crop"); done
-    local proprio=()
-    [ -n "$PROPRIO_DROPOUT" ] && proprio=(--proprio-dropout "$PROPRIO_DROPOUT")
-    [ -n "$START_PROB" ] && proprio+=(--start-prob "$START_PROB")
+    local sampling=()  # what stage A's samples show the network (not the release's defaults when set)
+    [ -n "$PROPRIO_DROPOUT" ] && sampling+=(--proprio-dropout "$PROPRIO_DROPOUT")
+    [ -n "$START_PROB" ] && sampling+=(--start-prob "$START_PROB")
     vae_data+=("${crops[@]}")
     local vae_dir=()
     [ -n "$VAE" ] && vae_dir=(--vae-dir "$VAE")
@@ -127,7 +127,7 @@ main() {
                 resume=(--resume)
                 echo "resuming $RUN at step $(current_step "$RUN"), training to $target"
             fi
-            cosmos-policy train "${common[@]}" --layout aloha --network small "${vae_dir[@]}" "${crops[@]}" "${proprio[@]}" --out "$RUN" \
+            cosmos-policy train "${common[@]}" --layout aloha --network small "${vae_dir[@]}" "${crops[@]}" "${sampling[@]}" --out "$RUN" \
                 "${resume[@]}" --seed 0 \
                 --steps "$target" --lr-cycle-steps "$target"
             [ "$(current_step "$RUN")" -ge "$target" ] || stopped "$RUN" "$target"

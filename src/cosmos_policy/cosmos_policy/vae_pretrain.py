@@ -34,14 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import NetworkConfig
-from .data.augment import (
-    augment_images,
-    center_crop_resize,
-    crop_region,
-    frames_to_tensor,
-    resize_frames,
-    to_model_range,
-)
+from .data.augment import augment_images, camera_view, center_crop_resize, frames_to_tensor, to_model_range
 from .data.datasets import read_episode_record
 from .networks import build_vae, load_vae_from_diffusers
 
@@ -100,7 +93,7 @@ def load_frame_pool(episode_files: Sequence[str | Path], cameras: Sequence[str],
         picks = sorted({int(rng.integers(int(lo), max(int(lo) + 1, int(hi)))) for lo, hi in zip(edges[:-1], edges[1:])})
         read = record.frames.read(picks)
         for cam in cameras:
-            frames.append(resize_frames(crop_region(read[cam], (camera_crops or {}).get(cam)), (image_px, image_px)))
+            frames.append(camera_view(read[cam], (camera_crops or {}).get(cam), (image_px, image_px)))
             cams += [cam] * len(picks)
             sources += [str(path)] * len(picks)
     if not frames:

@@ -67,6 +67,12 @@ def resize_frames(frames: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return out.reshape(*frames.shape[:-3], height, width, 3)
 
 
+def camera_view(frames: np.ndarray, region: tuple[float, float, float, float] | None,
+                size_hw: tuple[int, int]) -> np.ndarray:
+    """What the model sees of a camera before augmentation: its region of interest, resized to size_hw."""
+    return resize_frames(crop_region(frames, region), size_hw)
+
+
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 255]."""
     if frames.dtype != np.uint8 or frames.shape[-1] != 3:
@@ -115,7 +121,7 @@ def prepare_observation_image(frame: np.ndarray, image_hw: tuple[int, int],
                               region: tuple[float, float, float, float] | None = None) -> torch.Tensor:
     """Camera frame uint8 (H, W, 3) -> float32 (3, h, w) in [-1, 1], as training saw it (its region of
     interest, if any, then the centre crop)."""
-    resized = resize_frames(crop_region(frame, region), image_hw)
+    resized = camera_view(frame, region, image_hw)
     return to_model_range(center_crop_resize(frames_to_tensor(resized), image_hw, area_fraction))
 
 

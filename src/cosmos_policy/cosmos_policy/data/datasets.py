@@ -69,8 +69,8 @@ from cosmos_policy.data.act_episode import (
 from cosmos_policy.data.augment import (
     DEFAULT_AUGMENT_VARIANT,
     augment_images,
+    camera_view,
     center_crop_resize,
-    crop_region,
     frames_to_tensor,
     resize_frames,
     to_model_range,
@@ -614,8 +614,6 @@ class EpisodeDataset(Dataset):
             episode, key = self.demos[ep_idx], index
             # the demos are also the rollouts: the demo / rollout draw only decides the objective
             use_demo = rng.random() < self.demo_sampling_prob
-            if use_demo and self.start_prob > 0.0 and rng.random() < self.start_prob:
-                episode, t, key = self._start_draw(rng)
         else:
             use_demo = bool(self.demos) and rng.random() < self.demo_sampling_prob
             if not use_demo and self._success_draw_prob is not None:
@@ -634,8 +632,8 @@ class EpisodeDataset(Dataset):
                 step = int(rng.integers(0, offsets[-1]))
                 ep_idx, t = self._locate(offsets, step)
                 episode, key = pool[ep_idx], step + (0 if use_demo else int(self._demo_offsets[-1]))
-                if use_demo and self.start_prob > 0.0 and rng.random() < self.start_prob:
-                    episode, t, key = self._start_draw(rng)
+        if use_demo and self.start_prob > 0.0 and rng.random() < self.start_prob:
+            episode, t, key = self._start_draw(rng)
         if not self.release_mix:
             objective = sample_objective(rng, self.objective_probs, episode.policy_eligible)
         elif use_demo:
@@ -647,8 +645,8 @@ class EpisodeDataset(Dataset):
     def _images(self, episode: LoadedEpisode, steps: Sequence[int], augment_seed: int) -> torch.Tensor:
         read = episode.frames.read(steps, self.files)
         crops = dict(self.spec.camera_crops)
-        frames = np.stack([resize_frames(crop_region(read[cam], crops.get(cam)), self.spec.image_hw)
-                           for cam in self.spec.cameras], axis=1)
+        frames = np.stack([camera_view(read[cam], crops.get(cam), self.spec.image_hw) for cam in self.spec.cameras],
+                          axis=1)
         images = frames_to_tensor(frames)  # (len(steps), n_cams, 3, H, W)
         if self.augment:
             # one draw for the whole sample: current and future frames of every camera
