@@ -29,6 +29,7 @@ from rollout_recorder.episode_file import (
 )
 
 from .env import AlohaSimEnv
+from .perturb import JointNoise
 from .rollout import Rollout, run_scripted_episode
 
 PROG = "aloha_sim_demos"
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None,
                    help="truncate every episode to this many steps (smoke tests; default: the task's length)")
     p.add_argument("--skip-failed", action="store_true", help="do not write episodes that end below score 100")
+    p.add_argument("--joint-noise", type=float, default=0.0, metavar="STD_RAD",
+                   help="execute the plan plus smooth random arm-joint offsets of this std (rad) during the approach, "
+                        "recording the plan as the action (DART-style; default 0: the clean plan). On clean scripted "
+                        "demos the arm's pose gives the demo away and a policy copies it (perturb.py)")
+    p.add_argument("--joint-noise-tau", type=float, default=JointNoise.tau_s, metavar="SECONDS",
+                   help="correlation time of the --joint-noise offsets (default %(default)s s)")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true",
                           help="continue an interrupted run in --out: record the episodes after the last complete "
@@ -77,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def episode_from_rollout(rollout: Rollout, env: AlohaSimEnv, compress: bool) -> Episode:
+def episode_from_rollout(rollout: Rollout, env: AlohaSimEnv, compress: bool,
+                         noise: JointNoise | None = None) -> Episode:
     score = rollout.score
     attrs = {
         "sim": True,
@@ -92,6 +100,8 @@ def episode_from_rollout(rollout: Rollout, env: AlohaSimEnv, compress: bool) -> 
         "stage_names": env.task.stage_names,
         "control_period_s": env.contract.control_period_s,
     }
+    if noise is not None:  # the executed commands differed from the recorded actions by these offsets
+        attrs |= {"joint_noise_std_rad": noise.std_rad, "joint_noise_tau_s": noise.tau_s}
     return Episode(qpos=rollout.qpos, qvel=rollout.qvel, effort=rollout.effort, action=rollout.action,
                    images=rollout.images, attrs=attrs)
 
@@ -182,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: --episodes {args.episodes}: expected a positive number", file=sys.stderr)
         return EXIT_USAGE
     try:
+        args.noise = JointNoise(args.joint_noise, args.joint_noise_tau) if args.joint_noise else None
+    except ValueError as exc:
+        print(f"{PROG}: error: --joint-noise: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         first = first_episode_to_record(args)
         if first >= args.episodes:
             print(f"all {args.episodes} episodes are already in {args.out}; nothing to do "
@@ -211,11 +226,11 @@ def record(args: argparse.Namespace, env: AlohaSimEnv, first: int) -> int:
     try:
         for i in bar:
             t0 = time.perf_counter()
-            rollout = run_scripted_episode(env, args.seed_start + i, max_steps=args.max_steps)
+            rollout = run_scripted_episode(env, args.seed_start + i, max_steps=args.max_steps, noise=args.noise)
             scores.append(rollout.score.score)
             if rollout.score.success or not args.skip_failed:
-                write_act_episode(args.out / f"episode_{i}.hdf5", episode_from_rollout(rollout, env, args.compress),
-                                  compress=args.compress)
+                write_act_episode(args.out / f"episode_{i}.hdf5",
+                                  episode_from_rollout(rollout, env, args.compress, args.noise), compress=args.compress)
                 written += 1
             durations.append(time.perf_counter() - t0)
             bar.set_postfix(success=f"{np.mean(np.array(scores) == 100):.0%}", score=rollout.score.score)

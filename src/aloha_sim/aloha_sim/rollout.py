@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .env import AlohaSimEnv
-from .scripted import plan_episode
+from .perturb import JointNoise
+from .scripted import approach_end_step, plan_episode
 from .stages import StageScore
 
 
@@ -27,20 +28,32 @@ class Rollout:
     run_s: float = 0.0
 
 
-def run_scripted_episode(env: AlohaSimEnv, seed: int, record: bool = True, max_steps: int | None = None) -> Rollout:
+def run_scripted_episode(env: AlohaSimEnv, seed: int, record: bool = True, max_steps: int | None = None,
+                         noise: JointNoise | None = None) -> Rollout:
     """Reset ``env`` with ``seed``, plan from the object poses, execute every command.
 
     With ``record=False`` only the score and timings are kept (fast success-rate runs);
-    ``max_steps`` truncates the episode (smoke tests).
+    ``max_steps`` truncates the episode (smoke tests). With ``noise`` the arm executes the plan plus smooth
+    random joint offsets (perturb.py), kept inside the joint limits, while the plan's command is what is
+    recorded as the action: the expert's label at the disturbed state. The offsets last through the approach
+    and are gone before the first contact.
     """
     obs = env.reset(seed)
     t0 = time.perf_counter()
     plan = plan_episode(env.task, env.object_poses(), env.contract)[:max_steps]
+    executed = plan
+    if noise is not None:
+        contract = env.contract
+        arm = [i for i in range(plan.shape[1]) if i not in contract.gripper_indices]
+        until = approach_end_step(env.task, env.object_poses(), contract)
+        executed = plan + noise.offsets(len(plan), plan.shape[1], arm, contract.control_period_s, seed, until)
+        lo, hi = (np.array([lim[k] for lim in contract.joint_limits_rad] * len(contract.arms)) for k in (0, 1))
+        executed[:, arm] = np.clip(executed[:, arm], lo, hi)
     plan_s = time.perf_counter() - t0
     states: dict[str, list[np.ndarray]] = {"qpos": [], "qvel": [], "effort": []}
     frames: dict[str, list[np.ndarray]] = {cam: [] for cam in obs.images}
     t0 = time.perf_counter()
-    for command in plan:
+    for command in executed:
         if record:
             states["qpos"].append(obs.qpos)
             states["qvel"].append(obs.qvel)

@@ -166,6 +166,14 @@ def plan_waypoints(task: TaskSpec, object_poses: dict[str, Pose], contract: Cont
     return _PLANNERS[task.name](start, object_poses)
 
 
+def approach_end_step(task: str | TaskSpec, object_poses: dict[str, Pose], contract: Contract | None = None) -> int:
+    """The step at which the first arm reaches its first target after the start pose: the end of the free-space
+    approach, before any contact."""
+    contract = contract or load_contract()
+    spec = load_task(task) if isinstance(task, str) else task
+    return min(waypoints[1].step for waypoints in plan_waypoints(spec, object_poses, contract).values())
+
+
 def plan_episode(task: str | TaskSpec, object_poses: dict[str, Pose], contract: Contract | None = None) -> np.ndarray:
     """(episode_steps, 14) joint commands in the ACT convention for a scripted demonstration."""
     contract = contract or load_contract()

@@ -170,6 +170,9 @@ def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sam
                    help="share of samples whose current proprio is hidden (not the release: 0). 1.0 trains a policy "
                         "that sees no proprio, only cameras and text: on scripted demos a policy given the arm's pose "
                         "copies it instead of looking at the scene (docs/results.md)")
+    p.add_argument("--action-loss-weight", type=float, default=d.action_loss_weight,
+                   help="weight of the action frame's error in the loss (not the release: 1); the action is one of "
+                        "the six frames a policy sample predicts")
     p.add_argument("--value-conditioning", default=d.value_conditioning, choices=VALUE_CONDITIONINGS,
                    help="value objective: V(s, a, s') (base run) or next_state = V(s'), current state and action "
                         "masked, as the release trains its planning model. Default %(default)s")
@@ -403,7 +406,7 @@ def train_config_from_args(args):
                        cache_latents=args.cache_latents, latent_versions=args.latent_versions,
                        latent_cache_dtype=args.latent_cache_dtype, progress=not args.no_progress,
                        time_limit_s=args.time_limit_min * 60.0, value_conditioning=args.value_conditioning,
-                       proprio_dropout=args.proprio_dropout)
+                       proprio_dropout=args.proprio_dropout, action_loss_weight=args.action_loss_weight)
 
 
 def check_train_out(out: Path, resume: bool, overwrite: bool) -> None:

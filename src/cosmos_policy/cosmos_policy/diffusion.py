@@ -177,6 +177,7 @@ class CosmosPolicyModel(nn.Module):
         latents: torch.Tensor | None = None,
         reduction: str = "all_elements",
         value_conditioning: str | None = None,
+        action_weight: float = 1.0,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(loss, metrics): weighted x0 squared error averaged over all latent elements, times 10 (release).
 
@@ -191,6 +192,10 @@ class CosmosPolicyModel(nn.Module):
         `value_conditioning` (default: `self.value_conditioning`): "next_state" trains V(s') as the release's
         planning model: in value samples the current-state and action frames are noised like targets (so
         they cannot condition the value) but stay out of the loss, which covers the value frame only.
+
+        `action_weight` (not the release: 1) scales the action frame's squared error. The action is one frame
+        of the six a policy sample predicts, so future images, which a from-scratch network finds easier to
+        improve, dominate the loss; the scene-dependent part of a first chunk is a tiny share of it.
         """
         device = self.device
         x0 = self.encode_batch(batch) if latents is None else latents.to(device)
@@ -210,11 +215,13 @@ class CosmosPolicyModel(nn.Module):
         text = mask_text(batch["text_embeddings"].to(device), text_mask)
         pred = self.denoise(xt, sigma, x0, clean, text)
         target = target_mask.float()
+        if action_weight != 1.0:
+            target[:, self.layout.index("action")] *= action_weight
         se_frame = ((pred - x0) ** 2).mean(dim=(1, 3, 4))  # (B, T): every frame has C x h x w elements
         if reduction == "all_elements":
             loss = LOSS_SCALE * (loss_weight(sigma)[:, None] * se_frame * target).mean()
         elif reduction == "per_sample":
-            per_sample = (se_frame * target).sum(dim=1) / target.sum(dim=1).clamp(min=1.0)
+            per_sample = (se_frame * target).sum(dim=1) / target_mask.float().sum(dim=1).clamp(min=1.0)
             loss = LOSS_SCALE * (loss_weight(sigma) * per_sample).mean()
         else:
             raise ValueError(f"reduction={reduction!r}: expected 'all_elements' or 'per_sample'")

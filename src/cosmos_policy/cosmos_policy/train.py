@@ -130,11 +130,15 @@ class TrainConfig:
     # cameras show; model_quality's state swap). 1.0 trains a policy without proprio input; the checkpoint
     # then hides it at inference. Measured at 1.0: the policy then reads the arms from the images instead.
     proprio_dropout: float = 0.0
+    # Not the release (1): the weight of the action frame's error in the loss (diffusion.training_loss).
+    action_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_value_conditioning(self.value_conditioning)
         if not 0.0 <= self.proprio_dropout <= 1.0:
             raise ValueError(f"proprio_dropout={self.proprio_dropout}: expected a share between 0 and 1")
+        if not self.action_loss_weight > 0.0:
+            raise ValueError(f"action_loss_weight={self.action_loss_weight}: expected a positive weight (1: the release)")
         for name, allowed in (("decay", DECAY_CHOICES), ("latent_cache_dtype", LATENT_CACHE_DTYPES),
                               ("precision", PRECISION_CHOICES), ("distributed", DISTRIBUTED_CHOICES)):
             if getattr(self, name) not in allowed:
@@ -234,13 +238,14 @@ class StepBatchSampler(Sampler[list[int]]):
 class _LossModule(nn.Module):
     """forward(batch) = model.training_loss, so DDP / FSDP hooks see the forward pass."""
 
-    def __init__(self, model: CosmosPolicyModel):
+    def __init__(self, model: CosmosPolicyModel, action_weight: float = 1.0):
         super().__init__()
         self.model = model
+        self.action_weight = action_weight
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
                 latents: torch.Tensor | None = None):
-        return self.model.training_loss(batch, generator=generator, latents=latents)
+        return self.model.training_loss(batch, generator=generator, latents=latents, action_weight=self.action_weight)
 
 
 class ItemEncoder:
@@ -486,7 +491,7 @@ class Trainer:
             if self.context.device.type == "cpu":
                 dataset.encoder = ItemEncoder(model)
         model.value_conditioning = config.value_conditioning  # the loss reads it; saved in the checkpoint
-        self.loss_module = self._wrap(_LossModule(model))
+        self.loss_module = self._wrap(_LossModule(model, config.action_loss_weight))
         self.optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, betas=config.betas,
                                            weight_decay=config.weight_decay)
 

@@ -130,3 +130,33 @@ def test_a_policy_trained_without_proprio_gets_none_at_inference(tmp_path, monke
 def test_proprio_dropout_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match="proprio_dropout=1.5"):
         TrainConfig(proprio_dropout=1.5)
+
+
+def test_action_loss_weight_scales_the_action_frame_only(monkeypatch):
+    from cosmos_policy import diffusion
+
+    torch.manual_seed(0)
+    model = CosmosPolicyModel(NETWORK, LAYOUT)
+    b, t = 2, LAYOUT.num_latent_frames
+    batch = {
+        "proprio": torch.zeros(b, 14), "future_proprio": torch.zeros(b, 14), "actions": torch.zeros(b, 50, 14),
+        "value": torch.zeros(b), "text_embeddings": torch.zeros(b, NETWORK.text_max_tokens, NETWORK.text_embed_dim),
+        "objective": torch.tensor([0, 2]),  # policy (action among its 6 targets), value (action is an input)
+    }
+    monkeypatch.setattr(diffusion, "sample_training_sigma", lambda *a, **k: torch.tensor([1.0, 1.0]))
+    action = LAYOUT.index("action")
+    miss = torch.ones(t)
+    miss[action] = 2.0  # squared error 4 on the action frame, 1 on every other target frame
+    monkeypatch.setattr(CosmosPolicyModel, "denoise",
+                        lambda self, xt, sigma, x_clean, clean, text: torch.where(
+                            clean[:, None, :, None, None], x_clean, x_clean + miss[None, None, :, None, None]))
+    x0 = torch.zeros(b, 16, t, 8, 8)
+    losses = {w: float(model.training_loss(batch, latents=x0, action_weight=w)[0]) for w in (1.0, 5.0)}
+    # sigma 1: weight 4. Policy sample: action 4 x w + 5 other targets x 1; value sample: its value frame, 1
+    for w, loss in losses.items():
+        assert loss == pytest.approx(10 * 4 * ((4 * w + 5) / t + 1 / t) / 2, rel=1e-6)
+
+
+def test_action_loss_weight_must_be_positive():
+    with pytest.raises(ValueError, match="action_loss_weight=0"):
+        TrainConfig(action_loss_weight=0.0)
