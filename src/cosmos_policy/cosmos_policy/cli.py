@@ -444,7 +444,7 @@ def cmd_train(args) -> int:
     from .networks import load_vae_from_diffusers
     from .planning_finetune import mix_config
     from .train import Trainer, init_distributed
-    from .vae_pretrain import read_vae_camera_crops
+    from .vae_pretrain import read_vae_camera_crops, read_vae_frames
 
     planning = args.job == "finetune-planning"
     check_train_out(args.out, args.resume, args.overwrite)
@@ -481,7 +481,11 @@ def cmd_train(args) -> int:
                                  f"as its pretrain-vae run")
             vae = load_vae_from_diffusers(args.vae_dir, network)
             vae_base_dir = None  # the checkpoint embeds this VAE rather than naming the base folder's
-            log.info("frozen VAE from %s (latent statistics of its own)", args.vae_dir / "vae")
+            if read_vae_frames(args.vae_dir) == "per_frame":
+                # pretrained on single frames: its temporal layers never learnt, so frames go through it one by one
+                network = dataclasses.replace(network, vae_frames="per_frame")
+            log.info("frozen VAE from %s (latent statistics of its own; frames encoded %s)", args.vae_dir / "vae",
+                     "one at a time" if network.vae_frames == "per_frame" else "as one video")
         elif network.preset != "2b" and args.base_dir is None:  # the CPU presets have no pretrained VAE
             log.warning("--network %s without --vae-dir: the frozen VAE is random, so the latents barely tell "
                         "camera frames apart and the policy cannot see (make one with `cosmos-policy pretrain-vae`)",

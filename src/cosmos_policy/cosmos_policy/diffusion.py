@@ -167,6 +167,7 @@ class CosmosPolicyModel(nn.Module):
             actions=batch["actions"].to(device),
             future_proprio=batch["future_proprio"].to(device),
             value=batch["value"].to(device),
+            vae_frames=self.network_config.vae_frames,
         )
 
     def training_loss(

@@ -112,7 +112,7 @@ def benchmark_policy(
     rows = []
     with torch.no_grad():
         rows.append(time_call("VAE encode, prefix only (B=1)", lambda: encode_sequence(
-            policy.model.vae, layout, images, num_slots=prefix_slots(layout)), runs, device))
+            policy.model.vae, layout, images, num_slots=prefix_slots(layout), vae_frames=net.vae_frames), runs, device))
         for steps in action_steps:
             rows.append(time_call(f"chunk, {steps} action steps", lambda s=steps: policy.act(
                 obs, num_steps=s, seed=0), runs, device))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import LayoutConfig
+from .config import VAE_FRAME_MODES, LayoutConfig
 from .injection import extract, inject, inject_value
-from .networks import encode_normalised
+from .networks import decode_normalised, encode_normalised
 from .objectives import POLICY, clean_mask_for
 
 # Pixel value of the blank first frame and of placeholders for injected slots: a black image
@@ -38,6 +38,19 @@ def build_pixel_frames(
     blank first frame is 4 identical pixel frames; future-image placeholders copy the current images
     when `future_images` is None.
     """
+    frames = slot_frames(layout, images, future_images, num_slots)
+    b, _, h, w = frames[0].shape
+    video = [frames[0][:, :, None]] + [f[:, :, None].expand(b, 3, 4, h, w) for f in frames[1:]]
+    return torch.cat(video, dim=2)
+
+
+def slot_frames(
+    layout: LayoutConfig,
+    images: torch.Tensor,
+    future_images: torch.Tensor | None = None,
+    num_slots: int | None = None,
+) -> list[torch.Tensor]:
+    """One pixel frame (B, 3, H, W) per slot of the first `num_slots`: its camera's image, or blank."""
     n = layout.num_latent_frames if num_slots is None else num_slots
     b, n_cams, c, h, w = images.shape
     if n_cams != len(layout.cameras) or c != 3:
@@ -59,8 +72,7 @@ def build_pixel_frames(
         else:
             frame = blank
         frames.append(frame)
-    video = [frames[0][:, :, None]] + [f[:, :, None].expand(b, 3, 4, h, w) for f in frames[1:]]
-    return torch.cat(video, dim=2)
+    return frames
 
 
 def inject_vectors(
@@ -122,12 +134,36 @@ def encode_sequence(
     future_proprio: torch.Tensor | None = None,
     value: torch.Tensor | None = None,
     num_slots: int | None = None,
+    vae_frames: str = "video",
 ) -> torch.Tensor:
     """Normalised latents (B, 16, n, h, w) of the first `num_slots` slots, injected vectors written in.
 
-    The whole pixel sequence goes through the causal VAE in one pass: a latent depends on all earlier
-    pixel frames, so encoding slots one at a time would give different latents.
+    "video" (the release): the whole pixel sequence goes through the causal VAE in one pass, so a latent
+    depends on all earlier pixel frames. "per_frame": each slot is its own one-frame video, batched, as
+    `pretrain-vae` trains the CPU presets' VAEs (config.VAE_FRAME_MODES).
     """
-    pixels = build_pixel_frames(layout, images, future_images, num_slots)
-    latents = encode_normalised(vae, pixels).float()
+    if vae_frames == "video":
+        latents = encode_normalised(vae, build_pixel_frames(layout, images, future_images, num_slots)).float()
+    elif vae_frames == "per_frame":
+        frames = torch.stack(slot_frames(layout, images, future_images, num_slots), dim=1)  # (B, n, 3, H, W)
+        b, n = frames.shape[:2]
+        latents = encode_normalised(vae, frames.flatten(0, 1)[:, :, None]).float()  # (B n, 16, 1, h, w)
+        latents = latents[:, :, 0].unflatten(0, (b, n)).transpose(1, 2)
+    else:
+        raise ValueError(f"vae_frames={vae_frames!r}: expected one of {VAE_FRAME_MODES}")
     return inject_vectors(layout, latents, proprio, actions, future_proprio, value)
+
+
+def decode_slots(vae: nn.Module, latents: torch.Tensor, vae_frames: str = "video") -> torch.Tensor:
+    """One pixel frame per latent frame: (B, 3, T, H, W) in about [-1, 1] from normalised latents (B, 16, T, h, w).
+
+    "video": the sequence decoded in one pass (1 + 4(T-1) frames), each slot's last pixel frame kept;
+    "per_frame": each latent frame decoded alone."""
+    if vae_frames == "video":
+        pixels = decode_normalised(vae, latents)
+        return pixels[:, :, [0] + [4 * k for k in range(1, latents.shape[2])]]
+    if vae_frames == "per_frame":
+        b, _, t = latents.shape[:3]
+        pixels = decode_normalised(vae, latents.transpose(1, 2).flatten(0, 1)[:, :, None])  # (B T, 3, 1, H, W)
+        return pixels[:, :, 0].unflatten(0, (b, t)).transpose(1, 2)
+    raise ValueError(f"vae_frames={vae_frames!r}: expected one of {VAE_FRAME_MODES}")

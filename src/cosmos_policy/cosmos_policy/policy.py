@@ -26,8 +26,7 @@ from .config import LayoutConfig, SamplerConfig
 from .deploy import DeployConfig, default_deploy
 from .diffusion import CosmosPolicyModel
 from .injection import extract, extract_value, value_to_unit
-from .latent_sequence import encode_sequence, future_state_as_current, inject_vectors, prefix_slots
-from .networks import decode_normalised
+from .latent_sequence import decode_slots, encode_sequence, future_state_as_current, inject_vectors, prefix_slots
 from .objectives import (
     NEXT_STATE,
     POLICY,
@@ -376,7 +375,8 @@ class CosmosPolicy:
     def encode_observation(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """x_clean (B, 16, T, h, w): the encoded prefix (images + injected proprio), zeros after it."""
         prefix = encode_sequence(
-            self.model.vae, self.layout, images, proprio=proprio, num_slots=prefix_slots(self.layout)
+            self.model.vae, self.layout, images, proprio=proprio, num_slots=prefix_slots(self.layout),
+            vae_frames=self.model.network_config.vae_frames,
         )
         b, c, p, h, w = prefix.shape
         x = torch.zeros((b, c, self.layout.num_latent_frames, h, w), device=prefix.device, dtype=torch.float32)
@@ -387,7 +387,7 @@ class CosmosPolicy:
         """Latents (B, 16, T, h, w) of the whole placeholder sequence (blank frames in the injected slots,
         current images as future-image placeholders), before anything is injected: what the decoder sees in
         the injected slots when predicted future images are decoded."""
-        return encode_sequence(self.model.vae, self.layout, images)
+        return encode_sequence(self.model.vae, self.layout, images, vae_frames=self.model.network_config.vae_frames)
 
     @torch.no_grad()
     def _run(
@@ -409,13 +409,12 @@ class CosmosPolicy:
         latents = latents.clone()
         injected = [i for i, slot in enumerate(self.layout.slots) if slot.kind not in ("image", "future_image")]
         latents[:, :, injected] = placeholders[:, :, injected].to(latents.dtype).expand(latents.shape[0], -1, -1, -1, -1)
-        pixels = decode_normalised(self.model.vae, latents).float()
+        pixels = decode_slots(self.model.vae, latents, self.model.network_config.vae_frames).float()
         out = []
         for i in range(latents.shape[0]):
             per_cam = {}
             for cam in self.layout.cameras:
-                k = self.layout.index("future_image", cam)
-                frame = pixels[i, :, 4 * k]
+                frame = pixels[i, :, self.layout.index("future_image", cam)]
                 per_cam[cam] = ((frame.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
             out.append(per_cam)
         return out

@@ -587,6 +587,8 @@ class Trainer:
                 "seed": self.config.seed, "dtype": self.config.latent_cache_dtype,
                 "image_hw": list(data.spec.image_hw), "layout": self.model.layout.name,
                 "network": self.model.network_config.to_dict(), "vae": vae_fingerprint(self.model.vae)}
+        if spec["network"]["vae_frames"] == "video":  # the default: caches saved before the option still match
+            del spec["network"]["vae_frames"]
         if data.spec.camera_crops:  # only when set, so that caches saved before crops existed still match
             spec["camera_crops"] = [[cam, list(box)] for cam, box in data.spec.camera_crops]
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()

@@ -263,6 +263,7 @@ def pretrain_vae(network: NetworkConfig, cameras: Sequence[str], episode_files: 
         "heldout_detail_psnr_db_start": before_detail,
         "heldout_detail_psnr_db": heldout_detail,
         "latent_sensitivity": sensitivity,
+        "vae_frames": "per_frame",  # trained on one-frame videos: its temporal layers never learnt
         "latents_mean": mean,
         "latents_std": std,
         "wall_s": time.monotonic() - start,
@@ -282,6 +283,16 @@ def read_vae_camera_crops(vae_dir: str | Path) -> dict[str, tuple[float, ...]] |
         return None
     crops = json.loads(path.read_text()).get("camera_crops") or {}
     return {cam: tuple(float(v) for v in box) for cam, box in crops.items()}
+
+
+def read_vae_frames(vae_dir: str | Path) -> str:
+    """How a policy must feed frames to this VAE (config.VAE_FRAME_MODES): "per_frame" for a pretrain-vae
+    folder, which trains on one-frame videos only (reports from before this key was written included);
+    "video" for a VAE from elsewhere (no report), as the release feeds Wan2.1's."""
+    path = Path(vae_dir) / REPORT_FILE
+    if not path.is_file():
+        return "video"
+    return str(json.loads(path.read_text()).get("vae_frames", "per_frame"))
 
 
 def read_vae_statistics(vae_dir: str | Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
