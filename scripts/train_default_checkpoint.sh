@@ -15,7 +15,8 @@
 #   closed loop yet, so the default stays the shipped recipe (no VAE=).
 #   With CROP="cam_high=0.3,0.15,0.5,0.7" the VAE draws the cube, but the policy copies its own joint state
 #   (model_quality's state-swap probe: 20/20) and did no better either, nor with PROPRIO_DROPOUT=1.0 or START_PROB=0.5
-#   (docs/results.md, "It copies its own state").
+#   (docs/results.md, "It copies its own state"). Those runs fed the single-frame VAE whole videos, through
+#   temporal layers it never trained; a VAE=DIR policy now gets its frames one at a time (NetworkConfig.vae_frames).
 # Two stages:
 #   A (STEPS="4000 8000"): from scratch in runs/default, 4,000 steps with one LR cycle of 4,000, then resumed
 #     to 8,000 with a cycle of 8,000 (a warm restart at factor 0.65). Held-out action L1 0.076 -> 0.054
@@ -72,6 +73,11 @@ main() {
     START_FROM=${START_FROM:-}
     TIME_LIMIT_MIN=${TIME_LIMIT_MIN:-0}
     EPISODES=${EPISODES:-50}
+    # smooth arm-joint offsets (rad) while the demos' approach executes, the plan recorded as the action
+    # (aloha_sim_demos --joint-noise; empty: clean plans). Use another DATA= folder: it is other data.
+    JOINT_NOISE=${JOINT_NOISE:-}
+    local disturb=()
+    [ -n "$JOINT_NOISE" ] && disturb=(--joint-noise "$JOINT_NOISE" --skip-failed)
 
     for task in transfer_cube insertion; do
         have=$(find "$DATA/$task" -name 'episode_*.hdf5' 2>/dev/null | wc -l)
@@ -80,7 +86,7 @@ main() {
             continue_demos=()
             [ "$have" -gt 0 ] && continue_demos=(--resume)  # an interrupted recording continues where it stopped
             ./scripts/run.sh aloha_sim aloha_sim_demos --task "$task" --episodes "$EPISODES" --seed-start 0 \
-                --out "$DATA/$task" --image-size 96x128 --compress "${continue_demos[@]}"
+                --out "$DATA/$task" --image-size 96x128 --compress "${continue_demos[@]}" "${disturb[@]}"
         fi
     done
 
