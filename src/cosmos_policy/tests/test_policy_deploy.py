@@ -10,6 +10,7 @@ import pytest
 import torch
 from tiny_model import TASK, observation, statistics, text_cache, tiny_model, write_checkpoint
 
+from cosmos_policy import latent_sequence
 from cosmos_policy import policy as policy_module
 from cosmos_policy.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
 from cosmos_policy.deploy import DeployConfig
@@ -109,13 +110,13 @@ def test_vae_base_dir_override_for_a_moved_checkpoint(tmp_path):
 
 def test_future_images_decode_with_placeholders_in_the_injected_slots(policy, monkeypatch):
     captured = {}
-    original = policy_module.decode_normalised
+    original = latent_sequence.decode_normalised
 
     def spy(vae, latents):
         captured["latents"] = latents.clone()
         return original(vae, latents)
 
-    monkeypatch.setattr(policy_module, "decode_normalised", spy)
+    monkeypatch.setattr(latent_sequence, "decode_normalised", spy)
     obs = observation(policy.layout, seed=2)
     chunk = policy.act(obs, num_steps=1, seed=0, return_future_images=True)
     assert set(chunk.future_images) == set(policy.layout.cameras)
