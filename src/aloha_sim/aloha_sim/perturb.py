@@ -5,8 +5,8 @@ says which demo it is in, hence where the cube is. A policy that conditions on i
 that pose instead of looking at the scene (model_quality's state-swap probe: 20/20 on clean demos). Executing
 ``plan + offset``, with the plan's command still recorded as the action (the expert's label at the
 disturbed state, which steers back onto the plan), breaks that shortcut: the recorded state no longer pins
-down the plan, while the wrist cameras show the gripper's offset from the object. (Laskey et al. 2017, DART:
-noise injected into the supervisor's execution.)
+down the plan, while the cameras still show where the object is. (Laskey et al. 2017, DART: noise injected
+into the supervisor's execution.)
 
 The offsets are an Ornstein-Uhlenbeck process per arm joint: stationary std ``std_rad``, correlation time
 ``tau_s``, drawn from the episode's seed so a demo is reproducible. Grippers are left alone. The plan does not
