@@ -435,7 +435,7 @@ def cmd_train(args) -> int:
 
     import torch
 
-    from .checkpoint import STATISTICS_FILE, TEXT_FILE, load_checkpoint
+    from .checkpoint import CONFIG_FILE, STATISTICS_FILE, TEXT_FILE, load_checkpoint, read_checkpoint_config
     from .config import NetworkConfig, SamplerConfig, load_layout
     from .data.datasets import EpisodeDataset, SampleSpec, camera_frame_hw, compute_dataset_statistics, load_episodes
     from .data.statistics import load_statistics, statistics_from_dict
@@ -492,6 +492,13 @@ def cmd_train(args) -> int:
                         network.preset)
         model = CosmosPolicyModel(network, layout, base_dir=args.base_dir, vae=vae)
         raw_stats = None
+    if args.resume and (args.out / CONFIG_FILE).is_file():
+        saved = read_checkpoint_config(args.out).get("network", {}).get("vae_frames", "video")
+        if saved != network.vae_frames:
+            # a run saved before per-frame encoding existed: its DiT learnt other latents of the same frames
+            raise UsageError(f"--resume {args.out}: that run fed its VAE the frames as {saved!r}, this one would "
+                             f"feed them {network.vae_frames!r} (a pretrain-vae VAE is now fed frame by frame), "
+                             f"which changes every input of the trained network; start a new --out")
     if args.resume and (args.out / STATISTICS_FILE).is_file():
         raw_stats = json.loads((args.out / STATISTICS_FILE).read_text())
     if args.resume and (args.out / TEXT_FILE).is_file():

@@ -110,3 +110,21 @@ def test_inference_encodes_as_the_checkpoint_says(tmp_path):
     torch.testing.assert_close(prefix[:, :, high], alone[:, :, 0], rtol=1e-4, atol=1e-5)
     chunk = policy.act(obs, num_steps=2, seed=0)
     assert chunk.actions.shape == (LAYOUT.action_chunk, LAYOUT.action_dim)
+
+
+def test_a_run_saved_with_the_video_pass_is_not_resumed_frame_by_frame(tmp_path, capsys):
+    data = tmp_path / "demos" / "fold_shirt"
+    write_synthetic_episodes(data, count=2, steps=8)
+    vae_out = tmp_path / "vae"
+    assert main(["pretrain-vae", "--data", str(data), "--network", "tiny", "--out", str(vae_out), "--steps", "2",
+                 "--batch-size", "2", "--frames-per-episode", "2", "--no-progress"]) == 0
+    train = ["train", "--data", str(tmp_path / "demos"), "--network", "tiny", "--batch-size", "2",
+             "--warmup-steps", "1", "--no-progress", "--vae-dir", str(vae_out), "--out", str(tmp_path / "run")]
+    assert main(train + ["--steps", "1"]) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["network"]["vae_frames"] = "video"  # as a run saved before per-frame encoding existed
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(train + ["--steps", "2", "--resume"]) == 2
+    assert "start a new --out" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["step"] == 1  # nothing lost
