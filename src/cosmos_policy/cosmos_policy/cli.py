@@ -490,15 +490,17 @@ def cmd_train(args) -> int:
             log.warning("--network %s without --vae-dir: the frozen VAE is random, so the latents barely tell "
                         "camera frames apart and the policy cannot see (make one with `cosmos-policy pretrain-vae`)",
                         network.preset)
+        if args.resume and (args.out / CONFIG_FILE).is_file():
+            saved = read_checkpoint_config(args.out).get("network", {}).get("vae_frames", "video")
+            if args.vae_dir is None:  # the run's own VAE is restored on resume: so is the way it is fed
+                network = dataclasses.replace(network, vae_frames=saved)
+            elif saved != network.vae_frames:
+                # a run saved before per-frame encoding existed: its DiT learnt other latents of the same frames
+                raise UsageError(f"--resume {args.out}: that run fed its VAE the frames as {saved!r}, this one would "
+                                 f"feed them {network.vae_frames!r} (a pretrain-vae VAE is now fed frame by frame), "
+                                 f"which changes every input of the trained network; start a new --out")
         model = CosmosPolicyModel(network, layout, base_dir=args.base_dir, vae=vae)
         raw_stats = None
-    if args.resume and (args.out / CONFIG_FILE).is_file():
-        saved = read_checkpoint_config(args.out).get("network", {}).get("vae_frames", "video")
-        if saved != network.vae_frames:
-            # a run saved before per-frame encoding existed: its DiT learnt other latents of the same frames
-            raise UsageError(f"--resume {args.out}: that run fed its VAE the frames as {saved!r}, this one would "
-                             f"feed them {network.vae_frames!r} (a pretrain-vae VAE is now fed frame by frame), "
-                             f"which changes every input of the trained network; start a new --out")
     if args.resume and (args.out / STATISTICS_FILE).is_file():
         raw_stats = json.loads((args.out / STATISTICS_FILE).read_text())
     if args.resume and (args.out / TEXT_FILE).is_file():
