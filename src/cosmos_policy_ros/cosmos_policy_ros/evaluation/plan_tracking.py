@@ -1,0 +1,180 @@
+"""How far a policy's closed-loop trajectory strays from the scripted expert's for the same seed.
+
+A stage score says an episode failed, not how. This separates the two ways a policy that was trained on
+scripted demonstrations can fail:
+
+- it does not see where the objects are: its trajectory stays near *a* demonstration, but no closer to
+  this seed's than to those of other seeds;
+- it cannot follow any demonstration: it strays further from this seed's than the demonstrations of
+  different seeds lie from each other, even where they all agree (e.g. the transfer cube's handover pose).
+
+The expert's trajectory is the joint state the simulator reaches executing the scripted plan (deterministic:
+the same seed and commands give the same states). Each seed runs in the MuJoCo simulator directly, without
+ROS (the policy node's conventions: the chunk executed ``execute_steps`` at a time at the control rate).
+At each time t it records, in radians (grippers in the ACT 0..1 units), mean over the 14 joints:
+
+- ``own``: |q(t) - q_expert,seed(t)|;
+- ``others``: the same against each reference seed's expert, averaged;
+- ``spread``: |q_expert,seed(t) - q_expert,ref(t)| averaged over the reference seeds: how much the object
+  positions change the demonstration at t.
+
+    python -m cosmos_policy_ros.evaluation.plan_tracking --checkpoint checkpoints/aloha_sim_default \\
+        --task transfer_cube --seeds 1000-1009 --json eval/plan_tracking.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+# act(images, qpos, task_text, chunk_index) -> (N, 14) joint targets
+ActFn = Callable[[dict[str, np.ndarray], np.ndarray, str, int], np.ndarray]
+REFERENCE_SEED_START = 5000  # experts of these seeds (never demos nor evaluation seeds) stand for "other scenes"
+
+
+def expert_plan(env, seed: int) -> np.ndarray:
+    """The scripted plan of ``seed``: (T, 14) joint targets, planned from the reset's object poses."""
+    from aloha_sim.scripted import plan_episode
+
+    env.reset(seed)
+    return plan_episode(env.task, env.object_poses(), env.contract)
+
+
+def expert_trajectory(env, seed: int) -> np.ndarray:
+    """The joint states (T, 14) the simulator passes through executing ``seed``'s scripted plan."""
+    plan = expert_plan(env, seed)
+    obs = env.observe(render=False)
+    states = []
+    for command in plan:
+        states.append(obs.qpos.copy())
+        obs = env.step(command, render=False)
+    return np.asarray(states)
+
+
+def track_episode(env, act: ActFn, seed: int, expert: np.ndarray, references: Sequence[np.ndarray], *,
+                  execute_steps: int, max_steps: int | None = None) -> dict:
+    """One closed-loop episode of ``act`` from ``seed``: per-step own / others / spread against the expert's
+    joint states (``expert``, ``references``: (T, 14) each), and the stage score."""
+    steps = min(env.episode_steps, len(expert), *(len(r) for r in references))
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    obs = env.reset(seed)
+    visited: list[np.ndarray] = []
+    chunk_index = 0
+    while len(visited) < steps:
+        chunk = np.asarray(act(obs.images, obs.qpos, env.task.description, chunk_index), dtype=np.float64)
+        if chunk.ndim != 2 or chunk.shape[1] != expert.shape[1]:
+            raise ValueError(f"the policy returned a chunk of shape {chunk.shape}: expected (N, {expert.shape[1]})")
+        for command in chunk[:execute_steps]:
+            if len(visited) == steps:
+                break
+            visited.append(obs.qpos.copy())
+            obs = env.step(command)
+        chunk_index += 1
+    q = np.asarray(visited)
+    own = np.abs(q - expert[:steps]).mean(axis=1)
+    others = np.mean([np.abs(q - ref[:steps]).mean(axis=1) for ref in references], axis=0)
+    spread = np.mean([np.abs(expert[:steps] - ref[:steps]).mean(axis=1) for ref in references], axis=0)
+    return {"seed": seed, "stage_score": float(env.stage_score().score), "own": own, "others": others,
+            "spread": spread}
+
+
+def summarise(episodes: Sequence[dict], times: Sequence[int]) -> dict:
+    """Means over episodes at each of ``times`` (steps), and where own is closer than others."""
+    rows = []
+    for t in times:
+        at = [e for e in episodes if len(e["own"]) > t]
+        if not at:
+            continue
+        own = np.array([e["own"][t] for e in at])
+        others = np.array([e["others"][t] for e in at])
+        spread = np.array([e["spread"][t] for e in at])
+        rows.append({"step": int(t), "episodes": len(at), "own_rad": float(own.mean()),
+                     "others_rad": float(others.mean()), "spread_rad": float(spread.mean()),
+                     "own_closer_fraction": float(np.mean(own < others))})
+    return {"episodes": len(episodes), "mean_stage_score": float(np.mean([e["stage_score"] for e in episodes])),
+            "by_step": rows}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1000-1009' or '1000,1003,1007'."""
+    try:
+        if "-" in text:
+            first, last = (int(x) for x in text.split("-", 1))
+            if last < first:
+                raise ValueError
+            return list(range(first, last + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected FIRST-LAST or a comma-separated list") from None
+
+
+def policy_act_fn(checkpoint: str, *, action_steps: int | None, device: str) -> ActFn:
+    from cosmos_policy.policy import CosmosPolicy
+
+    policy = CosmosPolicy.from_checkpoint(checkpoint, device=device)
+
+    def act(images, qpos, text, chunk_index):
+        return policy.act({"images": images, "proprio": qpos, "task": text}, num_steps=action_steps,
+                          seed=chunk_index).actions
+    return act
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cosmos_policy_ros.evaluation.plan_tracking",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="policy checkpoint folder")
+    parser.add_argument("--task", default="transfer_cube", help="task of config/tasks.yaml")
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1000-1009"),
+                        help="evaluated seeds, FIRST-LAST or a list (default 1000-1009)")
+    parser.add_argument("--reference-seeds", type=int, default=8,
+                        help=f"how many other scenes' experts to compare with (seeds {REFERENCE_SEED_START}...)")
+    parser.add_argument("--execute-steps", type=int, default=50, help="steps of each chunk executed (default 50)")
+    parser.add_argument("--action-steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    parser.add_argument("--image-size", default="96x128", help="HEIGHTxWIDTH rendered (default 96x128)")
+    parser.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the task's length)")
+    parser.add_argument("--every", type=int, default=50, help="report every this many steps (default 50)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary and per-episode rows here")
+    args = parser.parse_args(argv)
+    if args.execute_steps < 1 or args.reference_seeds < 1:
+        parser.error("--execute-steps and --reference-seeds must be at least 1")
+    try:
+        height, width = (int(x) for x in args.image_size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--image-size {args.image_size!r}: expected HEIGHTxWIDTH, e.g. 96x128")
+
+    from tqdm import tqdm
+
+    from aloha_sim.env import AlohaSimEnv
+
+    act = policy_act_fn(args.checkpoint, action_steps=args.action_steps, device=args.device)
+    episodes = []
+    with AlohaSimEnv(args.task, image_size=(height, width)) as env:
+        references = [expert_trajectory(env, REFERENCE_SEED_START + i) for i in range(args.reference_seeds)]
+        for seed in tqdm(args.seeds, desc=f"{args.task} episodes", unit="ep", file=sys.stderr):
+            episodes.append(track_episode(env, act, seed, expert_trajectory(env, seed), references,
+                                          execute_steps=args.execute_steps, max_steps=args.max_steps))
+    length = max(len(e["own"]) for e in episodes)
+    summary = summarise(episodes, list(range(args.every - 1, length, args.every)))
+    summary.update(checkpoint=str(args.checkpoint), task=args.task, execute_steps=args.execute_steps)
+    print(f"{args.task}, {len(episodes)} seeds, mean stage score {summary['mean_stage_score']:.1f}")
+    print("step   own rad  others rad  spread rad  own closer")
+    for row in summary["by_step"]:
+        print(f"{row['step'] + 1:4d}   {row['own_rad']:7.3f}  {row['others_rad']:10.3f}  {row['spread_rad']:10.3f}"
+              f"  {row['own_closer_fraction']:10.0%}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{"seed": e["seed"], "stage_score": e["stage_score"],
+                 **{k: [round(float(v), 5) for v in e[k]] for k in ("own", "others", "spread")}} for e in episodes]
+        args.json.write_text(json.dumps({**summary, "per_episode": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
