@@ -60,6 +60,24 @@ def test_a_malformed_chunk_is_refused(env):
         track_episode(env, lambda *a: np.zeros((10, 7)), 1000, plan, [plan], execute_steps=5, max_steps=10)
 
 
+def test_a_refused_command_stops_the_episode_and_the_arms_hold(env):
+    expert = expert_trajectory(env, 1000)
+    plan = expert_plan(env, 1000)
+
+    def act(images, qpos, text, chunk_index):  # the plan, then a gripper far outside its range
+        chunk = plan[chunk_index * 10:chunk_index * 10 + 10].copy()
+        if chunk_index == 3:
+            chunk[4:, 6] = 5.0
+        return chunk
+
+    result = track_episode(env, act, 1000, expert, [expert], execute_steps=10, max_steps=80)
+    assert result["stopped"].startswith("step 34:") and "gripper" in result["stopped"]
+    np.testing.assert_allclose(result["own"][:34], 0.0, atol=1e-9)  # the plan, executed until then
+    held = env.qpos()
+    np.testing.assert_allclose(held[:6], plan[33][:6], atol=0.05)  # the last valid target, held
+    assert len(result["own"]) == 80
+
+
 def test_summary_means_at_the_reported_steps():
     episodes = [{"stage_score": 25.0, "own": np.array([0.1, 0.2]), "others": np.array([0.3, 0.1]),
                  "spread": np.array([0.2, 0.2])},
@@ -81,3 +99,37 @@ def test_seed_lists_and_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["--checkpoint", "x", "--image-size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_the_command_tracks_a_checkpoint_and_writes_its_report(tmp_path, capsys):
+    """End to end on a tiny untrained checkpoint trained at 48x64: the simulator renders that size by default."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from aloha_sim.tasks import load_tasks
+    from cosmos_policy.checkpoint import save_checkpoint
+    from cosmos_policy.config import NetworkConfig, load_layout
+    from cosmos_policy.data.text import build_text_cache
+    from cosmos_policy.diffusion import CosmosPolicyModel
+
+    torch.manual_seed(0)
+    network = NetworkConfig.preset_config("tiny")
+    model = CosmosPolicyModel(network, dataclasses.replace(load_layout("aloha"), camera_hw=(48, 64)))
+    text = load_tasks().get("transfer_cube").description
+    # actions between 0.4 and 0.6 rad (grippers half open): inside every joint's limits
+    stats = {"actions_min": [0.4] * 14, "actions_max": [0.6] * 14, "proprio_min": [-1.5] * 14,
+             "proprio_max": [1.5] * 14}
+    save_checkpoint(tmp_path / "ckpt", model, statistics=stats,
+                    text_cache=build_text_cache([text], d_text=network.text_embed_dim,
+                                                max_length=network.text_max_tokens))
+    out = tmp_path / "tracking.json"
+    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--seeds", "1000", "--reference-seeds", "1",
+                 "--max-steps", "60", "--every", "20", "--action-steps", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [row["step"] for row in report["by_step"]] == [19, 39, 59]
+    (episode,) = report["per_episode"]
+    assert episode["seed"] == 1000 and len(episode["own"]) == len(episode["spread"]) == 3
+    assert report["by_step"][-1]["own_rad"] == pytest.approx(episode["own"][-1], abs=1e-5)
+    assert "own closer" in capsys.readouterr().out

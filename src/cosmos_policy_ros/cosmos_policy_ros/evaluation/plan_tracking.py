@@ -10,7 +10,9 @@ scripted demonstrations can fail:
 
 The expert's trajectory is the joint state the simulator reaches executing the scripted plan (deterministic:
 the same seed and commands give the same states). Each seed runs in the MuJoCo simulator directly, without
-ROS (the policy node's conventions: the chunk executed ``execute_steps`` at a time at the control rate).
+ROS: the chunk executed ``execute_steps`` at a time at the control rate, as the policy returns it (none of
+the policy node's command shaping). A command the simulator refuses (outside the joint limits) stops the
+episode there, and the arms hold the last valid target to the end, as the robot would.
 At each time t it records, in radians (grippers in the ACT 0..1 units), mean over the 14 joints:
 
 - ``own``: |q(t) - q_expert,seed(t)|;
@@ -63,25 +65,36 @@ def track_episode(env, act: ActFn, seed: int, expert: np.ndarray, references: Se
     steps = min(env.episode_steps, len(expert), *(len(r) for r in references))
     if max_steps is not None:
         steps = min(steps, max_steps)
+    from aloha_contract.validation import InvalidCommand
+
     obs = env.reset(seed)
     visited: list[np.ndarray] = []
-    chunk_index = 0
+    chunk_index, stopped = 0, None
     while len(visited) < steps:
-        chunk = np.asarray(act(obs.images, obs.qpos, env.task.description, chunk_index), dtype=np.float64)
-        if chunk.ndim != 2 or chunk.shape[1] != expert.shape[1]:
-            raise ValueError(f"the policy returned a chunk of shape {chunk.shape}: expected (N, {expert.shape[1]})")
+        if stopped is None:
+            chunk = np.asarray(act(obs.images, obs.qpos, env.task.description, chunk_index), dtype=np.float64)
+            if chunk.ndim != 2 or chunk.shape[1] != expert.shape[1]:
+                raise ValueError(f"the policy returned a chunk of shape {chunk.shape}: "
+                                 f"expected (N, {expert.shape[1]})")
+        else:  # as on the robot: after a refused command the arms hold the last valid target
+            chunk = np.repeat(env.last_command[None], execute_steps, axis=0)
         for command in chunk[:execute_steps]:
             if len(visited) == steps:
                 break
             visited.append(obs.qpos.copy())
-            obs = env.step(command)
+            try:
+                obs = env.step(command)
+            except InvalidCommand as exc:
+                stopped = f"step {len(visited) - 1}: {exc}"
+                obs = env.step(env.last_command)
+                break  # the rest of this chunk is dropped with it
         chunk_index += 1
     q = np.asarray(visited)
     own = np.abs(q - expert[:steps]).mean(axis=1)
     others = np.mean([np.abs(q - ref[:steps]).mean(axis=1) for ref in references], axis=0)
     spread = np.mean([np.abs(expert[:steps] - ref[:steps]).mean(axis=1) for ref in references], axis=0)
     return {"seed": seed, "stage_score": float(env.stage_score().score), "own": own, "others": others,
-            "spread": spread}
+            "spread": spread, "stopped": stopped}
 
 
 def summarise(episodes: Sequence[dict], times: Sequence[int]) -> dict:
@@ -98,7 +111,7 @@ def summarise(episodes: Sequence[dict], times: Sequence[int]) -> dict:
                      "others_rad": float(others.mean()), "spread_rad": float(spread.mean()),
                      "own_closer_fraction": float(np.mean(own < others))})
     return {"episodes": len(episodes), "mean_stage_score": float(np.mean([e["stage_score"] for e in episodes])),
-            "by_step": rows}
+            "stopped_episodes": sum(e.get("stopped") is not None for e in episodes), "by_step": rows}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -114,11 +127,8 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected FIRST-LAST or a comma-separated list") from None
 
 
-def policy_act_fn(checkpoint: str, *, action_steps: int | None, device: str) -> ActFn:
-    from cosmos_policy.policy import CosmosPolicy
-
-    policy = CosmosPolicy.from_checkpoint(checkpoint, device=device)
-
+def policy_act_fn(policy, *, action_steps: int | None) -> ActFn:
+    """The policy's chunk, in robot units; chunk i is sampled with seed i, so that a rerun repeats itself."""
     def act(images, qpos, text, chunk_index):
         return policy.act({"images": images, "proprio": qpos, "task": text}, num_steps=action_steps,
                           seed=chunk_index).actions
@@ -136,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"how many other scenes' experts to compare with (seeds {REFERENCE_SEED_START}...)")
     parser.add_argument("--execute-steps", type=int, default=50, help="steps of each chunk executed (default 50)")
     parser.add_argument("--action-steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
-    parser.add_argument("--image-size", default="96x128", help="HEIGHTxWIDTH rendered (default 96x128)")
+    parser.add_argument("--image-size", default=None,
+                        help="HEIGHTxWIDTH rendered (default: the camera size the checkpoint was trained on)")
     parser.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the task's length)")
     parser.add_argument("--every", type=int, default=50, help="report every this many steps (default 50)")
     parser.add_argument("--device", default="cpu")
@@ -144,34 +155,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.execute_steps < 1 or args.reference_seeds < 1:
         parser.error("--execute-steps and --reference-seeds must be at least 1")
-    try:
-        height, width = (int(x) for x in args.image_size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--image-size {args.image_size!r}: expected HEIGHTxWIDTH, e.g. 96x128")
+    image_size = None
+    if args.image_size is not None:
+        try:
+            image_size = tuple(int(x) for x in args.image_size.lower().split("x"))
+            if len(image_size) != 2:
+                raise ValueError
+        except ValueError:
+            parser.error(f"--image-size {args.image_size!r}: expected HEIGHTxWIDTH, e.g. 96x128")
 
     from tqdm import tqdm
 
     from aloha_sim.env import AlohaSimEnv
+    from cosmos_policy.policy import CosmosPolicy
 
-    act = policy_act_fn(args.checkpoint, action_steps=args.action_steps, device=args.device)
+    policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device,
+                                          camera_hw="layout" if image_size is None else image_size)
+    act = policy_act_fn(policy, action_steps=args.action_steps)
     episodes = []
-    with AlohaSimEnv(args.task, image_size=(height, width)) as env:
+    with AlohaSimEnv(args.task, image_size=image_size or tuple(policy.layout.camera_hw)) as env:
         references = [expert_trajectory(env, REFERENCE_SEED_START + i) for i in range(args.reference_seeds)]
         for seed in tqdm(args.seeds, desc=f"{args.task} episodes", unit="ep", file=sys.stderr):
             episodes.append(track_episode(env, act, seed, expert_trajectory(env, seed), references,
                                           execute_steps=args.execute_steps, max_steps=args.max_steps))
     length = max(len(e["own"]) for e in episodes)
-    summary = summarise(episodes, list(range(args.every - 1, length, args.every)))
+    times = list(range(args.every - 1, length, args.every))
+    summary = summarise(episodes, times)
     summary.update(checkpoint=str(args.checkpoint), task=args.task, execute_steps=args.execute_steps)
-    print(f"{args.task}, {len(episodes)} seeds, mean stage score {summary['mean_stage_score']:.1f}")
+    print(f"{args.task}, {len(episodes)} seeds, mean stage score {summary['mean_stage_score']:.1f}, "
+          f"{summary['stopped_episodes']} stopped by a refused command (the arms then hold)")
     print("step   own rad  others rad  spread rad  own closer")
     for row in summary["by_step"]:
         print(f"{row['step'] + 1:4d}   {row['own_rad']:7.3f}  {row['others_rad']:10.3f}  {row['spread_rad']:10.3f}"
               f"  {row['own_closer_fraction']:10.0%}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        rows = [{"seed": e["seed"], "stage_score": e["stage_score"],
-                 **{k: [round(float(v), 5) for v in e[k]] for k in ("own", "others", "spread")}} for e in episodes]
+        rows = [{"seed": e["seed"], "stage_score": e["stage_score"], "stopped": e["stopped"],  # at the reported steps
+                 **{k: [round(float(e[k][t]), 5) for t in times if t < len(e[k])] for k in ("own", "others", "spread")}}
+                for e in episodes]
         args.json.write_text(json.dumps({**summary, "per_episode": rows}, indent=1))
     return 0
 
