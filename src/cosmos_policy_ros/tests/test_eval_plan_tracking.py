@@ -131,5 +131,8 @@ def test_the_command_tracks_a_checkpoint_and_writes_its_report(tmp_path, capsys)
     assert [row["step"] for row in report["by_step"]] == [19, 39, 59]
     (episode,) = report["per_episode"]
     assert episode["seed"] == 1000 and len(episode["own"]) == len(episode["spread"]) == 3
-    assert report["by_step"][-1]["own_rad"] == pytest.approx(episode["own"][-1], abs=1e-5)
+    last = report["by_step"][-1]
+    assert last["own_rad"] == pytest.approx(episode["own"][-1], abs=1e-5)
+    assert len(last["own_by_joint_rad"]) == len(last["spread_by_joint_rad"]) == 14
+    assert np.mean(last["own_by_joint_rad"]) == pytest.approx(last["own_rad"], abs=1e-3)  # one episode
     assert "own closer" in capsys.readouterr().out

@@ -20,6 +20,9 @@ At each time t it records, in radians (grippers in the ACT 0..1 units), mean ove
 - ``spread``: |q_expert,seed(t) - q_expert,ref(t)| averaged over the reference seeds: how much the object
   positions change the demonstration at t.
 
+The JSON report also has ``own`` and ``spread`` per joint at each reported step: a joint that errs where
+every expert moves alike (e.g. the left arm while the right one reaches for the cube) errs from imprecision.
+
     python -m cosmos_policy_ros.evaluation.plan_tracking --checkpoint checkpoints/aloha_sim_default \\
         --task transfer_cube --seeds 1000-1009 --json eval/plan_tracking.json
 """
@@ -90,11 +93,12 @@ def track_episode(env, act: ActFn, seed: int, expert: np.ndarray, references: Se
                 break  # the rest of this chunk is dropped with it
         chunk_index += 1
     q = np.asarray(visited)
-    own = np.abs(q - expert[:steps]).mean(axis=1)
+    own_by_joint = np.abs(q - expert[:steps])
+    spread_by_joint = np.mean([np.abs(expert[:steps] - ref[:steps]) for ref in references], axis=0)
     others = np.mean([np.abs(q - ref[:steps]).mean(axis=1) for ref in references], axis=0)
-    spread = np.mean([np.abs(expert[:steps] - ref[:steps]).mean(axis=1) for ref in references], axis=0)
-    return {"seed": seed, "stage_score": float(env.stage_score().score), "own": own, "others": others,
-            "spread": spread, "stopped": stopped}
+    return {"seed": seed, "stage_score": float(env.stage_score().score), "own": own_by_joint.mean(axis=1),
+            "others": others, "spread": spread_by_joint.mean(axis=1), "own_by_joint": own_by_joint,
+            "spread_by_joint": spread_by_joint, "stopped": stopped}
 
 
 def summarise(episodes: Sequence[dict], times: Sequence[int]) -> dict:
@@ -107,9 +111,14 @@ def summarise(episodes: Sequence[dict], times: Sequence[int]) -> dict:
         own = np.array([e["own"][t] for e in at])
         others = np.array([e["others"][t] for e in at])
         spread = np.array([e["spread"][t] for e in at])
-        rows.append({"step": int(t), "episodes": len(at), "own_rad": float(own.mean()),
-                     "others_rad": float(others.mean()), "spread_rad": float(spread.mean()),
-                     "own_closer_fraction": float(np.mean(own < others))})
+        row = {"step": int(t), "episodes": len(at), "own_rad": float(own.mean()),
+               "others_rad": float(others.mean()), "spread_rad": float(spread.mean()),
+               "own_closer_fraction": float(np.mean(own < others))}
+        if all("own_by_joint" in e for e in at):
+            # per joint: an error where every expert agrees (spread ~ 0) is imprecision, not blindness
+            row["own_by_joint_rad"] = np.mean([e["own_by_joint"][t] for e in at], axis=0).round(4).tolist()
+            row["spread_by_joint_rad"] = np.mean([e["spread_by_joint"][t] for e in at], axis=0).round(4).tolist()
+        rows.append(row)
     return {"episodes": len(episodes), "mean_stage_score": float(np.mean([e["stage_score"] for e in episodes])),
             "stopped_episodes": sum(e.get("stopped") is not None for e in episodes), "by_step": rows}
 
