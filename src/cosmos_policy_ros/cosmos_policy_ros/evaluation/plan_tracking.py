@@ -65,11 +65,11 @@ def track_episode(env, act: ActFn, seed: int, expert: np.ndarray, references: Se
                   execute_steps: int, max_steps: int | None = None) -> dict:
     """One closed-loop episode of ``act`` from ``seed``: per-step own / others / spread against the expert's
     joint states (``expert``, ``references``: (T, 14) each), and the stage score."""
+    from aloha_contract.validation import InvalidCommand
+
     steps = min(env.episode_steps, len(expert), *(len(r) for r in references))
     if max_steps is not None:
         steps = min(steps, max_steps)
-    from aloha_contract.validation import InvalidCommand
-
     obs = env.reset(seed)
     visited: list[np.ndarray] = []
     chunk_index, stopped = 0, None
