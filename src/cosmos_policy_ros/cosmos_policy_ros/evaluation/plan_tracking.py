@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aloha_sim.demos_cli import parse_image_size
+
 # act(images, qpos, task_text, chunk_index) -> (N, 14) joint targets
 ActFn = Callable[[dict[str, np.ndarray], np.ndarray, str, int], np.ndarray]
 REFERENCE_SEED_START = 5000  # experts of these seeds (never demos nor evaluation seeds) stand for "other scenes"
@@ -155,23 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"how many other scenes' experts to compare with (seeds {REFERENCE_SEED_START}...)")
     parser.add_argument("--execute-steps", type=int, default=50, help="steps of each chunk executed (default 50)")
     parser.add_argument("--action-steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
-    parser.add_argument("--image-size", default=None,
+    parser.add_argument("--image-size", type=parse_image_size, default=None,
                         help="HEIGHTxWIDTH rendered (default: the camera size the checkpoint was trained on)")
     parser.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the task's length)")
     parser.add_argument("--every", type=int, default=50, help="report every this many steps (default 50)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary and per-episode rows here")
     args = parser.parse_args(argv)
-    if args.execute_steps < 1 or args.reference_seeds < 1:
-        parser.error("--execute-steps and --reference-seeds must be at least 1")
-    image_size = None
-    if args.image_size is not None:
-        try:
-            image_size = tuple(int(x) for x in args.image_size.lower().split("x"))
-            if len(image_size) != 2:
-                raise ValueError
-        except ValueError:
-            parser.error(f"--image-size {args.image_size!r}: expected HEIGHTxWIDTH, e.g. 96x128")
+    if min(args.execute_steps, args.reference_seeds, args.every) < 1:
+        parser.error("--execute-steps, --reference-seeds and --every must be at least 1")
+    image_size = args.image_size
 
     from tqdm import tqdm
 
