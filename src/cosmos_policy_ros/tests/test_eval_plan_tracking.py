@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,9 @@ from cosmos_policy_ros.evaluation.plan_tracking import (
     expert_plan,
     expert_trajectory,
     main,
+    node_smoothing_window,
     parse_seeds,
+    policy_act_fn,
     summarise,
     track_episode,
 )
@@ -78,6 +82,31 @@ def test_a_refused_command_stops_the_episode_and_the_arms_hold(env):
     assert len(result["own"]) == 80
 
 
+def test_the_chunk_is_smoothed_as_the_policy_node_smooths_it():
+    """A ramp with alternating spikes: the closed loop's moving average removes the spikes, keeps the ramp."""
+    from types import SimpleNamespace
+
+    ramp = np.linspace(0.0, 0.49, 50)[:, None].repeat(14, axis=1)
+    jagged = ramp + 0.1 * (-1.0) ** np.arange(50)[:, None]
+
+    class Policy:
+        def act(self, observation, num_steps, seed):
+            return SimpleNamespace(actions=jagged.astype(np.float32))
+
+    raw = policy_act_fn(Policy(), action_steps=None, smoothing_window=0)({}, np.zeros(14), "t", 0)
+    np.testing.assert_allclose(raw, jagged, atol=1e-6)
+    smoothed = policy_act_fn(Policy(), action_steps=None, smoothing_window=9)({}, np.zeros(14), "t", 0)
+    inner = slice(4, 46)  # a full window: an odd window over an alternating spike leaves 1/9 of it
+    assert np.abs(smoothed[inner] - ramp[inner]).max() < 0.1 / 9 + 1e-6
+    assert np.abs(raw[inner] - ramp[inner]).min() > 0.09
+    # the default is the policy node's own setting: the installed config/policy.yaml, which is the repository's
+    import yaml
+
+    source = Path(__file__).resolve().parents[3] / "config" / "policy.yaml"
+    expected = yaml.safe_load(source.read_text())["/**/policy_node"]["ros__parameters"]["smoothing_window"]
+    assert node_smoothing_window() == expected > 1
+
+
 def test_summary_means_at_the_reported_steps():
     episodes = [{"stage_score": 25.0, "own": np.array([0.1, 0.2]), "others": np.array([0.3, 0.1]),
                  "spread": np.array([0.2, 0.2])},
@@ -99,6 +128,9 @@ def test_seed_lists_and_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["--checkpoint", "x", "--image-size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", "x", "--smoothing-window", "-1"])
+    assert "--smoothing-window -1" in capsys.readouterr().err
 
 
 def test_the_command_tracks_a_checkpoint_and_writes_its_report(tmp_path, capsys):

@@ -10,9 +10,11 @@ scripted demonstrations can fail:
 
 The expert's trajectory is the joint state the simulator reaches executing the scripted plan (deterministic:
 the same seed and commands give the same states). Each seed runs in the MuJoCo simulator directly, without
-ROS: the chunk executed ``execute_steps`` at a time at the control rate, as the policy returns it (none of
-the policy node's command shaping). A command the simulator refuses (outside the joint limits) stops the
-episode there, and the arms hold the last valid target to the end, as the robot would.
+ROS: the chunk executed ``execute_steps`` at a time at the control rate, smoothed as the policy node smooths it
+(``smoothing_window`` of aloha_bringup's config/policy.yaml, unless ``--smoothing-window`` says otherwise) and
+otherwise as the policy returns it (none of the node's seam ramp or command shaping). A command the simulator
+refuses (outside the joint limits) stops the episode there, and the arms hold the last valid target to the end,
+as the robot would.
 At each time t it records, in radians (grippers in the ACT 0..1 units), mean over the 14 joints:
 
 - ``own``: |q(t) - q_expert,seed(t)|;
@@ -138,12 +140,26 @@ def parse_seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected FIRST-LAST or a comma-separated list") from None
 
 
-def policy_act_fn(policy, *, action_steps: int | None) -> ActFn:
-    """The policy's chunk, in robot units; chunk i is sampled with seed i, so that a rerun repeats itself."""
+def policy_act_fn(policy, *, action_steps: int | None, smoothing_window: int = 0) -> ActFn:
+    """The policy's chunk, in robot units, with the node's moving average over ``smoothing_window`` rows (0: as
+    returned); chunk i is sampled with seed i, so that a rerun repeats itself."""
+    from cosmos_policy_ros.chunk_scheduler import smooth_rows
+
     def act(images, qpos, text, chunk_index):
-        return policy.act({"images": images, "proprio": qpos, "task": text}, num_steps=action_steps,
-                          seed=chunk_index).actions
+        chunk = policy.act({"images": images, "proprio": qpos, "task": text}, num_steps=action_steps,
+                           seed=chunk_index).actions
+        return smooth_rows(np.asarray(chunk, dtype=np.float64), smoothing_window)
     return act
+
+
+def node_smoothing_window() -> int:
+    """The policy node's ``smoothing_window`` from aloha_bringup's config/policy.yaml: what the closed loop runs."""
+    import yaml
+    from ament_index_python.packages import get_package_share_directory
+
+    path = Path(get_package_share_directory("aloha_bringup")) / "config" / "policy.yaml"
+    params = yaml.safe_load(path.read_text())["/**/policy_node"]["ros__parameters"]
+    return int(params.get("smoothing_window", 0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"how many other scenes' experts to compare with (seeds {REFERENCE_SEED_START}...)")
     parser.add_argument("--execute-steps", type=int, default=50, help="steps of each chunk executed (default 50)")
     parser.add_argument("--action-steps", type=int, default=None, help="denoising steps (default: the checkpoint's)")
+    parser.add_argument("--smoothing-window", type=int, default=None,
+                        help="moving average over each chunk's rows, 0 = off (default: the policy node's, "
+                             "config/policy.yaml)")
     parser.add_argument("--image-size", type=parse_image_size, default=None,
                         help="HEIGHTxWIDTH rendered (default: the camera size the checkpoint was trained on)")
     parser.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the task's length)")
@@ -166,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.execute_steps, args.reference_seeds, args.every) < 1:
         parser.error("--execute-steps, --reference-seeds and --every must be at least 1")
+    if args.smoothing_window is not None and args.smoothing_window < 0:
+        parser.error(f"--smoothing-window {args.smoothing_window}: expected 0 (off) or a number of rows")
     image_size = args.image_size
 
     from tqdm import tqdm
@@ -175,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device,
                                           camera_hw="layout" if image_size is None else image_size)
-    act = policy_act_fn(policy, action_steps=args.action_steps)
+    smoothing_window = node_smoothing_window() if args.smoothing_window is None else args.smoothing_window
+    act = policy_act_fn(policy, action_steps=args.action_steps, smoothing_window=smoothing_window)
     episodes = []
     with AlohaSimEnv(args.task, image_size=image_size or tuple(policy.layout.camera_hw)) as env:
         references = [expert_trajectory(env, REFERENCE_SEED_START + i) for i in range(args.reference_seeds)]
@@ -185,8 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     length = max(len(e["own"]) for e in episodes)
     times = list(range(args.every - 1, length, args.every))
     summary = summarise(episodes, times)
-    summary.update(checkpoint=str(args.checkpoint), task=args.task, execute_steps=args.execute_steps)
-    print(f"{args.task}, {len(episodes)} seeds, mean stage score {summary['mean_stage_score']:.1f}, "
+    summary.update(checkpoint=str(args.checkpoint), task=args.task, execute_steps=args.execute_steps,
+                   smoothing_window=smoothing_window)
+    print(f"{args.task}, {len(episodes)} seeds, smoothing window {smoothing_window}, "
+          f"mean stage score {summary['mean_stage_score']:.1f}, "
           f"{summary['stopped_episodes']} stopped by a refused command (the arms then hold)")
     print("step   own rad  others rad  spread rad  own closer")
     for row in summary["by_step"]:
