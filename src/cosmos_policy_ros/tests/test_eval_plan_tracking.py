@@ -11,7 +11,7 @@ from cosmos_policy_ros.evaluation.plan_tracking import (
     expert_plan,
     expert_trajectory,
     main,
-    node_smoothing_window,
+    node_parameters,
     parse_seeds,
     policy_act_fn,
     summarise,
@@ -56,6 +56,27 @@ def test_following_its_own_plan_is_closer_than_following_another_scene(env):
     assert other["own"][late].mean() > 0.5 * spread
     assert other["others"][late].mean() < other["own"][late].mean()  # it is one of the references
     assert own["stage_score"] == other["stage_score"] == 0.0  # 150 steps reach no stage
+
+
+def test_temporal_ensembling_averages_the_chunks_that_cover_a_step(env):
+    """Chunks that err by +d and -d in turn: executed alone they pull the arm off the plan; ensembled (equal
+    weights, two chunks cover every step after the first ten) they cancel, and the arm follows its expert."""
+    plan = expert_plan(env, 1000)
+    expert = expert_trajectory(env, 1000)
+    arm = [1, 2, 8, 9]  # shoulders and elbows, well inside their limits here
+
+    def alternating(images, qpos, text, chunk_index):
+        chunk = plan[chunk_index * 10:chunk_index * 10 + 20].copy()
+        chunk[:, arm] += 0.05 if chunk_index % 2 == 0 else -0.05
+        return chunk
+
+    alone = track_episode(env, alternating, 1000, expert, [expert], execute_steps=10, max_steps=90)
+    ensembled = track_episode(env, alternating, 1000, expert, [expert], execute_steps=10, max_steps=90,
+                              temporal_ensemble_coeff=0.0)
+    late = slice(50, 90)
+    assert alone["own"][late].mean() > 0.005  # 4 of 14 joints off by up to 0.05
+    assert ensembled["own"][late].mean() < 0.1 * alone["own"][late].mean()
+    assert alone["stopped"] is ensembled["stopped"] is None
 
 
 def test_a_malformed_chunk_is_refused(env):
@@ -104,7 +125,7 @@ def test_the_chunk_is_smoothed_as_the_policy_node_smooths_it():
 
     source = Path(__file__).resolve().parents[3] / "config" / "policy.yaml"
     expected = yaml.safe_load(source.read_text())["/**/policy_node"]["ros__parameters"]["smoothing_window"]
-    assert node_smoothing_window() == expected > 1
+    assert node_parameters()["smoothing_window"] == expected > 1
 
 
 def test_summary_means_at_the_reported_steps():

@@ -66,36 +66,46 @@ def expert_trajectory(env, seed: int) -> np.ndarray:
 
 
 def track_episode(env, act: ActFn, seed: int, expert: np.ndarray, references: Sequence[np.ndarray], *,
-                  execute_steps: int, max_steps: int | None = None) -> dict:
+                  execute_steps: int, max_steps: int | None = None,
+                  temporal_ensemble_coeff: float | None = None) -> dict:
     """One closed-loop episode of ``act`` from ``seed``: per-step own / others / spread against the expert's
-    joint states (``expert``, ``references``: (T, 14) each), and the stage score."""
+    joint states (``expert``, ``references``: (T, 14) each), and the stage score.
+
+    Chunks are scheduled by the policy node's own ``ChunkScheduler`` as its blocking client runs them (no
+    prefetch: a chunk is asked for when the previous one has run ``execute_steps`` rows), with ACT temporal
+    ensembling over every chunk that covers a tick when ``temporal_ensemble_coeff`` is set."""
     from aloha_contract.validation import InvalidCommand
+    from cosmos_policy_ros.chunk_scheduler import Chunk, ChunkScheduler
 
     steps = min(env.episode_steps, len(expert), *(len(r) for r in references))
     if max_steps is not None:
         steps = min(steps, max_steps)
+    scheduler = ChunkScheduler(execute_steps, env.contract.control_period_s, prefetch=False,
+                               temporal_ensemble_coeff=temporal_ensemble_coeff)
     obs = env.reset(seed)
     visited: list[np.ndarray] = []
     chunk_index, stopped = 0, None
-    while len(visited) < steps:
+    for tick in range(steps):
+        target = None
         if stopped is None:
-            chunk = np.asarray(act(obs.images, obs.qpos, env.task.description, chunk_index), dtype=np.float64)
-            if chunk.ndim != 2 or chunk.shape[1] != expert.shape[1]:
-                raise ValueError(f"the policy returned a chunk of shape {chunk.shape}: "
-                                 f"expected (N, {expert.shape[1]})")
-        else:  # as on the robot: after a refused command the arms hold the last valid target
-            chunk = np.repeat(env.last_command[None], execute_steps, axis=0)
-        for command in chunk[:execute_steps]:
-            if len(visited) == steps:
-                break
-            visited.append(obs.qpos.copy())
-            try:
-                obs = env.step(command)
-            except InvalidCommand as exc:
-                stopped = f"step {len(visited) - 1}: {exc}"
-                obs = env.step(env.last_command)
-                break  # the rest of this chunk is dropped with it
-        chunk_index += 1
+            if scheduler.should_request(tick):
+                scheduler.mark_requested(tick)
+                chunk = np.asarray(act(obs.images, obs.qpos, env.task.description, chunk_index), dtype=np.float64)
+                if chunk.ndim != 2 or chunk.shape[1] != expert.shape[1]:
+                    raise ValueError(f"the policy returned a chunk of shape {chunk.shape}: "
+                                     f"expected (N, {expert.shape[1]})")
+                scheduler.on_chunk(Chunk(chunk, obs_tick=tick, index=chunk_index), tick)
+                chunk_index += 1
+            target = scheduler.action_for(tick)
+        visited.append(obs.qpos.copy())
+        if target is None:  # as on the robot: after a refused command (or with no row) the arms hold
+            obs = env.step(env.last_command)
+            continue
+        try:
+            obs = env.step(target)
+        except InvalidCommand as exc:
+            stopped = f"step {tick}: {exc}"
+            obs = env.step(env.last_command)
     q = np.asarray(visited)
     own_by_joint = np.abs(q - expert[:steps])
     spread_by_joint = np.mean([np.abs(expert[:steps] - ref[:steps]) for ref in references], axis=0)
@@ -152,14 +162,13 @@ def policy_act_fn(policy, *, action_steps: int | None, smoothing_window: int = 0
     return act
 
 
-def node_smoothing_window() -> int:
-    """The policy node's ``smoothing_window`` from aloha_bringup's config/policy.yaml: what the closed loop runs."""
+def node_parameters() -> dict:
+    """The policy node's parameters in aloha_bringup's config/policy.yaml: what the closed loop runs."""
     import yaml
     from ament_index_python.packages import get_package_share_directory
 
     path = Path(get_package_share_directory("aloha_bringup")) / "config" / "policy.yaml"
-    params = yaml.safe_load(path.read_text())["/**/policy_node"]["ros__parameters"]
-    return int(params.get("smoothing_window", 0))
+    return yaml.safe_load(path.read_text())["/**/policy_node"]["ros__parameters"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--smoothing-window", type=int, default=None,
                         help="moving average over each chunk's rows, 0 = off (default: the policy node's, "
                              "config/policy.yaml)")
+    parser.add_argument("--temporal-ensemble-coeff", type=float, default=None,
+                        help="ACT temporal ensembling over the chunks covering each step, weights exp(-coeff * i) "
+                             "from the oldest; < 0 = off (default: the policy node's, config/policy.yaml). Pair it "
+                             "with a short --execute-steps, e.g. 10")
     parser.add_argument("--image-size", type=parse_image_size, default=None,
                         help="HEIGHTxWIDTH rendered (default: the camera size the checkpoint was trained on)")
     parser.add_argument("--max-steps", type=int, default=None, help="truncate episodes (default: the task's length)")
@@ -196,20 +209,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device,
                                           camera_hw="layout" if image_size is None else image_size)
-    smoothing_window = node_smoothing_window() if args.smoothing_window is None else args.smoothing_window
+    node = node_parameters()
+    smoothing_window = int(node.get("smoothing_window", 0)) if args.smoothing_window is None else args.smoothing_window
+    coeff = float(node.get("temporal_ensemble_coeff", -1.0)) if args.temporal_ensemble_coeff is None \
+        else args.temporal_ensemble_coeff
+    ensemble = coeff if coeff >= 0.0 else None  # the node's convention: negative = off
     act = policy_act_fn(policy, action_steps=args.action_steps, smoothing_window=smoothing_window)
     episodes = []
     with AlohaSimEnv(args.task, image_size=image_size or tuple(policy.layout.camera_hw)) as env:
         references = [expert_trajectory(env, REFERENCE_SEED_START + i) for i in range(args.reference_seeds)]
         for seed in tqdm(args.seeds, desc=f"{args.task} episodes", unit="ep", file=sys.stderr):
             episodes.append(track_episode(env, act, seed, expert_trajectory(env, seed), references,
-                                          execute_steps=args.execute_steps, max_steps=args.max_steps))
+                                          execute_steps=args.execute_steps, max_steps=args.max_steps,
+                                          temporal_ensemble_coeff=ensemble))
     length = max(len(e["own"]) for e in episodes)
     times = list(range(args.every - 1, length, args.every))
     summary = summarise(episodes, times)
     summary.update(checkpoint=str(args.checkpoint), task=args.task, execute_steps=args.execute_steps,
-                   smoothing_window=smoothing_window)
-    print(f"{args.task}, {len(episodes)} seeds, smoothing window {smoothing_window}, "
+                   smoothing_window=smoothing_window, temporal_ensemble_coeff=ensemble)
+    print(f"{args.task}, {len(episodes)} seeds, {args.execute_steps} steps per chunk, smoothing window "
+          f"{smoothing_window}, temporal ensembling {'off' if ensemble is None else ensemble}, "
           f"mean stage score {summary['mean_stage_score']:.1f}, "
           f"{summary['stopped_episodes']} stopped by a refused command (the arms then hold)")
     print("step   own rad  others rad  spread rad  own closer")
