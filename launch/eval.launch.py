@@ -40,6 +40,11 @@ def generate_launch_description():
                               description="sim camera width (driver policy: the checkpoint's training size)"),
         DeclareLaunchArgument("execute_steps", default_value="0",
                               description="policy node: chunk steps executed before the next chunk (0: the checkpoint's)"),
+        DeclareLaunchArgument("policy_params",
+                              default_value=PathJoinSubstitution([FindPackageShare("aloha_bringup"), "config",
+                                                                  "policy.yaml"]),
+                              description="policy node: a parameters file applied over config/policy.yaml, e.g. "
+                                          "config/policy_ensemble.yaml (the arguments here still win)"),
         DeclareLaunchArgument("checkpoint",
                               default_value=PathJoinSubstitution([FindPackageShare("cosmos_policy_ros"),
                                                                   "checkpoints", "aloha_sim_default"]),
@@ -86,6 +91,7 @@ def generate_launch_description():
         output="screen",
         parameters=[
             PathJoinSubstitution([share, "config", "policy.yaml"]),
+            LaunchConfiguration("policy_params"),
             {"checkpoint": LaunchConfiguration("checkpoint"),
              "planning_checkpoint": LaunchConfiguration("planning_checkpoint"),
              "device": LaunchConfiguration("device"), "execute_steps": LaunchConfiguration("execute_steps"),

@@ -59,6 +59,33 @@ def test_eval_launch_passes_denoising_steps_to_the_goals():
     assert argv[argv.index("--action-steps") + 1] == "10"
 
 
+@pytest.mark.parametrize("name", ["eval.launch.py", "policy.launch.py"])
+def test_a_policy_params_file_goes_over_the_node_yaml_and_under_the_arguments(name):
+    nodes, _ = evaluate(name, policy_params="/tmp/overrides.yaml", checkpoint="runs/x")
+    argv = next(n for n in nodes if n.label == "policy_node").argv
+    files = [argv[i + 1] for i, a in enumerate(argv) if a == "--params-file"]
+    assert len(files) == 2 and files[0].endswith("aloha_bringup/config/policy.yaml")
+    assert files[1] == "/tmp/overrides.yaml"
+    assert argv.index("/tmp/overrides.yaml") < argv.index("checkpoint:=runs/x")  # a later entry wins
+    nodes, _ = evaluate(name)  # by default the node YAML again: nothing changes
+    argv = next(n for n in nodes if n.label == "policy_node").argv
+    files = [argv[i + 1] for i, a in enumerate(argv) if a == "--params-file"]
+    assert files[0] == files[1]
+
+
+def test_the_shipped_parameter_overlays_set_only_parameters_the_node_has():
+    """rclpy ignores a YAML key the node never declares: a typo in an overlay would silently change nothing."""
+    import yaml
+
+    def params(path):
+        return yaml.safe_load(path.read_text())["/**/policy_node"]["ros__parameters"]
+
+    known = set(params(ROOT / "config" / "policy.yaml"))
+    overlay = params(ROOT / "config" / "policy_ensemble.yaml")
+    assert overlay and set(overlay) <= known
+    assert overlay["temporal_ensemble_coeff"] >= 0.0  # on (the node: negative = off)
+
+
 def test_policy_launch_runs_planning_episodes_when_asked():
     nodes, _ = evaluate("policy.launch.py", planning_checkpoint="runs/planning", policy_mode="planning",
                         num_candidates=4)
