@@ -254,7 +254,8 @@ class PolicyNode(Node):
             f"policy ready: {self.backend.description}; warm-up chunk latency {latency_s * 1000:.0f} ms; "
             f"{control_hz:.0f} Hz, {self.execute_steps} of {self.backend.chunk_length} steps per chunk, "
             f"{self.default_action_steps} action steps, prefetch {'on' if self.prefetch else 'off'}, "
-            f"clock {self.clock_mode}")
+            f"smoothing window {self.smoothing_window}, temporal ensembling "
+            f"{'off' if self.ensemble_coeff is None else self.ensemble_coeff}, clock {self.clock_mode}")
 
     # ---- set-up helpers ----
     def _param(self, name, default, description, *, choices=None, minimum=None, maximum=None):
