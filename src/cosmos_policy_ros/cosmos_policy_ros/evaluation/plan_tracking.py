@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from aloha_sim.demos_cli import parse_image_size
+from cosmos_policy_ros.chunk_scheduler import Chunk, ChunkScheduler, smooth_rows
 
 # act(images, qpos, task_text, chunk_index) -> (N, 14) joint targets
 ActFn = Callable[[dict[str, np.ndarray], np.ndarray, str, int], np.ndarray]
@@ -75,7 +76,6 @@ def track_episode(env, act: ActFn, seed: int, expert: np.ndarray, references: Se
     prefetch: a chunk is asked for when the previous one has run ``execute_steps`` rows), with ACT temporal
     ensembling over every chunk that covers a tick when ``temporal_ensemble_coeff`` is set."""
     from aloha_contract.validation import InvalidCommand
-    from cosmos_policy_ros.chunk_scheduler import Chunk, ChunkScheduler
 
     steps = min(env.episode_steps, len(expert), *(len(r) for r in references))
     if max_steps is not None:
@@ -153,8 +153,6 @@ def parse_seeds(text: str) -> list[int]:
 def policy_act_fn(policy, *, action_steps: int | None, smoothing_window: int = 0) -> ActFn:
     """The policy's chunk, in robot units, with the node's moving average over ``smoothing_window`` rows (0: as
     returned); chunk i is sampled with seed i, so that a rerun repeats itself."""
-    from cosmos_policy_ros.chunk_scheduler import smooth_rows
-
     def act(images, qpos, text, chunk_index):
         chunk = policy.act({"images": images, "proprio": qpos, "task": text}, num_steps=action_steps,
                            seed=chunk_index).actions
