@@ -207,10 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     policy = CosmosPolicy.from_checkpoint(args.checkpoint, device=args.device,
                                           camera_hw="layout" if image_size is None else image_size)
-    node = node_parameters()
-    smoothing_window = int(node.get("smoothing_window", 0)) if args.smoothing_window is None else args.smoothing_window
-    coeff = float(node.get("temporal_ensemble_coeff", -1.0)) if args.temporal_ensemble_coeff is None \
-        else args.temporal_ensemble_coeff
+    node = node_parameters()  # what the options leave unset is the closed loop's setting
+    smoothing_window = int(node["smoothing_window"] if args.smoothing_window is None else args.smoothing_window)
+    coeff = float(node["temporal_ensemble_coeff"] if args.temporal_ensemble_coeff is None
+                  else args.temporal_ensemble_coeff)
     ensemble = coeff if coeff >= 0.0 else None  # the node's convention: negative = off
     act = policy_act_fn(policy, action_steps=args.action_steps, smoothing_window=smoothing_window)
     episodes = []
