@@ -210,7 +210,8 @@ def test_policy_driver_stops_at_a_rejected_goal(fake_sim_and_policy, tmp_path):
 def test_policy_driver_with_the_policy_node_through_the_sim(start_node, tmp_path):
     """The real policy node (with its hold test double instead of a model) in lockstep with the real sim."""
     sim = start_node("aloha_sim", "sim_node", params=SMALL_LOCKSTEP)
-    policy = start_node("cosmos_policy_ros", "policy_node", params={"fake_policy": "hold", "clock_mode": "lockstep"})
+    policy = start_node("cosmos_policy_ros", "policy_node", params={"fake_policy": "hold", "clock_mode": "lockstep",
+                                                                     "execute_steps": 25, "smoothing_window": 5})
     out = tmp_path / "policy.json"
     proc = aloha_eval("--driver", "policy", "--task", "transfer_cube", "--episodes", "1", "--max-steps", "100",
                       "--out", str(out), "--no-plot")
@@ -221,6 +222,10 @@ def test_policy_driver_with_the_policy_node_through_the_sim(start_node, tmp_path
     assert (episode["status"], episode["end_reason"], episode["steps"]) == ("completed", "max_steps", 100)
     assert episode["stage_score"] == 0.0 and len(episode["tick_period_ms"]) > 0
     assert report["tasks"]["transfer_cube"]["timing"]["chunk_latency_ms"]["n"] == episode["chunks"] > 0
+    # the node's own parameters, read over ROS: what made these episodes beside the goal options
+    node = report["config"]["policy_node"]
+    assert (node["fake_policy"], node["execute_steps"], node["smoothing_window"]) == ("hold", 25, 5)
+    assert node["temporal_ensemble_coeff"] < 0 and "policy node /policy_node: checkpoint" in proc.output
 
 
 def evaluate_eval_launch(**overrides):

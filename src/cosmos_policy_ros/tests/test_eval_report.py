@@ -236,3 +236,43 @@ def test_resumable_records_keep_the_finished_episodes_of_the_same_evaluation():
         with pytest.raises(ReportError, match="cannot resume a different evaluation") as err:
             resumable_records(report, **{**same, **change}, path="eval/p.json")
         assert named in str(err.value) and str(err.value).startswith("eval/p.json")
+
+
+NODE = {"checkpoint": "/ckpt/small", "execute_steps": 0, "smoothing_window": 9, "temporal_ensemble_coeff": -1.0,
+        "use_sim_time": True}
+
+
+def test_a_resumed_evaluation_refuses_other_policy_node_settings():
+    """Chunk execution is the node's, not the goal's: a resumed report must not mix two settings."""
+    report = make_report(label="small", scores=(100.0, 0.0))
+    report["config"] = {"mode": "direct", "policy_node": NODE}
+    same = dict(driver="policy", label="small", clock="lockstep", tasks=["transfer_cube"], seeds=range(1000, 1050),
+                config={"mode": "direct"})
+    assert len(resumable_records(report, **same, policy_node={**NODE, "use_sim_time": False})) == 2  # not a setting
+    assert len(resumable_records(report, **same, policy_node=None)) == 2  # could not be read: no evidence
+    ensembling = {**NODE, "execute_steps": 10, "temporal_ensemble_coeff": 0.01}
+    with pytest.raises(ReportError, match="cannot resume a different evaluation") as err:
+        resumable_records(report, **same, policy_node=ensembling)
+    assert "policy node execute_steps 0 (this run: 10)" in str(err.value)
+    assert "policy node temporal_ensemble_coeff -1.0 (this run: 0.01)" in str(err.value)
+    with pytest.raises(ReportError, match="policy node checkpoint '/ckpt/small' \\(this run: unset\\)"):
+        resumable_records(report, **same, policy_node={k: v for k, v in NODE.items() if k != "checkpoint"})
+
+
+def test_merged_tables_show_chunk_execution_and_refuse_to_join_two_settings():
+    plain = make_report("policy", label="small", tasks=("transfer_cube",))
+    plain["config"] = {"policy_node": NODE}
+    ensembled = make_report("policy", label="small te10", tasks=("transfer_cube",))
+    ensembled["config"] = {"policy_node": {**NODE, "execute_steps": 10, "temporal_ensemble_coeff": 0.01}}
+    scripted = make_report("scripted", timing=False)
+    lines = merge_table([plain, ensembled, scripted]).splitlines()
+    assert ("|  | policy node | execute_steps 0, smoothing_window 9, temporal_ensemble_coeff -1.0 | "
+            "execute_steps 10, smoothing_window 9, temporal_ensemble_coeff 0.01 | - |") in lines
+    assert not any("policy node |" in line for line in merge_table([scripted]).splitlines())
+    # one label over disjoint tasks joins into a column only when the node ran alike
+    insertion = make_report("policy", label="small", tasks=("insertion",))
+    insertion["config"] = {"policy_node": {**NODE, "execute_steps": 10}}
+    with pytest.raises(ReportError, match="labelled 'small' ran different policy node settings"):
+        merge_table([plain, insertion])
+    insertion["config"]["policy_node"] = NODE
+    assert "| insertion | success | 1/2 (50%) |" in merge_table([plain, insertion])

@@ -229,6 +229,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
         scripted_plan,
         task_levels,
     )
+    from .node_settings import policy_node_settings, settings_summary
 
     # our own Ctrl-C handling: the context must stay up to cancel the running goal. Ctrl-C must reach us even
     # when the parent started us with SIGINT ignored (a background job: `launch ... &` under a script)
@@ -244,6 +245,7 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
     line = ProgressLine()
     records, exit_code, driver, clock = [], 0, None, args.clock
     resumed = 0  # episodes kept from an earlier run (--resume)
+    node_settings = None  # the policy node's parameters, read over ROS (driver policy)
     t_start = time.monotonic()
 
     def report_so_far(in_progress: bool) -> dict:
@@ -251,6 +253,8 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
         config["interrupted"] = exit_code == EXIT_INTERRUPTED
         config["in_progress"] = in_progress  # written after every episode: a killed run keeps what it did
         config["resumed_episodes"] = resumed
+        if args.driver == "policy":
+            config["policy_node"] = node_settings
         return build_report(args.driver, sorted(records, key=lambda r: r.seed), tasks=args.tasks,
                             levels_by_task={t: task_levels(t) for t in args.tasks}, clock=clock, label=label,
                             config=config, nominal_period_ms=contract.control_period_s * 1e3)
@@ -267,12 +271,6 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
             return exit_code
         if clock == "auto":
             clock = detect_clock_mode(node, contract)
-        if args.resume and out.exists():
-            kept = resumable_records(load_report(out), driver=args.driver, label=label, clock=clock,
-                                     tasks=args.tasks, seeds=range(args.seed_start, args.seed_start + args.episodes),
-                                     config={key: getattr(args, key) for key in RESUME_KEYS}, path=out)
-            records, resumed = kept, len(kept)
-            line.print(f"resuming {out}: {resumed} finished episodes kept")
         if args.driver == "policy":
             client = RunPolicyClient(node, contract)
             line.print(f"waiting for the policy node's action server {client.action_name} ...")
@@ -287,6 +285,13 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
                                                 "num_candidates": args.num_candidates,
                                                 "action_steps": args.action_steps},
                                   episode_timeout_s=args.episode_timeout or None)
+            node_settings, where = policy_node_settings(node, client.action_name)
+            if node_settings is None:
+                node.get_logger().warning(f"cannot read the policy node's parameters ({where}): the report will "
+                                          f"not record its checkpoint and chunk execution settings")
+            else:
+                line.print(f"policy node {where}: checkpoint {node_settings.get('checkpoint', '?')!r}"
+                           + (f", {settings_summary(node_settings)}" if settings_summary(node_settings) else ""))
             if not driver.wait_until_subscribed():
                 node.get_logger().warning("the policy node does not subscribe to the joint state and cameras yet: "
                                           "the first episodes may fault")
@@ -294,6 +299,13 @@ def run_eval(args: argparse.Namespace, argv: list[str]) -> int:
             make_plan = scripted_plan(contract) if args.driver == "scripted" else replay_plan(actions)
             driver = PlanDriver(args.driver, node, contract, sim, PlanStreamer(node, contract, clock), make_plan,
                                 episode_timeout_s=args.episode_timeout or None)
+        if args.resume and out.exists():
+            kept = resumable_records(load_report(out), driver=args.driver, label=label, clock=clock,
+                                     tasks=args.tasks, seeds=range(args.seed_start, args.seed_start + args.episodes),
+                                     config={key: getattr(args, key) for key in RESUME_KEYS}, path=out,
+                                     policy_node=node_settings)
+            records, resumed = kept, len(kept)
+            line.print(f"resuming {out}: {resumed} finished episodes kept")
         done = {(r.task, r.seed) for r in records}
         todo = [(task, seed) for task in args.tasks for seed in range(args.seed_start, args.seed_start + args.episodes)
                 if (task, seed) not in done]

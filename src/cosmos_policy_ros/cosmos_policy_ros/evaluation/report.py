@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .node_settings import settings_differences, settings_summary
+
 REPORT_FORMAT = "aloha_eval/1"
 FAILED_STATUSES = ("fault", "rejected", "no_server", "timed_out", "lost", "reset_failed")
 NOMINAL_PERIOD_MS = 20.0
@@ -210,12 +212,13 @@ KEPT_STATUSES = ("completed", "refused")
 
 
 def resumable_records(report: Mapping[str, Any], *, driver: str, label: str, clock: str, tasks: Sequence[str],
-                      seeds: range, config: Mapping[str, Any], path: str | os.PathLike[str] = "the report"
-                      ) -> list[EpisodeRecord]:
+                      seeds: range, config: Mapping[str, Any], path: str | os.PathLike[str] = "the report",
+                      policy_node: Mapping[str, Any] | None = None) -> list[EpisodeRecord]:
     """The finished episodes of an earlier run of the same evaluation, which a resumed run keeps and skips.
 
     "The same evaluation" is the same driver, label (which names the checkpoint in a results table), clock and
-    goal options, over seeds within this run's `seeds`; anything else raises :class:`ReportError` naming the
+    goal options, and the same policy node parameters where both runs could read them (`policy_node`), over
+    seeds within this run's `seeds`; anything else raises :class:`ReportError` naming the
     difference, and the report is left as it is. Only episodes that ran to their end are kept (KEPT_STATUSES):
     a failed, cancelled or preempted one is tried again.
     """
@@ -224,6 +227,8 @@ def resumable_records(report: Mapping[str, Any], *, driver: str, label: str, clo
         ("driver", report.get("driver"), driver), ("label", report.get("label"), label),
         ("clock", report.get("clock"), clock),
         *((key, old[key], config.get(key)) for key in RESUME_KEYS if key in old)) if theirs != mine]
+    if old.get("policy_node") and policy_node:
+        differences += settings_differences(old["policy_node"], policy_node)
     others = sorted(set(report["tasks"]) - set(tasks))
     if others:
         differences.append(f"tasks {others} that this run (--tasks {','.join(tasks)}) would drop")
@@ -348,6 +353,11 @@ def _unique_labels(reports: Sequence[Mapping[str, Any]]) -> list[str]:
     return labels
 
 
+def node_settings_of(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The policy node's parameters a report recorded (None: not a policy run, or a report older than them)."""
+    return (report.get("config") or {}).get("policy_node")
+
+
 def combine_by_label(reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Reports with the same label and disjoint tasks (e.g. one run per task) become one column; the timing
     kept is the first report's that has one."""
@@ -359,6 +369,10 @@ def combine_by_label(reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         if into is None:
             combined.append({**r, "tasks": dict(r["tasks"]), "overall": dict(r["overall"])})
             continue
+        theirs, mine = node_settings_of(into), node_settings_of(r)
+        if theirs and mine and settings_differences(theirs, mine):
+            raise ReportError(f"reports labelled {label!r} ran different policy node settings "
+                              f"({'; '.join(settings_differences(theirs, mine))}): give them different labels")
         into["tasks"].update(r["tasks"])
         if into["overall"].get("timing") is None:
             into["overall"]["timing"] = r["overall"].get("timing")
@@ -413,6 +427,9 @@ def merge_table(reports: Sequence[Mapping[str, Any]]) -> str:
         for i, (name, cell) in enumerate(metrics):
             lines.append(row([task if i == 0 else "", name, *(cell(s) if s else "-" for s in summaries)]))
     lines.append(row(["", "clock / seeds", *(f"{r['clock']} / {seed_range(r)}" for r in reports)]))
+    shown = [settings_summary(node_settings_of(r)) for r in reports]
+    if any(shown):
+        lines.append(row(["", "policy node", *(s or "-" for s in shown)]))
 
     timed = [(label, r["overall"]["timing"]) for label, r in zip(labels, reports) if r["overall"]["timing"]]
     if timed:
