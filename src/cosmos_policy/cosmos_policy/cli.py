@@ -173,6 +173,10 @@ def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sam
     p.add_argument("--action-loss-weight", type=float, default=d.action_loss_weight,
                    help="weight of the action frame's error in the loss (not the release: 1); the action is one of "
                         "the six frames a policy sample predicts")
+    p.add_argument("--extra-pos-embed", choices=["learnable"], default=None,
+                   help="add Predict1's learnable absolute position embedding to the DiT (not the release: RoPE "
+                        "only, whose values do not say where a token is); with --init-checkpoint it starts at zero "
+                        "beside the trained weights. Pass it again on --resume")
     p.add_argument("--value-conditioning", default=d.value_conditioning, choices=VALUE_CONDITIONINGS,
                    help="value objective: V(s, a, s') (base run) or next_state = V(s'), current state and action "
                         "masked, as the release trains its planning model. Default %(default)s")
@@ -441,7 +445,7 @@ def cmd_train(args) -> int:
     from .data.statistics import load_statistics, statistics_from_dict
     from .data.text import TextEmbeddingCache, build_text_cache
     from .diffusion import CosmosPolicyModel
-    from .networks import load_vae_from_diffusers
+    from .networks import add_learnable_position_embedding, load_vae_from_diffusers
     from .planning_finetune import mix_config
     from .train import Trainer, init_distributed
     from .vae_pretrain import read_vae_camera_crops, read_vae_frames
@@ -467,6 +471,11 @@ def cmd_train(args) -> int:
             text_cache.update(loaded.text_cache)
         vae_base_dir = loaded.config.get("vae_base_dir")
         log.info("fine-tuning from %s (its statistics and text embeddings are kept)", args.init_checkpoint)
+        if args.extra_pos_embed is not None and network.extra_pos_embed is None:
+            model.dit = add_learnable_position_embedding(model.dit, network)
+            network = model.network_config = dataclasses.replace(network, extra_pos_embed=args.extra_pos_embed)
+            log.info("added a %s position embedding (zero at the start) to the DiT of %s", args.extra_pos_embed,
+                     args.init_checkpoint)
     else:
         network = NetworkConfig.preset_config(args.network)
         layout = _layout_with_crops(load_layout(args.layout), args.camera_crop)
@@ -499,8 +508,17 @@ def cmd_train(args) -> int:
                 raise UsageError(f"--resume {args.out}: that run fed its VAE the frames as {saved!r}, this one would "
                                  f"feed them {network.vae_frames!r} (a pretrain-vae VAE is now fed frame by frame), "
                                  f"which changes every input of the trained network; start a new --out")
+        if args.extra_pos_embed is not None:
+            network = dataclasses.replace(network, extra_pos_embed=args.extra_pos_embed)
         model = CosmosPolicyModel(network, layout, base_dir=args.base_dir, vae=vae)
         raw_stats = None
+    if args.resume and (args.out / CONFIG_FILE).is_file():
+        saved_embed = read_checkpoint_config(args.out).get("network", {}).get("extra_pos_embed")
+        if saved_embed != network.extra_pos_embed:
+            fix = (f"pass --extra-pos-embed {saved_embed}" if saved_embed
+                   else "drop --extra-pos-embed (or start a new --out)")
+            raise UsageError(f"--resume {args.out}: that run's DiT has extra_pos_embed {saved_embed!r}, this one "
+                             f"would have {network.extra_pos_embed!r}: {fix}")
     if args.resume and (args.out / STATISTICS_FILE).is_file():
         raw_stats = json.loads((args.out / STATISTICS_FILE).read_text())
     if args.resume and (args.out / TEXT_FILE).is_file():

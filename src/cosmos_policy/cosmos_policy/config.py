@@ -16,6 +16,7 @@ INJECTED_KINDS = ("proprio", "action", "future_proprio", "value")
 # sequence through the causal VAE in one pass, each slot 4 repeated pixel frames; "per_frame" encodes each
 # slot as its own one-frame video, the only input `pretrain-vae` trains a CPU preset's VAE on.
 VAE_FRAME_MODES = ("video", "per_frame")
+EXTRA_POS_EMBEDS = (None, "learnable")
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,20 @@ class NetworkConfig:
     # pretrained on single frames has untrained temporal layers: measured through them ("video"), two start
     # frames that differ only in the cube's place gave latents 19x closer than encoded alone.
     vae_frames: str = "video"
+    # None (Predict2, the release: RoPE only) or "learnable" (Predict1's absolute embedding per axis, added
+    # at every block; diffusers' extra_pos_embed_type). RoPE rotates queries and keys, never values: a token
+    # can find the cube's token but reads back what it holds, not where it is. The release's 2B recovers
+    # positions through a pretrained video model and a large token grid; the small preset's 4 x 4 grid per
+    # frame, trained from scratch, gave first chunks no closer to the scene's than the mean chunk although a
+    # linear probe reads the layout from the same latents (benchmarks/scene_probe.py, docs/results.md).
+    extra_pos_embed: str | None = None
 
     def __post_init__(self) -> None:
         if self.vae_frames not in VAE_FRAME_MODES:
             raise ValueError(f"network vae_frames={self.vae_frames!r}: expected one of {', '.join(VAE_FRAME_MODES)}")
+        if self.extra_pos_embed not in EXTRA_POS_EMBEDS:
+            raise ValueError(f"network extra_pos_embed={self.extra_pos_embed!r}: expected one of "
+                             f"{', '.join(map(str, EXTRA_POS_EMBEDS))}")
 
     @property
     def latent_channels(self) -> int:

@@ -10,6 +10,7 @@ identical to the native network and to a diffusers checkpoint built with `concat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,9 @@ def _diffusers():
     return CosmosTransformer3DModel, AutoencoderKLWan
 
 
+POS_EMBED_EPS = 1.0
+
+
 def build_transformer(config: NetworkConfig) -> nn.Module:
     """Randomly initialised CosmosTransformer3DModel for `config` (padding-mask channel built in)."""
     CosmosTransformer3DModel, _ = _diffusers()
@@ -58,10 +62,30 @@ def build_transformer(config: NetworkConfig) -> nn.Module:
         patch_size=tuple(config.patch_size),
         rope_scale=tuple(config.rope_scale),
         concat_padding_mask=False,
-        extra_pos_embed_type=None,
+        extra_pos_embed_type=config.extra_pos_embed,
     )
     set_qk_norm_eps(model, config.qk_norm_eps)
+    if model.learnable_pos_embed is not None:
+        # diffusers returns emb / (eps + rms(emb)) with eps 1e-6: from its zero start the first optimiser step
+        # jumps every token's embedding to rms 1, which threw a trained small DiT's loss from 0.3 to 13. With
+        # eps 1 it grows as rms / (1 + rms): zero at first, so a fine-tune starts from the network it loaded.
+        model.learnable_pos_embed.eps = POS_EMBED_EPS
     return model
+
+
+def add_learnable_position_embedding(transformer: nn.Module, config: NetworkConfig) -> nn.Module:
+    """A copy of `transformer` (built for `config` without an extra position embedding) with Predict1's
+    learnable absolute one added, every trained weight kept. The new embedding starts at zero, as diffusers
+    initialises it: the network computes what it did until the first optimiser step."""
+    if config.extra_pos_embed is not None:
+        raise ValueError(f"network extra_pos_embed={config.extra_pos_embed!r}: the transformer already has one")
+    target = dataclasses.replace(config, extra_pos_embed="learnable")
+    grown = build_transformer(target).to(next(transformer.parameters()).device)
+    state = transformer.state_dict()
+    missing, unexpected = grown.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("learnable_pos_embed.") for k in missing):
+        raise ValueError(f"adding a position embedding: unexpected weights {unexpected[:4]}, missing {missing[:4]}")
+    return grown
 
 
 def set_qk_norm_eps(transformer: nn.Module, eps: float) -> None:

@@ -589,6 +589,7 @@ class Trainer:
                 "network": self.model.network_config.to_dict(), "vae": vae_fingerprint(self.model.vae)}
         if spec["network"]["vae_frames"] == "video":  # the default: caches saved before the option still match
             del spec["network"]["vae_frames"]
+        del spec["network"]["extra_pos_embed"]  # the DiT's alone: the latents do not depend on it
         if data.spec.camera_crops:  # only when set, so that caches saved before crops existed still match
             spec["camera_crops"] = [[cam, list(box)] for cam, box in data.spec.camera_crops]
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
