@@ -59,6 +59,16 @@ def mean_cv_error(y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
     return errors.mean(0)
 
 
+def augmented(policy, frames: dict, variant: str, generator: torch.Generator) -> torch.Tensor:
+    """(cameras, 3, h, w) in [-1, 1]: each camera's view as a training sample of it would look."""
+    from cosmos_policy.data.augment import augment_images, camera_view, frames_to_tensor, to_model_range
+
+    size = (policy.model.network_config.image_size_px,) * 2
+    views = [augment_images(frames_to_tensor(camera_view(frames[cam], policy.layout.crop_box(cam), size)), size,
+                            generator, variant) for cam in policy.layout.cameras]
+    return to_model_range(torch.stack(views))
+
+
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     from cosmos_policy.data.datasets import read_episode_record, task_from_path
@@ -70,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", default="49,99,149,199", help="expert action steps to predict (comma-separated)")
     p.add_argument("--policy-action-steps", type=int, default=10, help="denoising steps of the policy's chunk")
     p.add_argument("--max-episodes", type=int, default=0, help="at most this many episodes (0: all)")
+    p.add_argument("--augment", choices=["none", "weaker", "stronger"], default="none",
+                   help="probe latents of training-augmented frames (one draw per camera and episode) instead of "
+                        "the centre crop inference uses: how much of the layout survives the augmentation")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"need at least 10 episodes, got {len(files)}", file=sys.stderr)
         return 2
     slots = [layout.index("image", cam) for cam in layout.cameras]
+    generator = torch.Generator().manual_seed(0)
     features, targets, own = [], [], []
     for i, path in enumerate(files):
         record = read_episode_record(path, layout.cameras)
@@ -91,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                "task": str(record.attrs.get("task_description") or task_from_path(path))}
         prepared = policy.prepare(obs)
         images, proprio, _ = policy._to_device(prepared)
+        if args.augment != "none":
+            images = augmented(policy, obs["images"], args.augment, generator)[None].to(images.device)
         latents = policy.encode_observation(images, proprio)[0]
         features.append(torch.stack([latents[:, s] for s in slots]).flatten().cpu().numpy())
         targets.append(np.stack([record.actions[min(s, len(record.actions) - 1)] for s in steps]))
@@ -104,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     probe, alpha = ridge_cv_error(x, y)
     mean = mean_cv_error(y)
     joints = y.shape[1] // len(steps)
-    result = {"checkpoint": args.checkpoint, "episodes": len(files), "alpha": alpha, "steps": {}}
+    result = {"checkpoint": args.checkpoint, "episodes": len(files), "alpha": alpha, "augment": args.augment,
+              "steps": {}}
     print(f"{len(files)} episodes, latent features {x.shape[1]}, ridge alpha {alpha}; mean |error| rad per joint")
     for k, s in enumerate(steps):
         cols = slice(k * joints, (k + 1) * joints)

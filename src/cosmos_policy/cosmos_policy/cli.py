@@ -175,8 +175,9 @@ def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sam
                         "the six frames a policy sample predicts")
     p.add_argument("--extra-pos-embed", choices=["learnable"], default=None,
                    help="add Predict1's learnable absolute position embedding to the DiT (not the release: RoPE "
-                        "only, whose values do not say where a token is); with --init-checkpoint it starts at zero "
-                        "beside the trained weights. Pass it again on --resume")
+                        "only, whose values do not say where a token is). With --init-checkpoint it is added at zero "
+                        "and its first step makes it unit size: the loss jumps, then recovers. Pass it again on "
+                        "--resume")
     p.add_argument("--value-conditioning", default=d.value_conditioning, choices=VALUE_CONDITIONINGS,
                    help="value objective: V(s, a, s') (base run) or next_state = V(s'), current state and action "
                         "masked, as the release trains its planning model. Default %(default)s")

@@ -43,9 +43,6 @@ def _diffusers():
     return CosmosTransformer3DModel, AutoencoderKLWan
 
 
-POS_EMBED_EPS = 1.0
-
-
 def build_transformer(config: NetworkConfig) -> nn.Module:
     """Randomly initialised CosmosTransformer3DModel for `config` (padding-mask channel built in)."""
     CosmosTransformer3DModel, _ = _diffusers()
@@ -65,18 +62,16 @@ def build_transformer(config: NetworkConfig) -> nn.Module:
         extra_pos_embed_type=config.extra_pos_embed,
     )
     set_qk_norm_eps(model, config.qk_norm_eps)
-    if model.learnable_pos_embed is not None:
-        # diffusers returns emb / (eps + rms(emb)) with eps 1e-6: from its zero start the first optimiser step
-        # jumps every token's embedding to rms 1, which threw a trained small DiT's loss from 0.3 to 13. With
-        # eps 1 it grows as rms / (1 + rms): zero at first, so a fine-tune starts from the network it loaded.
-        model.learnable_pos_embed.eps = POS_EMBED_EPS
     return model
 
 
 def add_learnable_position_embedding(transformer: nn.Module, config: NetworkConfig) -> nn.Module:
     """A copy of `transformer` (built for `config` without an extra position embedding) with Predict1's
     learnable absolute one added, every trained weight kept. The new embedding starts at zero, as diffusers
-    initialises it: the network computes what it did until the first optimiser step."""
+    initialises it, so the copy computes what the original did; but diffusers returns emb / (1e-6 + rms(emb)),
+    so the first optimiser step sets every token's embedding to rms 1: a trained small DiT's loss jumped from
+    0.3 to 13 and was back under 1 after 250 steps. (With eps 1 it grew from zero instead, and 1,500 steps
+    left it at rms 0.003: no position to read. From scratch the jump costs nothing.)"""
     if config.extra_pos_embed is not None:
         raise ValueError(f"network extra_pos_embed={config.extra_pos_embed!r}: the transformer already has one")
     target = dataclasses.replace(config, extra_pos_embed="learnable")
