@@ -52,9 +52,10 @@ class NetworkConfig:
     # None (Predict2, the release: RoPE only) or "learnable" (Predict1's absolute embedding per axis, added
     # at every block; diffusers' extra_pos_embed_type). RoPE rotates queries and keys, never values: a token
     # can find the cube's token but reads back what it holds, not where it is. The release's 2B recovers
-    # positions through a pretrained video model and a large token grid; the small preset's 4 x 4 grid per
-    # frame, trained from scratch, gave first chunks no closer to the scene's than the mean chunk although a
-    # linear probe reads the layout from the same latents (benchmarks/scene_probe.py, docs/results.md).
+    # positions through a pretrained video model and a large token grid. Measured on the small preset's 4 x 4
+    # grid per frame (benchmarks/scene_probe.py, docs/results.md): with or without it, first chunks stay as
+    # far from the scene's as the mean chunk for 1,500 steps; without it, 6,000-12,000 steps on first
+    # observations alone read the layout better than a linear probe does. Training, not position, was missing.
     extra_pos_embed: str | None = None
 
     def __post_init__(self) -> None:
