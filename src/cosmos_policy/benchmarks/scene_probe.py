@@ -71,6 +71,7 @@ def augmented(policy, frames: dict, variant: str, generator: torch.Generator) ->
 
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
+    from cosmos_policy.data.augment import AUGMENT_VARIANTS
     from cosmos_policy.data.datasets import read_episode_record, task_from_path
     from cosmos_policy.policy import CosmosPolicy
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", default="49,99,149,199", help="expert action steps to predict (comma-separated)")
     p.add_argument("--policy-action-steps", type=int, default=10, help="denoising steps of the policy's chunk")
     p.add_argument("--max-episodes", type=int, default=0, help="at most this many episodes (0: all)")
-    p.add_argument("--augment", choices=["none", "weaker", "stronger"], default="none",
+    p.add_argument("--augment", choices=["none", *sorted(AUGMENT_VARIANTS)], default="none",
                    help="probe latents of training-augmented frames (one draw per camera and episode) instead of "
                         "the centre crop inference uses: how much of the layout survives the augmentation")
     p.add_argument("--json", type=Path, default=None)
