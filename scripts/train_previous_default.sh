@@ -6,7 +6,10 @@
 #
 #   ./scripts/train_previous_default.sh            # demos (if missing) -> train (resumes) -> export
 #   STEPS="4000 8000" TIME_LIMIT_MIN=... ./scripts/train_previous_default.sh
-#   START_FROM=checkpoints/aloha_sim_default OUT=runs/candidate CONTINUE_STEPS=4000 ./scripts/train_previous_default.sh
+#   START_FROM=runs/previous_default_export OUT=runs/candidate CONTINUE_STEPS=4000 ./scripts/train_previous_default.sh
+#
+# "The shipped checkpoint" below means the previous default, trained by this script's stage A (the
+# checkpoints/aloha_sim_default of 2026-12-02 to 2026-12-06).
 #
 # Stage 0, only with VAE=DIR (e.g. VAE=runs/vae_small): a frozen VAE pretrained on the demos' frames by
 #   `cosmos-policy pretrain-vae`, made once in DIR, which stage A then trains on. The shipped checkpoint
