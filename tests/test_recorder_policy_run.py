@@ -27,13 +27,16 @@ def test_policy_goal_is_recorded_with_its_task_and_seed(start_node, test_node, t
     # the reset publishes the first observation once: both the policy node and the recorder must hear it
     streams = [contract.topic("joint_states")] + [contract.camera_topic(cam) for cam in contract.cameras]
     assert wait_until(lambda: all(test_node.count_subscribers(t) >= 2 for t in streams), 30), recorder.output
-    # the recorder learns of a goal from the action's status topic: it must be matched before a 60-step lockstep
-    # goal (about a second) starts and ends (once in a CI run it was not, and nothing was recorded);
+    # the recorder learns of a goal from the action's status topic: it must be matched before the lockstep goal
+    # starts (once in a CI run it was not, and nothing was recorded);
     # its subscribers there: the recorder and this test's action client
     status_topic = contract.action("run_policy") + "/_action/status"
     assert wait_until(lambda: test_node.count_subscribers(status_topic) >= 2, 30), recorder.output
     description = reset_sim(test_node, contract, seed=1234).task_description
-    result = wait_result(send_goal(client, task=description, max_steps=60, seed=77)).result
+    # the recorder starts on the EXECUTING status, which a loaded machine may deliver after a lockstep burst's
+    # first ticks: a 60-step goal (about a second) once ended before the recorder heard of it, and the file had
+    # no rows. 250 steps leave ticks to record after any start-up delay shorter than the goal itself.
+    result = wait_result(send_goal(client, task=description, max_steps=250, seed=77)).result
     assert result.end_reason == RunPolicy.Result.END_MAX_STEPS, result.end_detail
     assert wait_until(lambda: len(list_episode_files(tmp_path)) == 1, 20), recorder.output
     with h5py.File(list_episode_files(tmp_path)[0]) as f:
