@@ -82,9 +82,11 @@ main() {  # one function called on the last line: an edit during a long run cann
         done
     fi
 
+    local whole_cycles="12000 18000"  # one LR cycle to 12,000, then a second to 18,000, as the shipped run was made
+    local whole_end=${whole_cycles##* }
     if has train_whole; then
         local target resume
-        for target in 12000 18000; do  # one cycle to 12,000, then a second to 18,000, as the shipped run was made
+        for target in $whole_cycles; do
             [ "$(current_step "$run_whole")" -ge "$target" ] && continue
             resume=()
             [ -f "$run_whole/trainer_state.json" ] && resume=(--resume)
@@ -95,12 +97,12 @@ main() {  # one function called on the last line: an edit during a long run cann
     fi
 
     if has export; then
-        [ "$(current_step "$run_whole")" -ge 18000 ] ||
-            { echo "export: $run_whole is at step $(current_step "$run_whole") of 18000; run the train stages first" >&2; exit 1; }
+        [ "$(current_step "$run_whole")" -ge "$whole_end" ] ||
+            { echo "export: $run_whole is at step $(current_step "$run_whole") of $whole_end; run the train stages first" >&2; exit 1; }
         mkdir -p "$out"
         cp "$run_whole"/{model.safetensors,config.json,dataset_statistics.json,text_embeddings.safetensors} "$out/"
         du -sh "$out"
-        echo "exported $run_whole (step 18000) to $out"
+        echo "exported $run_whole (step $whole_end) to $out"
     fi
 }
 
