@@ -44,6 +44,18 @@ main() {  # one function called on the last line: an edit during a long run cann
         [ -f "$1/trainer_state.json" ] || { echo 0; return; }
         python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1/trainer_state.json"
     }
+    train_cycles() {  # train_cycles(run folder, "step:cycle ...", train options...): each LR cycle to its step,
+        local run=$1 cycles=$2 target cycle resume  # resumed where the run stands, skipped once reached
+        shift 2
+        for target_cycle in $cycles; do
+            target=${target_cycle%:*} cycle=${target_cycle#*:}
+            [ "$(current_step "$run")" -ge "$target" ] && continue
+            resume=()
+            [ -f "$run/trainer_state.json" ] && resume=(--resume)
+            cosmos-policy train "${data[@]}" "${policy_only[@]}" "$@" \
+                --steps "$target" --lr-cycle-steps "$cycle" --out "$run" "${resume[@]}"
+        done
+    }
     record() {  # record(task, folder, episodes, first seed): resumes an interrupted recording
         local have
         have=$(find "$2" -name 'episode_*.hdf5' 2>/dev/null | wc -l || true)
@@ -69,31 +81,17 @@ main() {  # one function called on the last line: an edit during a long run cann
         cosmos-policy pretrain-vae "${vae_data[@]}" --init "$vae.detail" --out "$vae" --steps 600
     fi
 
-    if has train_first; then
-        local target cycle resume
-        for target_cycle in 1500:1500 3000:6000 6000:6000 9000:12000 12000:12000; do
-            target=${target_cycle%:*} cycle=${target_cycle#*:}
-            [ "$(current_step "$run_first")" -ge "$target" ] && continue
-            resume=()
-            [ -f "$run_first/trainer_state.json" ] && resume=(--resume)
-            cosmos-policy train "${data[@]}" "${policy_only[@]}" --vae-dir "$vae" --camera-crop "$crop" \
-                --start-prob 1.0 --start-steps 5 --sample-stride 5 --lr 5e-4 \
-                --steps "$target" --lr-cycle-steps "$cycle" --out "$run_first" "${resume[@]}"
-        done
+    if has train_first; then  # the LR cycles that were measured: 1,500 | 6,000 (to 6,000) | 12,000
+        train_cycles "$run_first" "1500:1500 3000:6000 6000:6000 9000:12000 12000:12000" \
+            --vae-dir "$vae" --camera-crop "$crop" --start-prob 1.0 --start-steps 5 --sample-stride 5 --lr 5e-4
     fi
 
-    local whole_cycles="12000 18000"  # one LR cycle to 12,000, then a second to 18,000, as the shipped run was made
-    local whole_end=${whole_cycles##* }
+    # one LR cycle to 12,000, then a second to 18,000, as the shipped run was made
+    local whole_cycles="12000:12000 18000:18000"
+    local whole_end=${whole_cycles##*:}
     if has train_whole; then
-        local target resume
-        for target in $whole_cycles; do
-            [ "$(current_step "$run_whole")" -ge "$target" ] && continue
-            resume=()
-            [ -f "$run_whole/trainer_state.json" ] && resume=(--resume)
-            cosmos-policy train "${data[@]}" "${policy_only[@]}" --init-checkpoint "$run_first" --camera-crop "$crop" \
-                --start-prob 0.5 --start-steps 150 --sample-stride 10 --lr 3e-4 \
-                --steps "$target" --lr-cycle-steps "$target" --out "$run_whole" "${resume[@]}"
-        done
+        train_cycles "$run_whole" "$whole_cycles" --init-checkpoint "$run_first" --camera-crop "$crop" \
+            --start-prob 0.5 --start-steps 150 --sample-stride 10 --lr 3e-4
     fi
 
     if has export; then
