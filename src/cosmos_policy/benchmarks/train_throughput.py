@@ -1,7 +1,7 @@
 """Training throughput and where the time goes: data item, frozen-VAE encode, DiT train step. Prints figures.
 
     python src/cosmos_policy/benchmarks/train_throughput.py [--network small] [--batch-size 16] [--steps 3]
-        [--threads 1] [--precision fp32|bf16] [--data data/demos_96x128/transfer_cube]
+        [--threads 1] [--precision fp32|bf16] [--compile] [--data data/demos_96x128/transfer_cube]
 
 Per sample: the data item (read + resize + augment; with --data, else not counted), the VAE encode of the
 whole latent sequence (batched), and one DiT training step (forward, backward, AdamW) on given latents.
@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed repetitions (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the DiT (inductor; on a CPU it needs a C++ compiler); compile time not timed")
     parser.add_argument("--data", help="an episode folder: also time the data items (read + augment)")
     args = parser.parse_args()
     if args.threads:
@@ -95,12 +97,15 @@ def main() -> None:
     torch.manual_seed(0)
     model = CosmosPolicyModel(network, layout).to(device)
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
+    if args.compile:
+        model.dit = torch.compile(model.dit)
     batch = random_batch(layout, network, args.batch_size, device)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext())
     b = args.batch_size
     params = sum(p.numel() for p in model.trainable_parameters())
     print(f"{args.network} ({params / 1e6:.2f} M DiT parameters) on {device}, {torch.get_num_threads()} thread(s), "
-          f"batch {b}, {args.precision}, layout {layout.name}, {network.image_size_px} px")
+          f"batch {b}, {args.precision}{', compiled' if args.compile else ''}, layout {layout.name}, "
+          f"{network.image_size_px} px")
 
     with torch.no_grad():
         latents = model.encode_batch(batch)

@@ -136,6 +136,9 @@ def _add_training_options(p, d, *, demo_sampling_prob: float | None, success_sam
     p.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
                    help="auto: bf16 autocast on GPU, fp32 on CPU")
     p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the DiT (needs a C++ compiler on a CPU; about a minute before the first "
+                        "step): with --precision bf16, training steps 1.2x faster on 2 CPU cores")
     p.add_argument("--distributed", default=d.distributed, choices=DISTRIBUTED_CHOICES,
                    help="under torchrun with WORLD_SIZE > 1")
     p.add_argument("--demo-sampling-prob", type=float, default=demo_sampling_prob,
@@ -405,8 +408,9 @@ def train_config_from_args(args):
                        weight_decay=args.weight_decay, grad_clip=args.grad_clip, warmup_steps=args.warmup_steps,
                        decay=args.decay, final_lr_ratio=args.final_lr_ratio, lr_cycle_steps=args.lr_cycle_steps,
                        precision=args.precision,
-                       activation_checkpointing=args.activation_checkpointing, distributed=args.distributed,
-                       save_every=args.save_every, save_every_s=args.save_every_s, log_every=args.log_every,
+                       activation_checkpointing=args.activation_checkpointing, compile=args.compile,
+                       distributed=args.distributed, save_every=args.save_every, save_every_s=args.save_every_s,
+                       log_every=args.log_every,
                        seed=args.seed, num_workers=args.num_workers, threads=args.threads,
                        cache_latents=args.cache_latents, latent_versions=args.latent_versions,
                        latent_cache_dtype=args.latent_cache_dtype, progress=not args.no_progress,

@@ -1,4 +1,5 @@
-"""Trainer options: activation checkpointing changes nothing numerically; accumulation and bf16 run."""
+"""Trainer options: activation checkpointing and torch.compile change nothing numerically (to float error);
+accumulation and bf16 run."""
 
 import dataclasses
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from data_synthetic import write_synthetic_episodes
+from safetensors.torch import load_file
 
 from cosmos_policy.config import NetworkConfig, load_layout
 from cosmos_policy.data.datasets import EpisodeDataset, SampleSpec, compute_dataset_statistics, load_episodes
@@ -42,6 +44,27 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
 
 
+def test_compiled_dit_trains_as_the_plain_one_and_saves_plain_names(tmp_path):
+    plain, a = _run(tmp_path, "plain")
+    compiled, b = _run(tmp_path, "compiled", compile=True)
+    assert compiled.model.dit._compiled_call_impl is not None  # the option reached the module
+    np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-4)
+    for x, y in zip(plain.model.dit.parameters(), compiled.model.dit.parameters()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+    # the checkpoint's tensor names are the uncompiled module's: it loads for inference and resumes as usual
+    assert b.checkpoint is not None
+    saved = load_file(str(b.checkpoint / "model.safetensors"))
+    assert not any("_orig_mod" in name for name in saved)
+    assert set(saved) == set(load_file(str(a.checkpoint / "model.safetensors")))
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr("cosmos_policy.train.shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match="--compile on a CPU needs a C\\+\\+ compiler.*without --compile"):
+        _run(tmp_path, "no_compiler", compile=True)
+    assert not (tmp_path / "no_compiler" / "ckpt").exists()
+
+
 def test_cached_latents_give_the_same_training(tmp_path, monkeypatch):
     # 4 steps of batch 2 over 6 items: the second pass takes its latents from the cache
     encoded = []
@@ -67,6 +90,9 @@ def test_gradient_accumulation_and_cpu_bf16_autocast_run(tmp_path):
     assert accumulated.final_step == 2 and np.all(np.isfinite(accumulated.loss_history))
     _, bf16 = _run(tmp_path, "bf16", precision="bf16")
     assert np.all(np.isfinite(bf16.loss_history))
+    # with cached latents too (the float16 cache is read under CPU autocast): 4 steps, the second pass cached
+    cached, bf16_cached = _run(tmp_path, "bf16_cached", augment=False, steps=4, precision="bf16", cache_latents=True)
+    assert len(cached.latent_cache.store) == 6 and np.all(np.isfinite(bf16_cached.loss_history))
 
 
 def test_step_sampler_positions_are_disjoint_across_ranks_and_resume_exactly():
