@@ -98,7 +98,7 @@ def main() -> None:
     model = CosmosPolicyModel(network, layout).to(device)
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
     if args.compile:
-        model.dit = torch.compile(model.dit)
+        model.dit.compile()  # in place, as the trainer's --compile
     batch = random_batch(layout, network, args.batch_size, device)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext())
     b = args.batch_size
