@@ -7,6 +7,8 @@
 #   RECIPE=fast ./scripts/train_default_checkpoint.sh   # the 90-minute recipe, 5,000 + 11,000 steps with the
 #       DiT compiled and bf16 autocast, into runs/fast_first, runs/fast_whole and runs/fast_export
 #   RECIPE=fast_fp32 ...   # the ninth session's 90-minute recipe (4,000 + 8,500 steps, fp32, not compiled)
+#   RECIPE=fast_scene ...  # the same 90 minutes split 9,000 + 7,500 steps (more on first observations); below
+#       replay on insertion as well (docs/results.md)
 #
 # The recipe is "scene first" (docs/results.md, "Reading the scene first"): the policies trained on whole
 # episodes never learned where the objects are, because the few samples where only the scene says where to
