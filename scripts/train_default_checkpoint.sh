@@ -23,8 +23,8 @@
 #   train_whole  that network fine-tuned on whole episodes (every 10th step), half of the draws from the first
 #                150 steps (the reach), policy objective, no augmentation, LR 3e-4, 12,000 steps x 16 in one
 #                cycle (~73 min), then a second cycle to 18,000 (~35 min alone: insertion's mean stage doubled)
-#                and a third to 24,000 (~35 min: the first insertion success, mean stages up on 3 of 4 task x
-#                seed-set cells).
+#                and a third to 24,000 (~35 min, estimated from the second's rate: the first insertion success,
+#                mean stages up on 3 of 4 task x seed-set cells).
 #   export       weights, config, statistics and text embeddings into $OUT (5.7 MB).
 # About 4 hours on 2 cores in all (the 90-minute budget of one training run is not met: see docs/results.md).
 # Not the release's recipe: the release trains every objective with "stronger" augmentation from the start;
