@@ -23,11 +23,11 @@
 #                warm restarts): ~320 passes over the 300 scenes (26.5 min). The network learns to read the layout.
 #   train_whole  that network fine-tuned on whole episodes (every 10th step), half of the draws from the first
 #                150 steps (the reach), policy objective, no augmentation, LR 3e-4, 12,000 steps x 8 in one
-#                cycle (building the latent cache as it goes), then a second cycle to 18,000.
+#                cycle (building the latent cache as it goes: ~37 min alone), then a second cycle to 18,000 (14 min).
 #   export       weights, config, statistics and text embeddings into $OUT (5.7 MB).
 # Batch 8, the DiT compiled (`--compile`, needs a C++ compiler) and bf16 autocast: the 30,000 steps of the
 # earlier 3.5-hour recipe in half the samples, within the 90 minutes asked of one training run with the VAE
-# (docs/results.md, "Batch 8").
+# (docs/results.md, "Batch 8"): about 77.5 minutes of training alone on 2 cores, 87.5 with the VAE.
 # Not the release's recipe: the release trains every objective with "stronger" augmentation from the start;
 # here augmentation halved the layout's signal in the latents and slowed learning it (docs/results.md).
 # Resumable: each stage is skipped once done; a training run saves every 5 minutes and continues exactly.
